@@ -1,0 +1,643 @@
+"""Tests of the plan renderers: plans built by hand, data in, text out.
+
+Outputs are compared exactly with golden files in `tests/golden/render/`. After a change of
+output that is meant, rewrite them and review the diff like any other code:
+
+    TYKSYNC_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render.py
+
+The tool version is replaced by `<version>` in golden files, so a release does not touch them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from tyksync import __version__
+from tyksync.plan import Action, DevRef, Plan, PlanWarning, PolicyRef, Scope
+from tyksync.render import (
+    FORMATS,
+    Format,
+    render,
+    render_json,
+    render_markdown,
+    render_text,
+    use_color,
+)
+
+GOLDEN = Path(__file__).parent / "golden" / "render"
+UPDATE = os.environ.get("TYKSYNC_UPDATE_GOLDEN") == "1"
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+OUR_CODES = {"\x1b[0m", "\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[33m"}
+
+# --- plans ------------------------------------------------------------------------------
+
+ALICE = DevRef("64c0a1a1a1a1a1a1a1a1a1a1", "alice@example.com")
+BOB = DevRef("64c0b0b0b0b0b0b0b0b0b0b0", "bob@example.com")
+DAVE = DevRef("64c0d0d0d0d0d0d0d0d0d0d0", "dave@example.com")
+ERIN = DevRef("64c0e0e0e0e0e0e0e0e0e0e0", "erin@example.com")
+GOLD = PolicyRef("64c0f0f0f0f0f0f0f0f0f001", "Gold")
+REPORTS = PolicyRef("64c0f0f0f0f0f0f0f0f0f002", "Reports")
+SILVER = PolicyRef("64c0f0f0f0f0f0f0f0f0f003", "Silver")
+SCOPE = Scope(
+    developer_ids=frozenset({ALICE.id, BOB.id, DAVE.id, ERIN.id}),
+    owners=frozenset({"payments-team"}),
+    policy_ids=frozenset({GOLD.id, REPORTS.id, SILVER.id}),
+)
+MANIFEST_DIGEST = "ab" * 32
+FINGERPRINT = "cd" * 32
+DASHBOARD = "https://dashboard.example.com"
+
+
+def make_plan(
+    actions: tuple[Action, ...] = (),
+    warnings: tuple[PlanWarning, ...] = (),
+    unmanaged: int = 0,
+    dashboard: str = DASHBOARD,
+) -> Plan:
+    return Plan(
+        actions=actions,
+        warnings=warnings,
+        unmanaged=unmanaged,
+        managed=len(actions),
+        scope=SCOPE,
+        manifest_digest=MANIFEST_DIGEST,
+        fingerprint=FINGERPRINT,
+        dashboard=dashboard,
+    )
+
+
+CREATE = Action(
+    action="create",
+    developer=ALICE,
+    policies=(GOLD, REPORTS),
+    reason="no live request for this identity",
+    approve=False,
+    fields={"ticket": "OPS-42"},
+    owner="payments-team",
+)
+APPROVE = Action(
+    action="approve",
+    developer=BOB,
+    policies=(SILVER,),
+    reason="pending, and the manifest says approved: true",
+    request_id="64c0c0c0c0c0c0c0c0c0c001",
+    approve=True,
+)
+REPLACE = Action(
+    action="replace",
+    developer=DAVE,
+    policies=(REPORTS,),
+    reason="fields differ: ticket OPS-9 -> OPS-10",
+    request_id="64c0c0c0c0c0c0c0c0c0c003",
+    approve=True,
+    fields={"ticket": "OPS-10"},
+    owner="payments-team",
+    declared_at="manifests/payments.yaml:14",
+)
+DELETE_APPROVED = Action(
+    action="delete",
+    developer=ERIN,
+    policies=(SILVER,),
+    reason="not declared by owner payments-team",
+    request_id="64c0c0c0c0c0c0c0c0c0c004",
+    owner="payments-team",
+    approved=True,
+)
+DELETE_LEGACY = Action(
+    action="delete",
+    developer=ERIN,
+    policies=(),
+    reason="legacy request of a developer listed with prune: developers",
+    request_id="64c0c0c0c0c0c0c0c0c0c005",
+)
+WARN_APPROVED = PlanWarning(
+    developer=BOB,
+    policies=(GOLD,),
+    message="approved on the Dashboard but approved: false in the manifest; "
+    "approval cannot be undone",
+    request_id="64c0c0c0c0c0c0c0c0c0c006",
+)
+WARN_REISSUE = PlanWarning(
+    developer=DAVE,
+    policies=(GOLD, SILVER),
+    message="approved with other fields; run with --reissue to replace it (issues a new key)",
+)
+
+FULL = make_plan(
+    actions=(CREATE, APPROVE, REPLACE, DELETE_APPROVED, DELETE_LEGACY),
+    warnings=(WARN_APPROVED, WARN_REISSUE),
+    unmanaged=3,
+)
+EMPTY = make_plan()
+QUIET = make_plan(warnings=(WARN_APPROVED,), unmanaged=1)
+
+HOSTILE_DEV = DevRef("64c0999999999999999999a9", "mallory<b>&co@example.com")
+HOSTILE = make_plan(
+    actions=(
+        Action(
+            action="create",
+            developer=HOSTILE_DEV,
+            policies=(PolicyRef("64c0f0f0f0f0f0f0f0f0f0a1", "Gold, *EU* [beta]"),),
+            reason="no live request for this identity",
+            approve=True,
+            fields={
+                "pipe": "a|b",
+                "script": "<script>alert('x')</script>",
+                "ticks": "`rm -rf` ``x``",
+                "lines": "one\ntwo\r\n",
+                "ansi": "\x1b[31mred\x1b[0m",
+                "bidi": "abc\u202edef",
+                "mention": "@security-team",
+                "amp": "fish & chips",
+                "link": "[click](https://evil.example)",
+                "math": "$x^2$ # not a heading ~~strike~~ *em* _em_",
+                "empty": "",
+                "quote": 'say "hi" \\ bye',
+                "key with space": "v",
+            },
+            owner="payments|team",
+            declared_at="manifests/we|rd.yaml:3",
+        ),
+        Action(
+            action="delete",
+            developer=HOSTILE_DEV,
+            policies=(PolicyRef("64c0f0f0f0f0f0f0f0f0f0a2", "<img src=x onerror=alert(1)>"),),
+            reason="not declared; fields: note=`x` | y\n\x1b[2J",
+            request_id="64c0c0c0c0c0c0c0c0c0c0a9",
+            owner="payments|team",
+        ),
+    ),
+    warnings=(PlanWarning(HOSTILE_DEV, (), "odd <tag> & `tick` | pipe\nnext line"),),
+)
+
+
+def big_plan(count: int) -> Plan:
+    """`count` creates spread over developers, five each, with a field to make lines long."""
+    actions = []
+    for i in range(count):
+        dev = DevRef(f"64c0{i // 5:020x}", f"developer-{i // 5:05d}@example.com")
+        actions.append(
+            Action(
+                action="create",
+                developer=dev,
+                policies=(PolicyRef(f"64c1{i:020x}", f"Policy {i % 5}"),),
+                reason="no live request for this identity",
+                approve=True,
+                fields={"ticket": f"OPS-{i}"},
+                owner="payments-team",
+            )
+        )
+    return make_plan(actions=tuple(actions), warnings=(WARN_APPROVED, WARN_REISSUE))
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def text_of(plan: Plan, *, color: bool = False) -> str:
+    out = io.StringIO()
+    render_text(plan, out, color=color)
+    return out.getvalue()
+
+
+def json_of(plan: Plan) -> str:
+    out = io.StringIO()
+    render_json(plan, out)
+    return out.getvalue()
+
+
+def markdown_of(plan: Plan, limit: int = 60000) -> str:
+    out = io.StringIO()
+    render_markdown(plan, out, limit=limit)
+    return out.getvalue()
+
+
+def without_version(text: str) -> str:
+    return text.replace(f'"tool_version": "{__version__}"', '"tool_version": "<version>"').replace(
+        f"tyksync {__version__}</sub>", "tyksync <version></sub>"
+    )
+
+
+def assert_golden(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    actual = without_version(actual)
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(actual.encode("utf-8"))
+        return
+    assert path.exists(), f"{path} is missing; create it with TYKSYNC_UPDATE_GOLDEN=1"
+    expected = path.read_bytes().decode("utf-8")
+    assert actual == expected, f"{name} differs from its golden file (see module docstring)"
+
+
+class TtyStringIO(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+# --- golden files -----------------------------------------------------------------------
+
+PLANS = {"full": FULL, "empty": EMPTY, "quiet": QUIET, "hostile": HOSTILE}
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_text_golden(name: str) -> None:
+    assert_golden(f"{name}.txt", text_of(PLANS[name]))
+
+
+def test_text_color_golden() -> None:
+    assert_golden("full_color.txt", text_of(FULL, color=True))
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_json_golden(name: str) -> None:
+    assert_golden(f"{name}.json", json_of(PLANS[name]))
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_markdown_golden(name: str) -> None:
+    assert_golden(f"{name}.md", markdown_of(PLANS[name]))
+
+
+def test_markdown_truncated_golden() -> None:
+    assert_golden("truncated.md", markdown_of(FULL, limit=1200))
+
+
+# --- text -------------------------------------------------------------------------------
+
+
+def test_text_lines_per_action_kind() -> None:
+    lines = text_of(FULL).splitlines()
+    assert (
+        "  + create   alice@example.com  [Gold, Reports]  approve=no  fields: ticket=OPS-42"
+        "  (owner payments-team)"
+    ) in lines
+    assert "  ~ approve  bob@example.com  [Silver]  request 64c0c0c0c0c0c0c0c0c0c001" in lines
+    assert (
+        "-/+ replace  dave@example.com  [Reports]  request 64c0c0c0c0c0c0c0c0c0c003: fields "
+        "differ: ticket OPS-9 -> OPS-10  approve=yes  fields: ticket=OPS-10"
+        "  (owner payments-team, manifests/payments.yaml:14)"
+    ) in lines
+    assert (
+        "  - delete   erin@example.com  [Silver]  request 64c0c0c0c0c0c0c0c0c0c004: not declared"
+        " by owner payments-team (approved: the key it issued stays valid)"
+        "  (owner payments-team)"
+    ) in lines
+    assert (
+        "  - delete   erin@example.com  [no policies]  request 64c0c0c0c0c0c0c0c0c0c005: legacy"
+        " request of a developer listed with prune: developers"
+    ) in lines
+
+
+def test_text_keeps_the_plan_order() -> None:
+    plan = make_plan(actions=(DELETE_APPROVED, CREATE, APPROVE))
+    verbs = [line.split()[1] for line in text_of(plan).splitlines() if line.startswith(" ")]
+    assert verbs == ["delete", "create", "approve"]
+
+
+def test_text_delete_of_a_pending_request_does_not_mention_a_key() -> None:
+    pending = Action("delete", ERIN, (SILVER,), "not declared", request_id="64c0" + "0" * 20)
+    assert "stays valid" not in text_of(make_plan(actions=(pending,)))
+
+
+def test_text_warnings_and_summary() -> None:
+    lines = text_of(FULL).splitlines()
+    assert (
+        "! warning: bob@example.com [Gold]  request 64c0c0c0c0c0c0c0c0c0c006: approved on the "
+        "Dashboard but approved: false in the manifest; approval cannot be undone"
+    ) in lines
+    assert (
+        "! warning: dave@example.com [Gold, Silver]: approved with other fields; run with "
+        "--reissue to replace it (issues a new key)"
+    ) in lines
+    assert lines[-1] == (
+        "Plan: 1 to create, 1 to approve, 1 to replace, 2 to delete. "
+        "2 warnings, 3 unmanaged requests left alone."
+    )
+
+
+@pytest.mark.parametrize(
+    ("plan", "last"),
+    [
+        (EMPTY, "No changes. The Dashboard matches the manifests."),
+        (QUIET, "No changes. The Dashboard matches the manifests. 1 warning, 1 unmanaged "
+         "request left alone."),
+        (make_plan(unmanaged=2), "No changes. The Dashboard matches the manifests. "
+         "2 unmanaged requests left alone."),
+        (make_plan(actions=(APPROVE,), warnings=(WARN_APPROVED,)),
+         "Plan: 0 to create, 1 to approve, 0 to replace, 0 to delete. 1 warning."),
+    ],
+)  # fmt: skip
+def test_text_summary_line(plan: Plan, last: str) -> None:
+    assert text_of(plan).splitlines()[-1] == last
+
+
+def test_text_without_a_dashboard_has_no_dashboard_line() -> None:
+    assert text_of(make_plan(dashboard="")) == "No changes. The Dashboard matches the manifests.\n"
+
+
+def test_text_names_a_developer_without_email_by_id() -> None:
+    anonymous = DevRef("64c0abababababababababab", "")
+    plan = make_plan(actions=(Action("create", anonymous, (GOLD,), "new", approve=True),))
+    assert "  + create   64c0abababababababababab  [Gold]  approve=yes\n" in text_of(plan)
+
+
+def test_colour_only_when_asked() -> None:
+    plain, colored = text_of(FULL), text_of(FULL, color=True)
+    assert "\x1b" not in plain
+    assert "\x1b[32m  + create\x1b[0m" in colored
+    assert "\x1b[33m  ~ approve\x1b[0m" in colored
+    assert "\x1b[33m-/+ replace\x1b[0m" in colored
+    assert "\x1b[31m  - delete\x1b[0m" in colored
+    assert "\x1b[33m! warning:\x1b[0m" in colored
+    assert colored.splitlines()[-1].startswith("\x1b[1mPlan: ")
+    assert ANSI.sub("", colored) == plain
+
+
+def test_text_neutralises_hostile_strings() -> None:
+    for color in (False, True):
+        out = text_of(HOSTILE, color=color)
+        # The only escape sequences are ours: user data cannot recolour or clear a terminal.
+        assert set(ANSI.findall(out)) <= OUR_CODES
+        assert "\x1b" not in ANSI.sub("", out)
+        assert "\u202e" not in out
+        assert "\r" not in out
+    lines = text_of(HOSTILE).splitlines()
+    # One line per action and per warning: newlines in values are shown as \n.
+    assert sum(line.startswith("  + create") for line in lines) == 1
+    assert sum(line.startswith("  - delete") for line in lines) == 1
+    assert sum(line.startswith("! warning:") for line in lines) == 1
+    create = next(line for line in lines if line.startswith("  + create"))
+    assert 'lines="one\\ntwo\\r\\n"' in create
+    assert 'ansi="\\x1b[31mred\\x1b[0m"' in create
+    assert 'bidi="abc\\u202edef"' in create
+    assert 'empty=""' in create
+    assert 'quote="say \\"hi\\" \\\\ bye"' in create
+    assert '"key with space"=v' in create
+    assert '["Gold, *EU* [beta]"]' in create
+
+
+# --- use_color --------------------------------------------------------------------------
+
+
+def test_use_color_on_a_terminal() -> None:
+    assert use_color(TtyStringIO(), {}) is True
+    assert use_color(TtyStringIO(), {"TERM": "xterm-256color"}) is True
+
+
+@pytest.mark.parametrize("value", ["1", "0", "false", "yes"])
+def test_use_color_no_color_set_to_anything(value: str) -> None:
+    assert use_color(TtyStringIO(), {"NO_COLOR": value}) is False
+
+
+def test_use_color_empty_no_color_is_unset() -> None:
+    # no-color.org: "when present and not an empty string".
+    assert use_color(TtyStringIO(), {"NO_COLOR": ""}) is True
+
+
+def test_use_color_not_a_terminal() -> None:
+    assert use_color(io.StringIO(), {}) is False
+
+
+def test_use_color_dumb_terminal() -> None:
+    assert use_color(TtyStringIO(), {"TERM": "dumb"}) is False
+
+
+def test_use_color_closed_stream() -> None:
+    stream = io.StringIO()
+    stream.close()
+    assert use_color(stream, {}) is False
+
+
+# --- JSON -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_json_is_one_object_that_round_trips(name: str) -> None:
+    plan = PLANS[name]
+    out = json_of(plan)
+    assert out.endswith("}\n")
+    assert "\x1b" not in out
+    data = json.loads(out)  # one object: json.loads refuses trailing data
+    assert data == plan.to_data()
+    assert list(data) == list(plan.to_data())  # to_data's own order, not sorted
+    assert Plan.from_data(json.loads(out)).to_data() == plan.to_data()
+
+
+def test_json_is_the_same_whatever_colour_the_dispatcher_is_given() -> None:
+    out = io.StringIO()
+    render(FULL, out, "json", color=True)
+    assert out.getvalue() == json_of(FULL)
+
+
+# --- Markdown ---------------------------------------------------------------------------
+
+
+def test_markdown_structure() -> None:
+    out = markdown_of(FULL)
+    lines = out.splitlines()
+    assert lines[0] == "### tyksync plan"
+    assert "Dashboard: <code>https://dashboard.example.com</code>" in lines
+    table = lines.index("| create | approve | replace | delete | warnings | unmanaged |")
+    assert lines[table + 2] == "| 1 | 1 | 1 | 2 | 2 | 3 |"
+    assert "#### alice@example.com (1 change)" in lines
+    assert "#### erin@example.com (2 changes)" in lines
+    assert "#### Warnings" in lines
+    assert lines[-1] == f"<sub>fingerprint <code>{FINGERPRINT}</code> · tyksync {__version__}</sub>"
+    assert "truncated" not in out
+    assert sum(line.startswith("- `") for line in lines) == len(FULL.actions)
+
+
+def test_markdown_groups_a_developer_once_in_order_of_first_appearance() -> None:
+    plan = make_plan(actions=(DELETE_APPROVED, CREATE, DELETE_LEGACY))
+    headings = [line for line in markdown_of(plan).splitlines() if line.startswith("#### ")]
+    assert headings == ["#### erin@example.com (2 changes)", "#### alice@example.com (1 change)"]
+
+
+def test_markdown_no_changes_keeps_the_table() -> None:
+    lines = markdown_of(EMPTY).splitlines()
+    assert "No changes." in lines
+    assert "| 0 | 0 | 0 | 0 | 0 | 0 |" in lines
+    assert not any(line.startswith("#### ") for line in lines)
+
+
+def test_markdown_approved_delete_says_the_key_stays_valid() -> None:
+    out = markdown_of(make_plan(actions=(DELETE_APPROVED,)))
+    assert "**approved: the key it issued stays valid**" in out
+
+
+def _outside_our_markup(markdown: str) -> str:
+    """The Markdown with the markup tyksync writes itself removed: what is left is user data
+    and fixed wording."""
+    body = []
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            continue  # the summary table: numbers only
+        line = re.sub(r"^- `(\+|~|-/\+|-)` ", "- ", line)
+        line = re.sub(r"</?(code|sub)>", "", line)
+        body.append(line)
+    return "\n".join(body)
+
+
+def test_markdown_escapes_user_data() -> None:
+    out = markdown_of(HOSTILE)
+    rest = _outside_our_markup(out)
+    for raw in ("<", ">", "|", "`"):
+        assert not re.search(r"(?<!\\)" + re.escape(raw), rest), raw
+    assert "&lt;script&gt;alert('x')&lt;/script&gt;" in out
+    assert "&lt;img src=x onerror=alert(1)&gt;" in out
+    assert "mallory&lt;b&gt;&amp;co@example.com" in out
+    assert "fish &amp; chips" in out
+    assert "a\\|b" in out
+    assert "\\`rm -rf\\` \\`\\`x\\`\\`" in out
+    assert "\\[click\\](https://evil.example)" in out
+    assert "\\$x^2\\$ \\# not a heading \\~\\~strike\\~\\~ \\*em\\* \\_em\\_" in out
+    # Every & is one we wrote as an entity.
+    assert not re.search(r"&(?!amp;|lt;|gt;)", out)
+    # No control characters, and one line per action and per warning.
+    assert "\x1b" not in out
+    assert "\r" not in out
+    assert "\u202e" not in out
+    lines = out.splitlines()
+    assert sum(line.startswith("- `") for line in lines) == 2
+    warnings = lines[lines.index("#### Warnings") + 2 :]
+    assert warnings[0].startswith("- mallory") and warnings[0].endswith("next line")
+
+
+def test_markdown_field_values_are_in_code_so_mentions_do_not_ping() -> None:
+    assert "<code>mention=@security-team</code>" in markdown_of(HOSTILE)
+
+
+def test_markdown_truncates_2000_actions_under_the_limit() -> None:
+    plan = big_plan(2000)
+    full = markdown_of(plan, limit=10**9)
+    assert len(full) > 60000
+    out = markdown_of(plan)
+    assert len(out) < 60000
+    lines = out.splitlines()
+    shown = sum(line.startswith("- `+`") for line in lines)
+    assert 0 < shown < 2000
+    note = (
+        f"_… output truncated: {2000 - shown} more actions not shown "
+        "(full plan: run tyksync plan --format json)._"
+    )
+    assert note in lines
+    # The head, the warnings and the footer survive; the cut is at a whole action.
+    assert lines[0] == "### tyksync plan"
+    assert "| 2000 | 0 | 0 | 0 | 2 | 0 |" in lines
+    assert sum(line.startswith("- bob@example.com") for line in lines) == 1
+    assert lines[-1].startswith("<sub>fingerprint ")
+    assert full.startswith(out[: out.index("\n\n#### Warnings")])
+    # No developer heading is left without an action under it.
+    for i, line in enumerate(lines):
+        if line.startswith("#### developer-"):
+            assert lines[i + 2].startswith("- `+`")
+
+
+def test_markdown_limit_is_strict() -> None:
+    full = markdown_of(FULL, limit=10**9)
+    assert markdown_of(FULL, limit=len(full) + 1) == full
+    at_limit = markdown_of(FULL, limit=len(full))
+    assert len(at_limit) < len(full)
+    assert "output truncated" in at_limit
+
+
+def test_markdown_any_limit_gives_output_under_it() -> None:
+    full = markdown_of(FULL, limit=10**9)
+    for limit in range(700, len(full) + 2):
+        try:
+            out = markdown_of(FULL, limit=limit)
+        except ValueError:
+            continue  # too small for even the summary: refused, never overrun
+        assert len(out) < limit
+        hidden = re.search(r"truncated: (\d+) more actions?(?: and (\d+) more warnings?)?", out)
+        shown_actions = sum(line.startswith("- `") for line in out.splitlines())
+        shown_warnings = out.count("\n- bob@") + out.count("\n- dave@")
+        if hidden is None:
+            assert out == full
+        else:
+            assert shown_actions + int(hidden.group(1)) == len(FULL.actions)
+            assert shown_warnings + int(hidden.group(2) or 0) == len(FULL.warnings)
+
+
+def test_markdown_cuts_warnings_last() -> None:
+    plan = big_plan(20)
+    full = markdown_of(plan, limit=10**9)
+    out = markdown_of(plan, limit=len(full) - 300)
+    lines = out.splitlines()
+    shown = sum(line.startswith("- `+`") for line in lines)
+    assert 0 < shown < 20
+    assert "- bob@example.com" in out and "- dave@example.com" in out
+    assert f"_… output truncated: {20 - shown} more actions not shown (full" in out
+
+
+def test_markdown_cuts_warnings_when_they_alone_do_not_fit() -> None:
+    many = tuple(
+        PlanWarning(DevRef(f"64c0{i:020x}", f"w{i:03d}@example.com"), (GOLD,), "x" * 80)
+        for i in range(50)
+    )
+    plan = make_plan(actions=(CREATE,), warnings=many)
+    out = markdown_of(plan, limit=2000)
+    assert len(out) < 2000
+    shown = sum(line.startswith("- w") for line in out.splitlines())
+    assert 0 < shown < 50
+    assert f"1 more action and {50 - shown} more warnings not shown" in out
+
+
+def test_markdown_refuses_a_limit_too_small_for_the_summary() -> None:
+    with pytest.raises(ValueError, match="cannot hold"):
+        markdown_of(FULL, limit=100)
+
+
+# --- dispatch and streams ---------------------------------------------------------------
+
+
+def test_formats_are_the_format_literal() -> None:
+    assert set(FORMATS) == set(get_args(Format))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_render_dispatches(fmt: Format) -> None:
+    direct = {"text": text_of(FULL), "json": json_of(FULL), "markdown": markdown_of(FULL)}
+    out = io.StringIO()
+    render(FULL, out, fmt)
+    assert out.getvalue() == direct[fmt]
+
+
+def test_render_passes_colour_to_text_only() -> None:
+    out = io.StringIO()
+    render(FULL, out, "text", color=True)
+    assert out.getvalue() == text_of(FULL, color=True)
+    out = io.StringIO()
+    render(FULL, out, "markdown", color=True)
+    assert "\x1b" not in out.getvalue()
+
+
+def test_render_refuses_an_unknown_format() -> None:
+    with pytest.raises(ValueError, match="unknown plan format 'html'"):
+        render(FULL, io.StringIO(), "html")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_renderers_write_only_to_the_given_stream(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = PLANS[name]
+    sink = io.StringIO()
+    render_text(plan, sink, color=True)
+    render_json(plan, sink)
+    render_markdown(plan, sink)
+    render_markdown(big_plan(300), sink, limit=5000)
+    for fmt in FORMATS:
+        render(plan, sink, fmt)
+    assert sink.getvalue()
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ""

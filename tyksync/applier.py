@@ -1,0 +1,324 @@
+"""The applier: the only code that writes to the Dashboard.
+
+Order: creates (with their approvals), then approvals, then deletes, so access is granted
+before it is taken away. A replace creates the new request in the first phase and deletes
+the old one in the last, only once the new one exists.
+
+Never two requests for one intent: every create carries a one-time `tyksync_op` mark. When a
+create's or an approval's answer is lost, live state is read again and the outcome settled
+from it before anything is sent a second time.
+
+Issued keys go to the key sink, never to logs, the journal or the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tyksync.client import DashboardClient
+from tyksync.errors import AnswerLost, ApiError, Refused, TyksyncError
+from tyksync.journal import Journal
+from tyksync.keysink import KeySink
+from tyksync.models import OP_FIELD, OWNER_FIELD
+from tyksync.plan import Action, Plan
+
+log = logging.getLogger("tyksync.apply")
+
+Status = Literal["done", "failed", "skipped"]
+SETTLE_TRIES = 3
+ALREADY_PROCESSED = "already been processed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    status: Status
+    detail: str
+    new_request_id: str | None = None
+    key_issued: bool = False
+    key_captured: bool = False
+
+
+@dataclass
+class ApplyResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status == "done" for o in self.outcomes)
+
+    def by_status(self, status: Status) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def keys_issued(self) -> int:
+        return sum(1 for o in self.outcomes if o.key_issued)
+
+    @property
+    def keys_captured(self) -> int:
+        return sum(1 for o in self.outcomes if o.key_captured)
+
+
+class _Failed(Exception):
+    """One action's failure, with a message for the person reading the summary."""
+
+
+@dataclass(frozen=True)
+class _Approval:
+    issued: bool
+    captured: bool
+    note: str = ""
+
+
+class Applier:
+    def __init__(
+        self,
+        client: DashboardClient,
+        *,
+        key_sink: KeySink | None = None,
+        journal: Journal | None = None,
+        parallelism: int = 4,
+    ) -> None:
+        self.client = client
+        self.key_sink = key_sink
+        self.journal = journal or Journal(None)
+        self.parallelism = max(1, parallelism)
+        self._lock = threading.Lock()
+
+    def apply(self, plan: Plan) -> ApplyResult:
+        result = ApplyResult()
+        # A replace is a create here and a delete in the last phase; keyed by identity of
+        # the action object so that two equal actions never share an outcome.
+        replaced: dict[int, Outcome] = {}
+        for outcome in self._run(self._create, [a for a in plan.actions if a.creates]):
+            if outcome.action.action == "replace":
+                replaced[id(outcome.action)] = outcome
+            else:
+                result.outcomes.append(outcome)
+
+        approvals = [a for a in plan.actions if a.action == "approve"]
+        result.outcomes.extend(self._run(self._approve_existing, approvals))
+
+        deletes: list[Action] = []
+        for a in plan.actions:
+            if a.action == "delete":
+                deletes.append(a)
+            elif a.action == "replace":
+                created = replaced[id(a)]
+                if created.status == "done":
+                    deletes.append(a)
+                else:
+                    result.outcomes.append(
+                        _with(created, detail=f"{created.detail}; the old request was kept")
+                    )
+        for outcome in self._run(self._delete, deletes):
+            if outcome.action.action == "replace":
+                outcome = _merge_replace(replaced[id(outcome.action)], outcome)
+            result.outcomes.append(outcome)
+        return result
+
+    def _run(self, step: Callable[[Action], Outcome], actions: list[Action]) -> list[Outcome]:
+        def guarded(action: Action) -> Outcome:
+            try:
+                return step(action)
+            except _Failed as e:
+                return self._record(action, "failed", str(e))
+            except TyksyncError as e:
+                return self._record(action, "failed", str(e))
+
+        if self.parallelism == 1 or len(actions) <= 1:
+            return [guarded(a) for a in actions]
+        with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
+            return list(pool.map(guarded, actions))
+
+    # ---- steps -------------------------------------------------------------------------
+
+    def _create(self, action: Action) -> Outcome:
+        op = uuid.uuid4().hex
+        fields = dict(action.fields)
+        fields[OWNER_FIELD] = action.owner or ""
+        fields[OP_FIELD] = op
+        policy_ids = [p.id for p in action.policies]
+        new_id: str | None = None
+        for attempt in range(1, SETTLE_TRIES + 1):
+            self.journal.write("create.sent", action, op=op, attempt=attempt)
+            try:
+                new_id = self.client.create_request(action.developer.id, policy_ids, fields)
+                break
+            except AnswerLost as e:
+                self.journal.write("create.lost", action, op=op, detail=str(e))
+                new_id = self._find_by_op(op)
+                if new_id is not None:
+                    log.info("create for %s settled: it was committed", action.developer.email)
+                    break
+        if new_id is None:
+            raise _Failed(
+                f"create: no answer after {SETTLE_TRIES} tries and no request marked "
+                f"{OP_FIELD}={op} found; run apply again to settle"
+            )
+        self.journal.write("create.done", action, op=op, request_id=new_id)
+        if not action.approve:
+            return self._record(action, "done", f"created request {new_id}", new_id)
+        try:
+            approval = self._approve(action, new_id)
+        except _Failed as e:
+            return self._record(
+                action, "failed", f"created request {new_id}, but approval failed: {e}", new_id
+            )
+        return self._record(
+            action,
+            "done",
+            f"created and approved request {new_id}{approval.note}",
+            new_id,
+            approval,
+        )
+
+    def _approve_existing(self, action: Action) -> Outcome:
+        assert action.request_id is not None
+        approval = self._approve(action, action.request_id)
+        return self._record(
+            action, "done", f"approved request {action.request_id}{approval.note}", None, approval
+        )
+
+    def _approve(self, action: Action, request_id: str) -> _Approval:
+        for attempt in range(1, SETTLE_TRIES + 1):
+            self.journal.write("approve.sent", action, request_id=request_id, attempt=attempt)
+            try:
+                key = self.client.approve_request(request_id)
+            except AnswerLost as e:
+                self.journal.write("approve.lost", action, request_id=request_id, detail=str(e))
+                if self._approved_now(request_id):
+                    # Approved, but the key went down with the answer: it cannot be read back.
+                    self.journal.write("approve.done", action, request_id=request_id, key="lost")
+                    return _Approval(True, False, "; its key was issued but the answer was lost")
+                continue
+            except ApiError as e:
+                if e.status == 400 and ALREADY_PROCESSED in e.dashboard_message:
+                    if self._approved_now(request_id):
+                        self.journal.write("approve.done", action, request_id=request_id)
+                        return _Approval(False, False, " (it was already approved)")
+                raise _Failed(f"approve {request_id}: {e}") from None
+            captured = self._capture(action, request_id, key)
+            self.journal.write(
+                "approve.done",
+                action,
+                request_id=request_id,
+                key="captured" if captured else "not captured",
+            )
+            return _Approval(True, captured)
+        raise _Failed(f"approve {request_id}: no answer after {SETTLE_TRIES} tries")
+
+    def _delete(self, action: Action) -> Outcome:
+        assert action.request_id is not None
+        self.journal.write("delete.sent", action, request_id=action.request_id)
+        existed = self.client.delete_request(action.request_id)
+        self.journal.write("delete.done", action, request_id=action.request_id)
+        detail = (
+            f"deleted request {action.request_id}"
+            if existed
+            else (f"request {action.request_id} was already gone")
+        )
+        if action.approved:
+            detail += " (the key it issued stays valid)"
+        return self._record(action, "done", detail)
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _find_by_op(self, op: str) -> str | None:
+        try:
+            requests = self.client.list_requests()
+        except TyksyncError as e:
+            raise _Failed(
+                f"create: answer lost, and reading live state to settle it failed: {e}"
+            ) from None
+        for r in requests:
+            if r.op == op:
+                return r.id
+        return None
+
+    def _approved_now(self, request_id: str) -> bool:
+        try:
+            live = self.client.get_request(request_id)
+        except TyksyncError as e:
+            raise _Failed(
+                f"approve {request_id}: answer lost, and reading it back failed: {e}"
+            ) from None
+        if live is None:
+            raise _Failed(f"approve {request_id}: the request no longer exists")
+        return live.approved
+
+    def _capture(self, action: Action, request_id: str, key: str) -> bool:
+        if self.key_sink is None:
+            return False
+        self.key_sink.write(
+            developer=action.developer.email or action.developer.id,
+            policies=[p.id for p in action.policies],
+            request_id=request_id,
+            key=key,
+        )
+        return True
+
+    def _record(
+        self,
+        action: Action,
+        status: Status,
+        detail: str,
+        new_id: str | None = None,
+        approval: _Approval | None = None,
+    ) -> Outcome:
+        outcome = Outcome(
+            action=action,
+            status=status,
+            detail=detail,
+            new_request_id=new_id,
+            key_issued=bool(approval and approval.issued),
+            key_captured=bool(approval and approval.captured),
+        )
+        if status != "done":
+            self.journal.write(f"{action.action}.{status}", action, detail=detail)
+        return outcome
+
+
+def _with(outcome: Outcome, **changes: object) -> Outcome:
+    return dataclasses.replace(outcome, **changes)  # type: ignore[arg-type]
+
+
+def _merge_replace(create: Outcome, delete: Outcome) -> Outcome:
+    if delete.status == "done":
+        return _with(create, detail=f"{create.detail}; {delete.detail}")
+    return _with(
+        create,
+        status="failed",
+        detail=f"{create.detail}; but the old request was not deleted: {delete.detail}",
+    )
+
+
+def check_safety(plan: Plan, *, force: bool, max_deletes: int | None) -> None:
+    """Refuse a plan that deletes too much, unless forced (exit 3)."""
+    if force:
+        return
+    deletes = plan.deletes
+    if max_deletes is not None and deletes > max_deletes:
+        raise Refused(
+            f"the plan deletes {deletes} requests, more than --max-deletes {max_deletes}; "
+            "review it, then use --force to apply anyway"
+        )
+    if plan.managed >= 10 and deletes * 10 > plan.managed * 3:
+        raise Refused(
+            f"the plan deletes {deletes} of {plan.managed} managed requests (over 30%); "
+            "review it, then use --force to apply anyway"
+        )
+
+
+def summarize(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    counts = {"done": 0, "failed": 0, "skipped": 0}
+    for o in outcomes:
+        counts[o.status] += 1
+    return counts

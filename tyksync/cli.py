@@ -1,0 +1,483 @@
+"""The command line: parse, call the library, render, return an exit code.
+
+Exit codes (SPEC section 6): 0 success, 1 error (usage errors included: 2 means "changes"),
+2 changes with --detailed-exitcode, 3 refused. `main()` is the one place that maps
+exceptions to codes; no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import click
+
+from tyksync import __version__, redact
+from tyksync.applier import Applier, ApplyResult, check_safety
+from tyksync.connection import DEFAULT_SANDBOX_STATE, Connection, ConnectionSettings, connect
+from tyksync.errors import Refused, TyksyncError
+from tyksync.journal import Journal
+from tyksync.keysink import KeySink
+from tyksync.plan import Plan, check_not_stale, digest
+
+log = logging.getLogger("tyksync")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_JOURNAL = Path(".tyksync/journal.jsonl")
+
+
+def _verbosity(f: F) -> F:
+    return click.option(
+        "-v", "--verbose", count=True, help="Log to stderr: -v for progress, -vv for each call."
+    )(f)
+
+
+def _connection_options(f: F) -> F:
+    """Defined once, accepted after every command that talks to a Dashboard."""
+    options = [
+        click.option(
+            "--dashboard",
+            envvar="TYK_DASHBOARD_URL",
+            metavar="URL",
+            help="Dashboard base URL [env TYK_DASHBOARD_URL].",
+        ),
+        click.option(
+            "--secret-file",
+            envvar="TYK_DASHBOARD_SECRET_FILE",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="File holding the Dashboard secret [env TYK_DASHBOARD_SECRET_FILE]; "
+            "otherwise env TYK_DASHBOARD_SECRET.",
+        ),
+        click.option(
+            "--ca-bundle",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="CA bundle to verify the Dashboard's TLS certificate.",
+        ),
+        click.option(
+            "--insecure",
+            is_flag=True,
+            help="Do NOT verify TLS certificates (the secret can then be intercepted).",
+        ),
+        click.option(
+            "--sandbox",
+            is_flag=True,
+            help="Use the embedded sandbox Dashboard instead of a real one.",
+        ),
+        click.option(
+            "--sandbox-state",
+            type=click.Path(path_type=Path, dir_okay=False),
+            default=DEFAULT_SANDBOX_STATE,
+            show_default=True,
+            help="State file of the embedded sandbox.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=30.0,
+            show_default=True,
+            help="Seconds to wait for each Dashboard answer.",
+        ),
+        _verbosity,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _settings(kwargs: dict[str, Any]) -> ConnectionSettings:
+    return ConnectionSettings(
+        dashboard=kwargs.pop("dashboard"),
+        secret_file=kwargs.pop("secret_file"),
+        ca_bundle=kwargs.pop("ca_bundle"),
+        insecure=kwargs.pop("insecure"),
+        sandbox=kwargs.pop("sandbox"),
+        sandbox_state=kwargs.pop("sandbox_state"),
+        timeout=kwargs.pop("timeout"),
+    )
+
+
+def _command(f: Callable[..., int]) -> Callable[..., None]:
+    """Wraps a command body: sets up logging, and returns its exit code through click."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        _setup_logging(kwargs.pop("verbose", 0))
+        ctx = click.get_current_context()
+        ctx.exit(f(*args, **kwargs))
+
+    return wrapper
+
+
+class _Group(click.Group):
+    """Usage errors exit 1, not click's 2: 2 means "the plan has changes"."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            return 1
+        except click.ClickException as e:
+            e.show()
+            return 1
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tyksync")
+def cli() -> None:
+    """Keep a Tyk Dashboard's portal key requests in line with YAML manifests.
+
+    \b
+    Start with the embedded sandbox, no Tyk needed:
+      tyksync plan examples/manifests --sandbox
+      tyksync apply examples/manifests --sandbox --auto-approve
+    """
+
+
+# ---- validate / schema -----------------------------------------------------------------
+
+paths_argument = click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
+
+
+@cli.command()
+@paths_argument
+@click.option("--online", is_flag=True, help="Also resolve developers and policies live.")
+@_connection_options
+@_command
+def validate(paths: tuple[Path, ...], online: bool, **kwargs: Any) -> int:
+    """Check manifests; offline unless --online."""
+    from tyksync.manifest import load_manifests, resolve
+
+    settings = _settings(kwargs)
+    manifests = load_manifests(paths)
+    count = sum(len(f.requests) for f in manifests.files)
+    if online:
+        with connect(settings, os.environ) as conn:
+            live = conn.client.read_live()
+        resolve(manifests, live)
+    where = "resolved against the Dashboard" if online else "offline check"
+    click.echo(
+        f"{len(manifests.files)} file(s), {count} request(s): valid ({where}).",
+    )
+    return 0
+
+
+@cli.command()
+@_command
+def schema() -> int:
+    """Print the manifest JSON Schema."""
+    from tyksync.manifest import manifest_json_schema
+
+    click.echo(json.dumps(manifest_json_schema(), indent=2))
+    return 0
+
+
+# ---- plan ------------------------------------------------------------------------------
+
+
+def _make_plan(
+    conn: Connection, paths: Sequence[Path], *, reissue: bool, manifests: Any = None
+) -> Plan:
+    from tyksync.manifest import load_manifests, resolve
+    from tyksync.planner import make_plan
+
+    manifests = manifests if manifests is not None else load_manifests(paths)
+    live = conn.client.read_live()
+    desired = resolve(manifests, live)
+    return make_plan(
+        desired,
+        live,
+        manifest_digest=digest(manifests.to_data()),
+        dashboard=conn.label,
+        reissue=reissue,
+    )
+
+
+@cli.command()
+@paths_argument
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Save the plan.")
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes, 0 when none."
+)
+@click.option("--reissue", is_flag=True, help="Replace approved requests whose fields differ.")
+@_connection_options
+@_command
+def plan(
+    paths: tuple[Path, ...],
+    fmt: str,
+    out: Path | None,
+    detailed_exitcode: bool,
+    reissue: bool,
+    **kwargs: Any,
+) -> int:
+    """Show what apply would change."""
+    from tyksync.manifest import load_manifests
+    from tyksync.render import render, use_color
+
+    settings = _settings(kwargs)
+    manifests = load_manifests(paths)  # bad manifests fail before any network call
+    with connect(settings, os.environ) as conn:
+        the_plan = _make_plan(conn, paths, reissue=reissue, manifests=manifests)
+    render(the_plan, sys.stdout, fmt, color=fmt == "text" and use_color(sys.stdout, os.environ))  # type: ignore[arg-type]
+    try:
+        check_safety(the_plan, force=False, max_deletes=None)
+    except Refused as e:
+        log.warning("apply will refuse this plan without --force: %s", e)
+    if out is not None:
+        _write_plan(the_plan, out)
+        click.echo(f"Plan saved to {out}; apply it with: tyksync apply --plan {out}", err=True)
+    return 2 if detailed_exitcode and the_plan.has_changes else 0
+
+
+def _write_plan(the_plan: Plan, out: Path) -> None:
+    data = json.dumps(the_plan.to_data(), indent=2) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_plan(path: Path) -> Plan:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Plan.from_data(data)
+    except OSError as e:
+        raise TyksyncError(f"--plan {path}: cannot read it: {e.strerror}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise TyksyncError(
+            f"--plan {path}: not a tyksync plan file ({type(e).__name__}: {e})"
+        ) from None
+
+
+# ---- apply -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Apply this saved plan exactly (after checking it is not stale).",
+)
+@click.option("--auto-approve", is_flag=True, help="Do not ask; required without a terminal.")
+@click.option("--force", is_flag=True, help="Apply even a plan that deletes a lot.")
+@click.option(
+    "--max-deletes", type=click.IntRange(min=0), help="Refuse a plan deleting more than N."
+)
+@click.option("--reissue", is_flag=True, help="Replace approved requests whose fields differ.")
+@click.option(
+    "--key-sink",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Append each issued key as a JSON line to this file (created 0600).",
+)
+@click.option(
+    "--journal",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_JOURNAL,
+    show_default=True,
+    help="Append every mutation to this JSON-lines journal (never keys).",
+)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1, max=64),
+    default=4,
+    show_default=True,
+    help="Actions sent at once.",
+)
+@_connection_options
+@_command
+def apply(
+    paths: tuple[Path, ...],
+    plan_file: Path | None,
+    auto_approve: bool,
+    force: bool,
+    max_deletes: int | None,
+    reissue: bool,
+    key_sink: Path | None,
+    journal: Path,
+    parallelism: int,
+    **kwargs: Any,
+) -> int:
+    """Make the changes: creates and approvals first, then deletes."""
+    from tyksync.manifest import load_manifests
+    from tyksync.render import render_text, use_color
+
+    settings = _settings(kwargs)
+    if bool(paths) == bool(plan_file):
+        raise click.UsageError("give manifest PATHS or --plan FILE (one of the two)")
+    saved = _read_plan(plan_file) if plan_file else None
+    manifests = load_manifests(paths) if paths else None
+    color = use_color(sys.stdout, os.environ)
+    with connect(settings, os.environ) as conn:
+        if saved is not None:
+            live = conn.client.read_live()
+            check_not_stale(saved, live, conn.label)
+            the_plan = saved
+        else:
+            the_plan = _make_plan(conn, paths, reissue=reissue, manifests=manifests)
+        render_text(the_plan, sys.stdout, color=color)
+        if not the_plan.has_changes:
+            return 0
+        check_safety(the_plan, force=force, max_deletes=max_deletes)
+        if saved is None and not auto_approve:
+            _confirm(the_plan, conn.label)
+        sink = KeySink(key_sink) if key_sink else None
+        the_journal = Journal(journal)
+        try:
+            the_journal.write("apply.start", None, dashboard=conn.label, actions=len(the_plan.actions))
+            result = Applier(
+                conn.client, key_sink=sink, journal=the_journal, parallelism=parallelism
+            ).apply(the_plan)
+            the_journal.write("apply.end", None, ok=result.ok)
+        finally:
+            the_journal.close()
+            if sink is not None:
+                sink.close()
+    _print_result(result, key_sink, sys.stdout)
+    return 0 if result.ok else 1
+
+
+def _confirm(the_plan: Plan, label: str) -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise Refused(
+            "apply needs confirmation and there is no terminal to ask on: review the plan, "
+            "then run again with --auto-approve (or apply a reviewed plan with --plan FILE)"
+        )
+    answer = click.prompt(
+        f"\nApply these {len(the_plan.actions)} changes to {label}?\n"
+        "  Only 'yes' will be accepted",
+        default="",
+        show_default=False,
+    )
+    if answer.strip() != "yes":
+        raise Refused("apply cancelled: the answer was not 'yes'")
+
+
+def _print_result(result: ApplyResult, key_sink: Path | None, out: TextIO) -> None:
+    symbol = {"done": "ok", "failed": "FAILED", "skipped": "skipped"}
+    for o in result.outcomes:
+        a = o.action
+        policies = ", ".join(p.name or p.id for p in a.policies)
+        line = f"  {symbol[o.status]:7} {a.action:8} {a.developer.email or a.developer.id} [{policies}]: {o.detail}"
+        out.write(redact.redact(line) + "\n")
+    done = len(result.by_status("done"))
+    failed = len(result.by_status("failed"))
+    skipped = len(result.by_status("skipped"))
+    out.write(f"\nApply {'complete' if result.ok else 'INCOMPLETE'}: {done} done, {failed} failed")
+    out.write(f", {skipped} skipped.\n" if skipped else ".\n")
+    issued = result.keys_issued
+    if issued:
+        captured = result.keys_captured
+        if key_sink is not None:
+            out.write(f"{issued} key(s) issued, {captured} written to {key_sink}.\n")
+            if captured < issued:
+                out.write(
+                    f"{issued - captured} key(s) were issued but their answer was lost; "
+                    "rotate them in the Dashboard if the developer needs them.\n"
+                )
+        else:
+            out.write(
+                f"{issued} key(s) issued and NOT captured (pass --key-sink PATH to capture "
+                "them); developers can see their keys in the portal.\n"
+            )
+    if not result.ok:
+        out.write("Run apply again to retry what failed; it converges.\n")
+
+
+# ---- export ----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--owner", help="Only requests owned by NAME; the manifest gets that owner.")
+@click.option("--developer", "developer_email", metavar="EMAIL", help="Only this developer.")
+@_connection_options
+@_command
+def export(owner: str | None, developer_email: str | None, **kwargs: Any) -> int:
+    """Print the live requests as a manifest."""
+    from tyksync.export import export_manifest
+
+    settings = _settings(kwargs)
+    with connect(settings, os.environ) as conn:
+        live = conn.client.read_live()
+    text, notes = export_manifest(live, owner=owner, developer=developer_email)
+    for note in notes:
+        log.warning("%s", note)
+    sys.stdout.write(text)
+    return 0
+
+
+def _attach_sandbox() -> None:
+    from tyksync.sandbox.cli import sandbox
+
+    cli.add_command(sandbox)
+
+
+_attach_sandbox()
+
+
+# ---- entry point -----------------------------------------------------------------------
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    root = logging.getLogger("tyksync")
+    root.setLevel(level)
+    if not any(getattr(h, "_tyksync", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("tyksync: %(levelname)s: %(message)s"))
+        handler.addFilter(redact.RedactingFilter())
+        handler._tyksync = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        root.propagate = False
+    for handler in root.handlers:
+        handler.setLevel(level)
+    # urllib3 logs URLs only, but -vv users get them through our own client logs anyway.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="tyksync")
+    except TyksyncError as e:
+        click.echo(redact.redact(f"Error: {e}"), err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 1
+    except Exception as e:  # noqa: BLE001 - the last stop before a traceback reaches a user
+        click.echo(
+            redact.redact(f"tyksync: internal error ({type(e).__name__}: {e}); please report it"),
+            err=True,
+        )
+        return 1
+    return code if isinstance(code, int) else 0

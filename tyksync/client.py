@@ -1,0 +1,491 @@
+"""The Dashboard client: the only code in tyksync that talks HTTP.
+
+Wire JSON is parsed here into `tyksync.models`; sensitive members the Dashboard embeds
+(`portal_developer.keys`, `password`, ...) are dropped on read and never leave this module.
+
+Retries: reads are idempotent and retried with exponential backoff and full jitter on
+connection errors, 429 (honouring Retry-After, capped), 5xx and invalid JSON. Creates and
+approvals are not idempotent and are never retried once they may have reached the Dashboard;
+a lost answer raises `AnswerLost`, and the applier settles the outcome by reading live
+state. Deletes are idempotent: retried, and a 404 means already gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from tyksync import __version__, redact
+from tyksync.errors import (
+    AnswerLost,
+    ApiError,
+    ConfigError,
+    IncompleteListing,
+    NetworkError,
+    TyksyncError,
+)
+from tyksync.models import Developer, KeyRequest, LiveState, Policy
+
+log = logging.getLogger("tyksync.client")
+
+PAGE_SIZE = 10
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5  # total tries of one read
+    backoff: float = 0.25  # first delay, doubled each try, with full jitter
+    max_backoff: float = 8.0
+    max_retry_after: float = 30.0  # a Dashboard asking for longer is not waited on blindly
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: Any
+    retry_after: str | None = None
+
+
+class DashboardClient:
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        verify: bool | str = True,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not secret:
+            raise ConfigError("no Dashboard secret: set TYK_DASHBOARD_SECRET or --secret-file")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"the Dashboard URL must be http(s)://host[:port], got {url!r}")
+        redact.register(secret)
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.session = requests.Session()
+        self.session.verify = verify
+        self.session.headers.update(
+            {
+                "authorization": secret,
+                "User-Agent": f"tyksync/{__version__}",
+                "Accept": "application/json",
+            }
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> DashboardClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def read_live(self) -> LiveState:
+        """Everything a plan needs, in three list calls."""
+        raw_requests = self._list("/api/portal/requests")
+        developers = tuple(_developer(d) for d in self._list("/api/portal/developers"))
+        policies = tuple(_policy(p) for p in self._list("/api/portal/policies"))
+        legacy = any("_id" in r and "id" not in r for r in raw_requests)
+        return LiveState(
+            developers=developers,
+            policies=policies,
+            requests=tuple(_key_request(r) for r in raw_requests),
+            legacy=legacy,
+        )
+
+    def list_requests(self) -> list[KeyRequest]:
+        return [_key_request(r) for r in self._list("/api/portal/requests")]
+
+    def list_developers(self) -> list[Developer]:
+        return [_developer(d) for d in self._list("/api/portal/developers")]
+
+    def list_policies(self) -> list[Policy]:
+        return [_policy(p) for p in self._list("/api/portal/policies")]
+
+    def get_request(self, request_id: str) -> KeyRequest | None:
+        """One request, or None when the Dashboard says it does not exist."""
+        answer = self._read(f"/api/portal/requests/{_seg(request_id)}", missing_ok=True)
+        return None if answer is None else _key_request(_object(answer, "key request"))
+
+    def developer(self, developer_id: str) -> Developer | None:
+        answer = self._read(f"/api/portal/developers/{_seg(developer_id)}", missing_ok=True)
+        return None if answer is None else _developer(_object(answer, "developer"))
+
+    def developer_by_email(self, email: str) -> Developer | None:
+        answer = self._read(f"/api/portal/developers/email/{_seg(email)}", missing_ok=True)
+        return None if answer is None else _developer(_object(answer, "developer"))
+
+    def policy(self, ref: str) -> Policy | None:
+        """A policy by `_id`, explicit `id` or name."""
+        answer = self._read(f"/api/portal/policies/{_seg(ref)}", missing_ok=True, bad_ok=True)
+        if answer is not None:
+            return _policy(_object(answer, "policy"))
+        matches = [p for p in self.list_policies() if ref in (p.db_id, p.id, p.name)]
+        return matches[0] if len(matches) == 1 else None
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def create_request(
+        self, developer_id: str, policy_ids: Sequence[str], fields: Mapping[str, str]
+    ) -> str:
+        """Create a key request; return its id. Raises AnswerLost when the outcome is unknown."""
+        if not policy_ids:
+            raise ValueError("a key request needs at least one policy")
+        body = {
+            "by_user": developer_id,
+            "version": "v2",
+            "fields": dict(fields),
+            "apply_policies": list(policy_ids),
+            "for_plan": policy_ids[0],
+            "approved": False,
+        }
+        answer = self._write("POST", "/api/portal/requests", body)
+        new_id = answer.get("Message") if isinstance(answer, dict) else None
+        if not isinstance(new_id, str) or not new_id:
+            raise NetworkError("POST", "/api/portal/requests", "the answer held no request id")
+        return new_id
+
+    def approve_request(self, request_id: str) -> str:
+        """Approve; return the RawKey (a live credential: never log or print it)."""
+        path = f"/api/portal/requests/approve/{_seg(request_id)}"
+        answer = self._write("PUT", path, None)
+        key = answer.get("RawKey") if isinstance(answer, dict) else None
+        if not isinstance(key, str) or not key:
+            raise NetworkError("PUT", path, "the approval answer held no key")
+        redact.register(key)
+        return key
+
+    def delete_request(self, request_id: str) -> bool:
+        """Delete; False when the request was already gone."""
+        path = f"/api/portal/requests/{_seg(request_id)}"
+        return self._send("DELETE", path, None, retry_lost=True, missing_ok=True) is not None
+
+    # ---- transport ---------------------------------------------------------------------
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a listing in one request (`p=-1`), checked for completeness.
+
+        A Dashboard that refuses `p=-1`, or answers it with fewer items than `Pages`
+        promises, is read page by page instead.
+        """
+        try:
+            answer = self._read(path, params={"p": "-1"})
+        except ApiError as e:
+            if e.status != 400:
+                raise
+            log.info("GET %s?p=-1 refused (%s); reading page by page", path, e.status)
+            return self._walk(path)
+        items, pages = _envelope(answer, path)
+        if _complete(len(items), pages):
+            return _dedupe(items, path)
+        log.info(
+            "GET %s?p=-1 gave %d items for %d pages; reading page by page", path, len(items), pages
+        )
+        return self._walk(path)
+
+    def _walk(self, path: str) -> list[dict[str, Any]]:
+        # Dashboards before 1.9.2 count pages from 0, later ones from 1 (and take p=0 as
+        # "everything"); reading 0..Pages covers both, and duplicates are dropped by id.
+        first, pages = _envelope(self._read(path, params={"p": "1"}), path)
+        items = list(first)
+        for p in range(pages + 1):
+            if p == 1:
+                continue
+            try:
+                more, _ = _envelope(self._read(path, params={"p": str(p)}), path)
+            except ApiError as e:
+                if p == 0 and e.status == 400:
+                    continue
+                raise
+            items.extend(more)
+        unique = _dedupe(items, path)
+        if not _complete(len(unique), pages):
+            raise IncompleteListing(
+                f"GET {path}: the Dashboard reported {pages} pages of {PAGE_SIZE} but "
+                f"{len(unique)} distinct items could be read; refusing to plan on a partial view"
+            )
+        return unique
+
+    def _read(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        missing_ok: bool = False,
+        bad_ok: bool = False,
+    ) -> Any:
+        return self._send(
+            "GET", path, None, params=params, retry_lost=True, missing_ok=missing_ok, bad_ok=bad_ok
+        )
+
+    def _write(self, method: str, path: str, body: Any) -> Any:
+        return self._send(method, path, body, retry_lost=False)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        *,
+        params: Mapping[str, str] | None = None,
+        retry_lost: bool,
+        missing_ok: bool = False,
+        bad_ok: bool = False,
+    ) -> Any:
+        """One call with the retry rules of its kind.
+
+        `retry_lost`: the call is idempotent, so a lost answer or a 5xx may be retried.
+        Otherwise only failures that prove the call was not processed (connection refused,
+        429) are retried, and anything else raises AnswerLost.
+        """
+        shown = path if not params else f"{path}?" + "&".join(f"{k}={v}" for k, v in params.items())
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt >= self.retry.attempts
+            delay = self._backoff(attempt)
+            try:
+                answer = self._once(method, path, body, params)
+            except requests.exceptions.ConnectionError as e:
+                if _not_sent(e) or retry_lost:
+                    if last:
+                        raise NetworkError(method, shown, _describe(e)) from None
+                    log.warning("%s %s: %s; retrying in %.1fs", method, shown, _describe(e), delay)
+                    self._sleep(delay)
+                    continue
+                raise AnswerLost(method, shown, f"{_describe(e)}; the outcome is unknown") from None
+            except requests.exceptions.Timeout as e:
+                if isinstance(e, requests.exceptions.ConnectTimeout) or retry_lost:
+                    if last:
+                        raise NetworkError(method, shown, _describe(e)) from None
+                    log.warning("%s %s: %s; retrying in %.1fs", method, shown, _describe(e), delay)
+                    self._sleep(delay)
+                    continue
+                raise AnswerLost(method, shown, f"{_describe(e)}; the outcome is unknown") from None
+            except requests.exceptions.RequestException as e:
+                raise NetworkError(method, shown, _describe(e)) from None
+
+            status = answer.status
+            if status < 300:
+                if answer.body is _INVALID:
+                    if retry_lost and not last:
+                        log.warning("%s %s: invalid JSON; retrying in %.1fs", method, shown, delay)
+                        self._sleep(delay)
+                        continue
+                    error = f"the Dashboard answered {status} with a body that is not valid JSON"
+                    if retry_lost:
+                        raise NetworkError(method, shown, error)
+                    raise AnswerLost(method, shown, error + "; the outcome is unknown")
+                return answer.body
+            if status == 404 and missing_ok:
+                return None
+            if status == 400 and bad_ok:
+                return None
+            if status in RETRY_STATUSES and (retry_lost or status == 429) and not last:
+                wait = self._retry_after(answer) if status == 429 else None
+                wait = delay if wait is None else wait
+                log.warning("%s %s: answered %d; retrying in %.1fs", method, shown, status, wait)
+                self._sleep(wait)
+                continue
+            message = redact.redact(_message(answer.body))
+            if status >= 500 and not retry_lost:
+                raise AnswerLost(
+                    method, shown, f"the Dashboard answered {status}; the outcome is unknown"
+                )
+            raise ApiError(method, shown, status, message)
+
+    def _once(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> _Answer:
+        started = time.monotonic()
+        response = self.session.request(
+            method,
+            self.url + path,
+            params=params,
+            data=None if body is None else json.dumps(body),
+            headers={"Content-Type": "application/json"} if body is not None else None,
+            timeout=self.timeout,
+        )
+        log.debug(
+            "%s %s -> %d (%.0f ms)",
+            method,
+            path,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        try:
+            parsed: Any = response.json() if response.content else None
+        except ValueError:
+            parsed = _INVALID
+        return _Answer(response.status_code, parsed, response.headers.get("Retry-After"))
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.retry.max_backoff, self.retry.backoff * 2 ** (attempt - 1))
+        return self._rng.uniform(0, cap)
+
+    def _retry_after(self, answer: _Answer) -> float | None:
+        raw = answer.retry_after
+        if raw is None:
+            return None
+        try:
+            seconds = float(raw)
+        except ValueError:
+            return None
+        if not math.isfinite(seconds) or seconds < 0:
+            return None
+        return min(seconds, self.retry.max_retry_after)
+
+
+_INVALID = object()
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="@")
+
+
+def _not_sent(e: requests.exceptions.ConnectionError) -> bool:
+    """True when the connection was never made, so the request cannot have been processed."""
+    text = repr(e)
+    return "NewConnectionError" in text or "Connection refused" in text
+
+
+def _describe(e: requests.exceptions.RequestException) -> str:
+    if isinstance(e, requests.exceptions.ConnectTimeout):
+        return "timed out connecting to the Dashboard"
+    if isinstance(e, requests.exceptions.Timeout):
+        return "timed out waiting for the Dashboard's answer"
+    if isinstance(e, requests.exceptions.SSLError):
+        return "TLS verification failed (use --ca-bundle for a private CA)"
+    text = repr(e)
+    if "Connection refused" in text or "NewConnectionError" in text:
+        return "connection refused: is the Dashboard URL right and the Dashboard up?"
+    if "RemoteDisconnected" in text or "reset" in text.lower() or "Aborted" in text:
+        return "the connection was closed before an answer came"
+    return "connection failed"
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict):
+        message = body.get("Message")
+        if isinstance(message, str):
+            return message[:500]
+    return ""
+
+
+def _envelope(answer: Any, path: str) -> tuple[list[dict[str, Any]], int]:
+    if not isinstance(answer, dict):
+        raise NetworkError("GET", path, "the list answer was not a {Data, Pages} object")
+    data = answer.get("Data")
+    if data is None:
+        data = []
+    pages = answer.get("Pages", 0)
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        raise NetworkError("GET", path, "the list answer's Data was not a list of objects")
+    if not isinstance(pages, int) or isinstance(pages, bool) or pages < 0:
+        raise NetworkError("GET", path, "the list answer's Pages was not a count")
+    return data, pages
+
+
+def _complete(count: int, pages: int) -> bool:
+    if pages == 0:
+        return count == 0
+    return (pages - 1) * PAGE_SIZE < count <= pages * PAGE_SIZE
+
+
+def _item_id(item: Mapping[str, Any]) -> str | None:
+    value = item.get("id") or item.get("_id")
+    return value if isinstance(value, str) and value else None
+
+
+def _dedupe(items: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key = _item_id(item)
+        if key is None:
+            raise NetworkError("GET", path, "a listed item had no id")
+        seen.setdefault(key, item)
+    return list(seen.values())
+
+
+def _object(answer: Any, what: str) -> dict[str, Any]:
+    if not isinstance(answer, dict):
+        raise TyksyncError(f"the Dashboard's {what} answer was not an object")
+    return answer
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _key_request(raw: Mapping[str, Any]) -> KeyRequest:
+    rid = _item_id(raw)
+    if rid is None:
+        raise TyksyncError("the Dashboard listed a key request without an id")
+    apply_policies = raw.get("apply_policies")
+    policies: tuple[str, ...]
+    if isinstance(apply_policies, list) and apply_policies:
+        policies = tuple(str(p) for p in apply_policies if p)
+    elif raw.get("for_plan"):
+        policies = (str(raw["for_plan"]),)
+    else:
+        policies = ()
+    fields_raw = raw.get("fields")
+    fields = (
+        {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in fields_raw.items()}
+        if isinstance(fields_raw, dict)
+        else {}
+    )
+    return KeyRequest(
+        id=rid,
+        developer_id=_str(raw.get("by_user")),
+        policies=policies,
+        approved=raw.get("approved") is True,
+        fields=fields,
+        date_created=_str(raw.get("date_created")),
+        for_api=_str(raw.get("for_api")),
+        version=_str(raw.get("version")),
+        org_id=_str(raw.get("org_id")),
+    )
+
+
+def _developer(raw: Mapping[str, Any]) -> Developer:
+    did = _item_id(raw)
+    if did is None:
+        raise TyksyncError("the Dashboard listed a developer without an id")
+    return Developer(
+        id=did,
+        email=_str(raw.get("email")),
+        org_id=_str(raw.get("org_id")),
+        inactive=raw.get("inactive") is True,
+    )
+
+
+def _policy(raw: Mapping[str, Any]) -> Policy:
+    db_id = _str(raw.get("_id"))
+    explicit = _str(raw.get("id"))
+    if not db_id and not explicit:
+        raise TyksyncError("the Dashboard listed a policy without an id")
+    return Policy(
+        db_id=db_id or explicit,
+        id=explicit,
+        name=_str(raw.get("name")),
+        active=raw.get("active") is not False,
+    )

@@ -1,0 +1,155 @@
+"""From connection settings to a client: the Dashboard, or the embedded sandbox.
+
+The secret is read from the environment or a file, never from an option's value, so it
+never shows in a process list or a shell history.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import stat
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tyksync import redact
+from tyksync.client import DashboardClient
+from tyksync.errors import ConfigError
+
+log = logging.getLogger("tyksync")
+
+DEFAULT_SANDBOX_STATE = Path(".tyksync/sandbox.json")
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    dashboard: str | None = None
+    secret_file: Path | None = None
+    ca_bundle: Path | None = None
+    insecure: bool = False
+    sandbox: bool = False
+    sandbox_state: Path = DEFAULT_SANDBOX_STATE
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Connection:
+    client: DashboardClient
+    label: str  # what plans record as `dashboard`: the URL, or the sandbox's state file
+
+
+@contextmanager
+def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Connection]:
+    if settings.sandbox:
+        if settings.dashboard:
+            raise ConfigError("--sandbox and --dashboard/TYK_DASHBOARD_URL: choose one")
+        from tyksync.sandbox import embedded_sandbox
+
+        with embedded_sandbox(settings.sandbox_state) as sandbox:
+            client = DashboardClient(sandbox.url, sandbox.secret, timeout=(5.0, settings.timeout))
+            try:
+                yield Connection(client, f"sandbox:{settings.sandbox_state}")
+            finally:
+                client.close()
+        return
+
+    url = settings.dashboard
+    if not url:
+        raise ConfigError(
+            "no Dashboard: set TYK_DASHBOARD_URL or pass --dashboard URL "
+            "(or try tyksync on the embedded sandbox with --sandbox)"
+        )
+    secret = read_secret(settings.secret_file, env)
+    _warn_cleartext(url)
+    verify: bool | str = True
+    if settings.insecure:
+        log.warning(
+            "--insecure: TLS certificates are NOT verified; anyone on the path can read "
+            "the Dashboard secret and the keys issued"
+        )
+        verify = False
+        import urllib3
+
+        # We said it once, loudly; urllib3 would otherwise repeat it on every call.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    elif settings.ca_bundle is not None:
+        if not settings.ca_bundle.is_file():
+            raise ConfigError(f"--ca-bundle {settings.ca_bundle}: no such file")
+        verify = str(settings.ca_bundle)
+    client = DashboardClient(url, secret, verify=verify, timeout=(5.0, settings.timeout))
+    try:
+        yield Connection(client, _label(url))
+    finally:
+        client.close()
+
+
+def read_secret(secret_file: Path | None, env: Mapping[str, str]) -> str:
+    path = secret_file or (
+        Path(env["TYK_DASHBOARD_SECRET_FILE"]) if env.get("TYK_DASHBOARD_SECRET_FILE") else None
+    )
+    if path is not None:
+        try:
+            mode = path.stat().st_mode
+            raw = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"secret file {path}: cannot read it: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"secret file {path}: not UTF-8 text") from None
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            log.warning(
+                "secret file %s can be read by other users (mode %o); run chmod 600 %s",
+                path,
+                stat.S_IMODE(mode),
+                path,
+            )
+        secret = raw.rstrip("\r\n")
+        if not secret:
+            raise ConfigError(f"secret file {path} is empty")
+        redact.register(secret)
+        return secret
+    secret = env.get("TYK_DASHBOARD_SECRET", "")
+    if not secret:
+        raise ConfigError(
+            "no Dashboard secret: set TYK_DASHBOARD_SECRET, or TYK_DASHBOARD_SECRET_FILE / "
+            "--secret-file to a file holding it"
+        )
+    redact.register(secret)
+    return secret
+
+
+def _warn_cleartext(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return
+    host = parts.hostname or ""
+    if host == "localhost" or _is_loopback(host):
+        return
+    log.warning(
+        "%s is plain http:// to a host other than this machine: the Dashboard secret and "
+        "any issued key travel in clear; use https://",
+        _label(url),
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _label(url: str) -> str:
+    """The URL without credentials, query or fragment, for plans and messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+
+
+def environment() -> Mapping[str, str]:
+    return os.environ

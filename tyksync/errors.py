@@ -1,0 +1,92 @@
+"""One error hierarchy, with messages written for the person running tyksync.
+
+The CLI maps these to exit codes in one place (`tyksync.cli`). No message ever carries the
+Dashboard secret or an issued key: messages are built from status codes, paths and the
+Dashboard's own `Message`, which the client redacts before raising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TyksyncError(Exception):
+    """Base of every error tyksync raises on purpose. Exit code 1 unless a subclass says."""
+
+    exit_code = 1
+
+
+class ConfigError(TyksyncError):
+    """Missing or contradictory connection settings (no Dashboard, no secret, ...)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a manifest, located at FILE:LINE."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class ManifestError(TyksyncError):
+    """Every problem of a run, reported at once."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.message))
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the manifests"
+        super().__init__(head + ":\n" + "\n".join(str(p) for p in self.problems))
+
+
+class ApiError(TyksyncError):
+    """The Dashboard answered, and the answer was an error."""
+
+    def __init__(self, method: str, path: str, status: int, message: str) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.dashboard_message = message
+        hint = _HINTS.get(status, "")
+        super().__init__(
+            f"{method} {path}: the Dashboard answered {status}"
+            + (f": {message}" if message else "")
+            + (f" ({hint})" if hint else "")
+        )
+
+
+_HINTS = {
+    401: "check TYK_DASHBOARD_SECRET or --secret-file: the Dashboard did not accept the secret",
+    403: "the Dashboard user behind this secret lacks the portal permissions",
+}
+
+
+class NetworkError(TyksyncError):
+    """No usable answer: connection refused or reset, timeout, invalid JSON, ..."""
+
+    def __init__(self, method: str, path: str, reason: str) -> None:
+        self.method = method
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{method} {path}: {reason}")
+
+
+class AnswerLost(NetworkError):
+    """A write was sent and no answer came back: it may or may not have been committed."""
+
+
+class IncompleteListing(TyksyncError):
+    """A list answer did not hold the number of items its `Pages` promised."""
+
+
+class Refused(TyksyncError):
+    """tyksync refused to act: unsafe plan, stale saved plan, no confirmation."""
+
+    exit_code = 3
+
+
+class StalePlan(Refused):
+    """The saved plan no longer matches the live Dashboard or the manifests."""

@@ -1,0 +1,63 @@
+"""The apply journal: every mutation, before and after, as fsynced JSON lines.
+
+So that a person can see what an apply did before it was killed. No key is ever written
+here: approvals record only whether their key was captured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from tyksync import redact
+from tyksync.errors import TyksyncError
+from tyksync.plan import Action
+
+
+class Journal:
+    """Appends to PATH; a Journal(None) records nothing."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.run = uuid.uuid4().hex[:12]
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            except OSError as e:
+                raise TyksyncError(f"--journal {path}: cannot open: {e.strerror}") from None
+            self._file = os.fdopen(fd, "a", encoding="utf-8")
+
+    def write(self, event: str, action: Action | None = None, **details: Any) -> None:
+        if self._file is None:
+            return
+        entry: dict[str, Any] = {
+            "ts": datetime.now(timezone.utc).isoformat(),
+            "run": self.run,
+            "event": event,
+        }
+        if action is not None:
+            entry.update(
+                action=action.action,
+                developer=action.developer.email or action.developer.id,
+                policies=[p.id for p in action.policies],
+                planned_request_id=action.request_id,
+            )
+        entry.update(details)
+        line = redact.redact(json.dumps(entry, sort_keys=True, default=str))
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,34 @@
+"""Manifests: strict YAML loading, the format's models, resolution against live state.
+
+This package is the only code in tyksync that reads YAML.
+
+    manifests = load_manifests(paths)      # offline checks; raises ManifestError
+    desired = resolve(manifests, live)     # online checks; raises ManifestError
+"""
+
+from tyksync.manifest.loader import (
+    DeclaredDeveloper,
+    DeclaredRequest,
+    ManifestFile,
+    Manifests,
+    load_manifests,
+)
+from tyksync.manifest.model import Defaults, ManifestDoc, RequestDecl
+from tyksync.manifest.resolve import Desired, DesiredRequest, FileScope, resolve
+from tyksync.manifest.schema import manifest_json_schema
+
+__all__ = [
+    "DeclaredDeveloper",
+    "DeclaredRequest",
+    "Defaults",
+    "Desired",
+    "DesiredRequest",
+    "FileScope",
+    "ManifestDoc",
+    "ManifestFile",
+    "Manifests",
+    "RequestDecl",
+    "load_manifests",
+    "manifest_json_schema",
+    "resolve",
+]

@@ -1,0 +1,174 @@
+"""Resolve manifest references (emails, policy names) against one read of live state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tyksync.errors import ManifestError, Problem
+from tyksync.manifest.loader import (
+    DeclaredDeveloper,
+    DeclaredRequest,
+    ManifestFile,
+    Manifests,
+    declared_twice,
+)
+from tyksync.models import Developer, DeveloperIndex, LiveState, Policy, PolicyIndex
+
+
+@dataclass(frozen=True)
+class DesiredRequest:
+    developer: Developer
+    policies: tuple[Policy, ...]  # declared order (the first one becomes for_plan)
+    approved: bool
+    fields: Mapping[str, str]  # user fields only (no tyksync_*)
+    owner: str
+    file: str
+    line: int
+
+    @property
+    def identity(self) -> tuple[str, frozenset[str]]:
+        """(developer id, policy `_id`s): what a live request is matched on."""
+        return (self.developer.id, frozenset(p.db_id for p in self.policies))
+
+
+@dataclass(frozen=True)
+class FileScope:
+    """What one manifest file manages, for pruning."""
+
+    path: str
+    owner: str
+    prune: str
+    developer_ids: frozenset[str]  # every developer listed, `bob: []` included
+
+
+@dataclass(frozen=True)
+class Desired:
+    requests: tuple[DesiredRequest, ...]
+    scopes: tuple[FileScope, ...]
+
+
+def resolve(manifests: Manifests, live: LiveState) -> Desired:
+    """Every declared request with live developers and policies; raises one ManifestError
+    with every unresolvable reference and every identity declared twice."""
+    resolver = _Resolver(live)
+    scopes: list[FileScope] = []
+    requests: list[DesiredRequest] = []
+    for manifest in manifests.files:
+        # Developer problems are reported once, at the developer's key line, however
+        # many requests that developer has.
+        developers = {d.ref: resolver.developer(d) for d in manifest.developers}
+        scopes.append(_scope(manifest, developers))
+        for declared in manifest.requests:
+            desired = resolver.request(declared, developers[declared.developer])
+            if desired is not None:
+                requests.append(desired)
+    resolver.problems.extend(_declared_twice(requests))
+    if resolver.problems:
+        raise ManifestError(resolver.problems)
+    return Desired(tuple(requests), tuple(scopes))
+
+
+def _scope(manifest: ManifestFile, developers: Mapping[str, Developer | None]) -> FileScope:
+    ids = frozenset(d.id for d in developers.values() if d is not None)
+    return FileScope(manifest.path, manifest.owner, manifest.prune, ids)
+
+
+class _Resolver:
+    def __init__(self, live: LiveState) -> None:
+        self.developers: DeveloperIndex = live.developer_index()
+        self.policies: PolicyIndex = live.policy_index()
+        self.problems: list[Problem] = []
+
+    def developer(self, declared: DeclaredDeveloper) -> Developer | None:
+        ref = declared.ref
+        found = self.developers.lookup(ref)
+        if not found:
+            self._problem(declared.file, declared.line, f"unknown developer '{ref}'")
+            return None
+        if len(found) > 1:
+            ids = ", ".join(sorted(d.id for d in found))
+            self._problem(
+                declared.file,
+                declared.line,
+                f"ambiguous developer '{ref}': {len(found)} developers have this email "
+                f"({ids}); use the developer id",
+            )
+            return None
+        developer = found[0]
+        if developer.inactive:
+            self._problem(
+                declared.file, declared.line, f"developer '{ref}' is inactive on the Dashboard"
+            )
+            return None
+        return developer
+
+    def request(
+        self, declared: DeclaredRequest, developer: Developer | None
+    ) -> DesiredRequest | None:
+        policies: list[Policy] = []
+        ok = developer is not None
+        for ref in declared.plans:
+            policy = self._policy(ref, declared)
+            if policy is None:
+                ok = False
+            elif any(p.db_id == policy.db_id for p in policies):
+                self._problem(
+                    declared.file,
+                    declared.line,
+                    f"policy '{ref}' names a policy already listed in this request "
+                    f"(_id {policy.db_id})",
+                )
+                ok = False
+            else:
+                policies.append(policy)
+        if not ok or developer is None:
+            return None
+        return DesiredRequest(
+            developer=developer,
+            policies=tuple(policies),
+            approved=declared.approved,
+            fields=declared.fields,
+            owner=declared.owner,
+            file=declared.file,
+            line=declared.line,
+        )
+
+    def _policy(self, ref: str, declared: DeclaredRequest) -> Policy | None:
+        found = self.policies.lookup(ref)
+        if not found:
+            self._problem(declared.file, declared.line, f"unknown policy '{ref}'")
+            return None
+        if len(found) > 1:
+            ids = ", ".join(sorted(p.db_id for p in found))
+            self._problem(
+                declared.file,
+                declared.line,
+                f"ambiguous policy '{ref}': {len(found)} policies match it (_id {ids}); "
+                "use the policy's `id` or `_id` instead",
+            )
+            return None
+        policy = found[0]
+        if not policy.active:
+            self._problem(
+                declared.file, declared.line, f"policy '{ref}' is inactive on the Dashboard"
+            )
+            return None
+        return policy
+
+    def _problem(self, file: str, line: int, message: str) -> None:
+        self.problems.append(Problem(file, line, message))
+
+
+def _declared_twice(requests: list[DesiredRequest]) -> list[Problem]:
+    """Identities that only coincide after resolution: `Gold` and its `_id`, or an email
+    and the id of the same developer. Textual duplicates were refused when loading."""
+    first: dict[tuple[str, frozenset[str]], DesiredRequest] = {}
+    problems: list[Problem] = []
+    for request in requests:
+        earlier = first.setdefault(request.identity, request)
+        if earlier is not request:
+            label = request.developer.email or request.developer.id
+            names = [p.name or p.id or p.db_id for p in request.policies]
+            problems.append(declared_twice(request, earlier, label, names))
+    return problems

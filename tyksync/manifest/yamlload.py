@@ -1,0 +1,424 @@
+"""Strict YAML: the only place in tyksync that parses YAML text.
+
+We never let PyYAML construct Python objects. We read the parser's *events* one at a time
+(libyaml's C parser when available) and build plain data ourselves, which lets us refuse
+anchors and aliases at the event that introduces them (so an alias bomb never expands),
+refuse every non-standard tag before anything could act on it, and record the line of
+every value for error messages.
+
+Scalars are resolved with a deliberately small YAML 1.2 core schema: `true`/`false` are
+the only booleans (YAML 1.1 words such as `yes` or `on` stay strings and are rejected
+later wherever a boolean is expected), decimal integers and floats are numbers, and
+number lookalikes that YAML 1.1 would silently convert (`0755`, `1_000`, `1:30`, `0x1F`)
+are refused with a hint to quote them.
+
+Messages never repeat input *values*: a value may be a secret pasted by mistake. Keys and
+positions are fine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tyksync.errors import Problem
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+MAX_NODES = 100_000
+MAX_PROBLEMS_PER_FILE = 50
+# Python refuses int() of very long digit strings anyway (4300 digits); no manifest value
+# needs more than a handful.
+MAX_INT_DIGITS = 30
+
+# A path from the document root to a value: mapping keys and sequence indices.
+PathKey = str | int
+YamlPath = tuple[PathKey, ...]
+
+_TAG = "tag:yaml.org,2002:"
+_STR, _INT, _BOOL, _NULL = _TAG + "str", _TAG + "int", _TAG + "bool", _TAG + "null"
+_MAP, _SEQ = _TAG + "map", _TAG + "seq"
+_SCALAR_TAGS = frozenset({_STR, _INT, _BOOL, _NULL})
+
+_NULL_RE = re.compile(r"~|null|Null|NULL|")
+_BOOL_VALUES = {"true": True, "false": False}
+_INT_RE = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_FLOAT_RE = re.compile(
+    r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
+)
+# What YAML 1.1 (and so many other tools) would read as a number, but we will not guess.
+_LOOKALIKE_RE = re.compile(
+    r"[-+]?0[0-9_]+"  # leading zero: octal in YAML 1.1
+    r"|[-+]?0[xXoObB][0-9a-fA-F_]+"  # hex, octal, binary
+    r"|[-+]?[0-9][0-9_]*_[0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?"  # digit separators
+    r"|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?"  # sexagesimal (1:30 == 90)
+)
+
+
+# libyaml's parser is several times faster; both expose the same event API.
+_Loader: Any = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
+
+
+@dataclass(frozen=True)
+class YamlDoc:
+    """One YAML document as plain data, plus the line of every value."""
+
+    data: Any
+    # Line (1-based) of each value: for a mapping entry, the line of its key; for a
+    # sequence item, the line where the item starts; () is the root.
+    lines: dict[YamlPath, int]
+    # Values refused while reading (aliases, bad tags, number lookalikes, ...): they hold
+    # a placeholder, were reported already, and schema errors under them are noise.
+    refused: frozenset[YamlPath] = frozenset()
+
+    def line_of(self, path: tuple[Any, ...]) -> int:
+        """The line of `path`, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return 1
+
+
+class _Abort(Exception):
+    """Stop reading this file: going on would waste time or hide the real problem."""
+
+
+def describe_type(value: object) -> str:
+    """How error messages name a value's kind (never the value itself)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a " + type(value).__name__
+
+
+class _Builder:
+    """Turns a parser's event stream into plain data, refusing everything non-plain."""
+
+    def __init__(self, file: str, next_event: Callable[[], yaml.Event]) -> None:
+        self.file = file
+        self._next = next_event
+        self.problems: list[Problem] = []
+        self.lines: dict[YamlPath, int] = {}
+        self.refused: set[YamlPath] = set()
+        self._nodes = 0
+
+    # -- problems -----------------------------------------------------------------------
+
+    def problem(self, line: int, message: str) -> None:
+        self.problems.append(Problem(self.file, line, message))
+        if len(self.problems) >= MAX_PROBLEMS_PER_FILE:
+            self.problems.append(
+                Problem(self.file, line, "too many problems in this file; stopped reading it")
+            )
+            raise _Abort
+
+    def problem_at(self, path: YamlPath, line: int, message: str) -> None:
+        """A problem with a value: prefixed with where the value sits, when known."""
+        known = bool(path) and path[: len(_DISCARDED)] != _DISCARDED
+        self.problem(line, f"{render_path(path)}: {message}" if known else message)
+
+    def fatal(self, line: int, message: str) -> None:
+        self.problems.append(Problem(self.file, line, message))
+        raise _Abort
+
+    # -- document -----------------------------------------------------------------------
+
+    def document(self) -> Any:
+        """Read the whole stream; exactly one document is allowed."""
+        self._expect(yaml.StreamStartEvent)
+        event = self._next()
+        if isinstance(event, yaml.StreamEndEvent):
+            self.fatal(1, "empty manifest: expected a mapping with version, owner, developers")
+        data = self.node(self._next(), (), 1)
+        self._expect(yaml.DocumentEndEvent)
+        event = self._next()
+        if not isinstance(event, yaml.StreamEndEvent):
+            self.problem(
+                _line(event),
+                "a second YAML document ('---') in one file; put each manifest in its own file",
+            )
+        return data
+
+    def _expect(self, kind: type[yaml.Event]) -> yaml.Event:
+        event = self._next()
+        if not isinstance(event, kind):  # pragma: no cover - the parser guarantees order
+            self.fatal(_line(event), "unexpected YAML structure")
+        return event
+
+    # -- nodes --------------------------------------------------------------------------
+
+    def node(self, event: yaml.Event, path: YamlPath, depth: int) -> Any:
+        """The value that starts with `event`; _INVALID (and `path` refused) if refused."""
+        value = self._node(event, path, depth)
+        if value is _INVALID:
+            self.refused.add(path)
+        return value
+
+    def _node(self, event: yaml.Event, path: YamlPath, depth: int) -> Any:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            self.fatal(_line(event), f"too many YAML values (more than {MAX_NODES})")
+        if depth > MAX_DEPTH:
+            self.fatal(_line(event), f"nested too deeply (more than {MAX_DEPTH} levels)")
+        if isinstance(event, yaml.AliasEvent):
+            # Refused before anything is expanded: this is what defuses alias bombs.
+            self.problem_at(
+                path, _line(event), "YAML aliases (*name) are not allowed; write it out"
+            )
+            return _INVALID
+        if getattr(event, "anchor", None) is not None:
+            self.problem_at(path, _line(event), "YAML anchors (&name) are not allowed")
+        if isinstance(event, yaml.ScalarEvent):
+            return self.scalar(event, path)
+        if isinstance(event, yaml.SequenceStartEvent):
+            return self.sequence(event, path, depth)
+        if isinstance(event, yaml.MappingStartEvent):
+            return self.mapping(event, path, depth)
+        self.fatal(_line(event), "unexpected YAML structure")  # pragma: no cover
+        return _INVALID  # pragma: no cover
+
+    def _tag_ok(self, event: yaml.CollectionStartEvent, allowed: str, path: YamlPath) -> bool:
+        if event.tag is None or event.tag == allowed:
+            return True
+        self.problem_at(path, _line(event), _tag_message(event.tag))
+        return False
+
+    def sequence(self, start: yaml.SequenceStartEvent, path: YamlPath, depth: int) -> Any:
+        tag_ok = self._tag_ok(start, _SEQ, path)
+        items: list[Any] = []
+        while True:
+            event = self._next()
+            if isinstance(event, yaml.SequenceEndEvent):
+                return items if tag_ok else _INVALID
+            item_path = (*path, len(items))
+            self.lines[item_path] = _line(event)
+            items.append(self.node(event, item_path, depth + 1))
+
+    def mapping(self, start: yaml.MappingStartEvent, path: YamlPath, depth: int) -> Any:
+        tag_ok = self._tag_ok(start, _MAP, path)
+        result: dict[str, Any] = {}
+        key_lines: dict[str, int] = {}
+        while True:
+            event = self._next()
+            if isinstance(event, yaml.MappingEndEvent):
+                return result if tag_ok else _INVALID
+            key_line = _line(event)
+            key = self.key(event, depth)
+            value_event = self._next()
+            if key is None or key in key_lines:
+                if key is not None:
+                    first = key_lines[key]
+                    self.problem(
+                        key_line, f"duplicate key {quote_key(key)} (first at line {first})"
+                    )
+                # The entry is dropped, but its value is still read so that every problem
+                # in it is reported in this run.
+                self.node(value_event, _DISCARDED, depth + 1)
+                continue
+            key_lines[key] = key_line
+            self.lines[(*path, key)] = key_line
+            result[key] = self.node(value_event, (*path, key), depth + 1)
+
+    def key(self, event: yaml.Event, depth: int) -> str | None:
+        """A mapping key: always a string in our format. None after reporting a problem."""
+        line = _line(event)
+        if (
+            isinstance(event, yaml.ScalarEvent)
+            and event.tag is None
+            and event.implicit[0]
+            and event.value == "<<"
+        ):
+            if event.anchor is not None:
+                self.problem(line, "YAML anchors (&name) are not allowed")
+            self.problem(line, "YAML merge keys (<<) are not allowed; write the keys out")
+            return None
+        value = self.node(event, _DISCARDED, depth + 1)
+        if isinstance(value, str):
+            return value
+        if value is _INVALID:
+            return None  # already reported
+        if isinstance(value, (list, dict)):
+            self.problem(line, "mapping keys must be plain strings, not lists or mappings")
+        else:
+            self.problem(
+                line, f"mapping keys must be strings, got {describe_type(value)}; quote the key"
+            )
+        return None
+
+    def scalar(self, event: yaml.ScalarEvent, path: YamlPath) -> Any:
+        tag, text, line = event.tag, event.value, _line(event)
+        if tag is None and event.implicit[0]:
+            return self._plain(text, line, path)
+        if tag is None or tag == _STR:
+            return text  # quoted or block scalar, or an explicit !!str
+        if tag not in _SCALAR_TAGS:
+            self.problem_at(path, line, _tag_message(tag))
+            return _INVALID
+        # An explicit standard tag must agree with what the text says.
+        value = self._plain(text, line, path)
+        if value is _INVALID:
+            return value
+        expected = {_INT: int, _BOOL: bool, _NULL: type(None)}[tag]
+        if type(value) is not expected:
+            self.problem_at(path, line, f"value does not match its !!{tag[len(_TAG) :]} tag")
+            return _INVALID
+        return value
+
+    def _plain(self, text: str, line: int, path: YamlPath) -> Any:
+        if text in _BOOL_VALUES:
+            return _BOOL_VALUES[text]
+        if _NULL_RE.fullmatch(text):
+            return None
+        # Before int and float: `0755` would otherwise pass as the float 755.0.
+        if _LOOKALIKE_RE.fullmatch(text):
+            self.problem_at(
+                path,
+                line,
+                "ambiguous number-like value (octal, hex, '_' or ':' separated): "
+                "quote it to make it a string",
+            )
+            return _INVALID
+        if _INT_RE.fullmatch(text):
+            if len(text) > MAX_INT_DIGITS:
+                self.problem_at(path, line, "integer too long; quote it to make it a string")
+                return _INVALID
+            return int(text)
+        if _FLOAT_RE.fullmatch(text):
+            return float(text)
+        return text
+
+
+# Where values go that are read only for their problems (refused keys, duplicates).
+_DISCARDED: YamlPath = ("<discarded>",)
+
+
+_BARE = re.compile(r"[A-Za-z0-9_-]{1,80}")
+
+
+def render_path(path: tuple[Any, ...]) -> str:
+    """`developers."a@example.com"[0].fields.ticket`: keys and indices, never values."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        text = str(part)
+        if not _BARE.fullmatch(text):
+            text = json.dumps(text if len(text) <= 80 else text[:80] + "...")
+        out += ("." if out else "") + text
+    return out or "(top level)"
+
+
+class _Invalid:
+    """Stands in for a value that was refused, so that building can go on."""
+
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+_INVALID: Any = _Invalid()
+
+
+def _line(event: yaml.Event) -> int:
+    mark = event.start_mark
+    return int(mark.line) + 1 if mark is not None else 1
+
+
+def quote_key(text: str, limit: int = 80) -> str:
+    """Quote a key for a message, bounded and with control characters escaped."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return "'" + text.encode("unicode_escape").decode("ascii").replace("'", "\\'") + "'"
+
+
+def _tag_message(tag: str) -> str:
+    shown = "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
+    return (
+        f"YAML tag {quote_key(shown)} is not allowed "
+        "(only plain strings, numbers, booleans, lists and mappings)"
+    )
+
+
+def parse_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[Problem]]:
+    """Parse one YAML document strictly.
+
+    Returns the document (None when it could not be read to the end) and its problems. A
+    document with problems is still returned when it was read to the end, so that the
+    caller can report schema problems of the rest of the file in the same run.
+    """
+    try:
+        loader = _Loader(text)
+    except UnicodeEncodeError:  # lone surrogates: cannot come from decoding UTF-8
+        return None, [Problem(file, 1, "not valid UTF-8 text (manifests must be UTF-8)")]
+    builder = _Builder(file, loader.get_event)
+    try:
+        data = builder.document()
+    except _Abort:
+        return None, builder.problems
+    except yaml.MarkedYAMLError as exc:
+        return None, [*builder.problems, _syntax_problem(file, exc)]
+    except yaml.reader.ReaderError as exc:
+        return None, [*builder.problems, _reader_problem(file, text, exc)]
+    finally:
+        loader.dispose()
+    return YamlDoc(data, builder.lines, frozenset(builder.refused)), builder.problems
+
+
+def _reader_problem(file: str, text: str, exc: yaml.reader.ReaderError) -> Problem:
+    # libyaml reports a byte offset into the UTF-8 text; the pure parser a str index.
+    before = text.encode("utf-8")[: exc.position] if _Loader is not yaml.SafeLoader else None
+    line = before.count(b"\n") + 1 if before is not None else text.count("\n", 0, exc.position) + 1
+    return Problem(file, line, f"invalid YAML: {exc.reason}")
+
+
+def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:
+    # Build the message from PyYAML's short descriptions only: str(exc) would quote a
+    # snippet of the offending line, which may hold a secret.
+    mark = exc.problem_mark or exc.context_mark
+    line = int(mark.line) + 1 if mark is not None else 1
+    parts = [p for p in (exc.context, exc.problem) if p]
+    return Problem(file, line, "invalid YAML: " + ", ".join(parts or ["syntax error"]))
+
+
+def read_yaml_file(path: Path, display: str) -> tuple[YamlDoc | None, list[Problem]]:
+    """Read and parse one manifest file, within the size limit, as strict UTF-8."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                return None, [Problem(display, 1, _too_big())]
+            # Read one byte past the limit: the file may have grown since fstat.
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return None, [Problem(display, 1, f"cannot read: {exc.strerror or type(exc).__name__}")]
+    if len(raw) > MAX_FILE_BYTES:
+        return None, [Problem(display, 1, _too_big())]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return None, [Problem(display, line, "not valid UTF-8 text (manifests must be UTF-8)")]
+    return parse_yaml(text, display)
+
+
+def _too_big() -> str:
+    return f"file too large (more than {MAX_FILE_BYTES // 1024} KiB); split it into several files"

@@ -1,0 +1,123 @@
+"""Domain models of the live Dashboard, free of its wire format.
+
+The client turns wire JSON (`id`/`_id`, `for_plan`/`apply_policies`, embedded developers
+with their sensitive members) into these; nothing past the client sees raw JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+OWNER_FIELD = "tyksync_owner"
+OP_FIELD = "tyksync_op"
+RESERVED_PREFIX = "tyksync_"
+
+
+@dataclass(frozen=True)
+class Developer:
+    id: str
+    email: str
+    org_id: str = ""
+    inactive: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    db_id: str  # the database `_id`
+    id: str  # the explicit `id`, any string; "" when the policy has none
+    name: str
+    active: bool = True
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Every string that names this policy in a manifest or a live request."""
+        return tuple(r for r in (self.db_id, self.id, self.name) if r)
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    id: str
+    developer_id: str
+    # Policy references as the Dashboard holds them (`apply_policies`, or `[for_plan]`);
+    # each may be a policy's `_id` or its explicit `id`.
+    policies: tuple[str, ...]
+    approved: bool
+    fields: Mapping[str, str] = field(default_factory=dict)
+    date_created: str = ""
+    for_api: str = ""
+    version: str = "v2"
+    org_id: str = ""
+
+    @property
+    def owner(self) -> str | None:
+        return self.fields.get(OWNER_FIELD)
+
+    @property
+    def op(self) -> str | None:
+        return self.fields.get(OP_FIELD)
+
+    @property
+    def user_fields(self) -> dict[str, str]:
+        """Fields a manifest can declare: everything but tyksync's reserved ones."""
+        return {k: v for k, v in self.fields.items() if not k.startswith(RESERVED_PREFIX)}
+
+    @property
+    def is_legacy(self) -> bool:
+        return not self.policies
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What one read of the Dashboard saw."""
+
+    developers: tuple[Developer, ...]
+    policies: tuple[Policy, ...]
+    requests: tuple[KeyRequest, ...]
+    # A Dashboard before 1.9.2 keeps only `for_plan`: no multi-policy requests there.
+    legacy: bool = False
+
+    def developer_index(self) -> DeveloperIndex:
+        return DeveloperIndex(self.developers)
+
+    def policy_index(self) -> PolicyIndex:
+        return PolicyIndex(self.policies)
+
+
+class DeveloperIndex:
+    def __init__(self, developers: Iterable[Developer]) -> None:
+        self.by_id: dict[str, Developer] = {}
+        self.by_email: dict[str, list[Developer]] = {}
+        for d in developers:
+            self.by_id[d.id] = d
+            self.by_email.setdefault(d.email.lower(), []).append(d)
+
+    def lookup(self, ref: str) -> list[Developer]:
+        """Developers a manifest reference could mean: by id first, then by email."""
+        if ref in self.by_id:
+            return [self.by_id[ref]]
+        return list(self.by_email.get(ref.lower(), []))
+
+
+class PolicyIndex:
+    def __init__(self, policies: Iterable[Policy]) -> None:
+        self.by_db_id: dict[str, Policy] = {}
+        self.by_ref: dict[str, list[Policy]] = {}
+        for p in policies:
+            self.by_db_id[p.db_id] = p
+            for ref in set(p.refs):
+                self.by_ref.setdefault(ref, []).append(p)
+
+    def lookup(self, ref: str) -> list[Policy]:
+        """Policies a reference could mean: `_id` first, then explicit `id`, then name."""
+        if ref in self.by_db_id:
+            return [self.by_db_id[ref]]
+        exact_id = [p for p in self.by_ref.get(ref, []) if p.id == ref]
+        if exact_id:
+            return exact_id
+        return list(self.by_ref.get(ref, []))
+
+    def canonical(self, ref: str) -> str:
+        """The `_id` that a live request's reference means, or the reference itself."""
+        found = self.lookup(ref)
+        return found[0].db_id if len(found) == 1 else ref

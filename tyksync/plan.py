@@ -1,0 +1,293 @@
+"""The plan: small frozen value objects with a fixed order, and one `to_data()`.
+
+`to_data()` feeds the JSON output, the saved plan file and the fingerprint, so the three can
+never disagree. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tyksync import __version__
+from tyksync.errors import StalePlan
+from tyksync.models import KeyRequest, LiveState
+
+FORMAT_VERSION = 1
+KINDS = ("create", "approve", "replace", "delete")
+_KIND_RANK = {k: i for i, k in enumerate(KINDS)}
+
+
+@dataclass(frozen=True)
+class DevRef:
+    id: str
+    email: str
+
+    def to_data(self) -> dict[str, str]:
+        return {"id": self.id, "email": self.email}
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    id: str  # the policy's `_id`
+    name: str
+
+    def to_data(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name}
+
+
+@dataclass(frozen=True)
+class Action:
+    action: str  # one of KINDS
+    developer: DevRef
+    policies: tuple[PolicyRef, ...]
+    reason: str
+    request_id: str | None = None  # the live request approved, deleted or replaced
+    approve: bool = False  # create/replace: approve the new request; approve: always True
+    fields: Mapping[str, str] = field(default_factory=dict)  # user fields (no tyksync_*)
+    owner: str | None = None  # the owner written on a create, or the live request's
+    approved: bool = False  # delete/replace: the live request was approved (its key stays)
+    declared_at: str | None = None  # FILE:LINE of the declaration behind the action
+
+    @property
+    def sort_key(self) -> tuple[str, str, tuple[str, ...], int, str]:
+        return (
+            self.developer.email.lower(),
+            self.developer.id,
+            tuple(sorted(p.name for p in self.policies)),
+            _KIND_RANK[self.action],
+            self.request_id or "",
+        )
+
+    @property
+    def creates(self) -> bool:
+        return self.action in ("create", "replace")
+
+    @property
+    def deletes(self) -> bool:
+        return self.action in ("delete", "replace")
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "developer": self.developer.to_data(),
+            "policies": [p.to_data() for p in self.policies],
+            "request_id": self.request_id,
+            "approve": self.approve,
+            "fields": dict(sorted(self.fields.items())),
+            "owner": self.owner,
+            "reason": self.reason,
+            "approved": self.approved,
+            "declared_at": self.declared_at,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Action:
+        if data["action"] not in KINDS:
+            raise ValueError(f"unknown action {data['action']!r}")
+        return cls(
+            action=data["action"],
+            developer=DevRef(**data["developer"]),
+            policies=tuple(PolicyRef(**p) for p in data["policies"]),
+            reason=data["reason"],
+            request_id=data.get("request_id"),
+            approve=bool(data["approve"]),
+            fields={str(k): str(v) for k, v in data["fields"].items()},
+            owner=data.get("owner"),
+            approved=bool(data.get("approved", False)),
+            declared_at=data.get("declared_at"),
+        )
+
+
+@dataclass(frozen=True)
+class PlanWarning:
+    developer: DevRef
+    policies: tuple[PolicyRef, ...]
+    message: str
+    request_id: str | None = None
+
+    @property
+    def sort_key(self) -> tuple[str, tuple[str, ...], str, str]:
+        return (
+            self.developer.email.lower(),
+            tuple(sorted(p.name for p in self.policies)),
+            self.request_id or "",
+            self.message,
+        )
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "developer": self.developer.to_data(),
+            "policies": [p.to_data() for p in self.policies],
+            "request_id": self.request_id,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> PlanWarning:
+        return cls(
+            developer=DevRef(**data["developer"]),
+            policies=tuple(PolicyRef(**p) for p in data["policies"]),
+            message=data["message"],
+            request_id=data.get("request_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a plan looked at: the live requests of these developers or these owners.
+
+    Kept in a saved plan so that `apply --plan` can read the same slice of live state
+    again and tell whether it changed.
+    """
+
+    developer_ids: frozenset[str]
+    owners: frozenset[str]
+    policy_ids: frozenset[str]
+
+    def covers(self, request: KeyRequest) -> bool:
+        return request.developer_id in self.developer_ids or (
+            request.owner is not None and request.owner in self.owners
+        )
+
+    def to_data(self) -> dict[str, list[str]]:
+        return {
+            "developer_ids": sorted(self.developer_ids),
+            "owners": sorted(self.owners),
+            "policy_ids": sorted(self.policy_ids),
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Scope:
+        return cls(
+            developer_ids=frozenset(data["developer_ids"]),
+            owners=frozenset(data["owners"]),
+            policy_ids=frozenset(data["policy_ids"]),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    warnings: tuple[PlanWarning, ...]
+    unmanaged: int
+    managed: int  # live requests the manifests govern (kept, replaced or deleted)
+    scope: Scope
+    manifest_digest: str
+    fingerprint: str
+    dashboard: str = ""
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for a in self.actions if a.action == kind)
+
+    @property
+    def deletes(self) -> int:
+        """Requests this plan deletes outright (a replace's delete is not a loss)."""
+        return self.count("delete")
+
+    def summary(self) -> dict[str, int]:
+        counts = {kind: self.count(kind) for kind in KINDS}
+        counts["warnings"] = len(self.warnings)
+        counts["unmanaged"] = self.unmanaged
+        return counts
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "tool_version": __version__,
+            "dashboard": self.dashboard,
+            "fingerprint": self.fingerprint,
+            "summary": self.summary(),
+            "managed": self.managed,
+            "actions": [a.to_data() for a in self.actions],
+            "warnings": [w.to_data() for w in self.warnings],
+            "scope": self.scope.to_data(),
+            "manifest_digest": self.manifest_digest,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Plan:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported plan format_version {data.get('format_version')!r}")
+        return cls(
+            actions=tuple(Action.from_data(a) for a in data["actions"]),
+            warnings=tuple(PlanWarning.from_data(w) for w in data["warnings"]),
+            unmanaged=int(data["summary"]["unmanaged"]),
+            managed=int(data["managed"]),
+            scope=Scope.from_data(data["scope"]),
+            manifest_digest=str(data["manifest_digest"]),
+            fingerprint=str(data["fingerprint"]),
+            dashboard=str(data["dashboard"]),
+        )
+
+
+def canonical_json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def digest(data: Any) -> str:
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def _canonical_request(r: KeyRequest) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "developer": r.developer_id,
+        "policies": sorted(r.policies),
+        "approved": r.approved,
+        "fields": dict(sorted(r.fields.items())),
+        "for_api": r.for_api,
+        "date_created": r.date_created,
+    }
+
+
+def live_digest(live: LiveState, scope: Scope) -> str:
+    """A digest of the live state a plan depends on: the requests in scope, and the
+    developers and policies the manifests resolved to (a policy deactivated or a developer
+    renamed makes a saved plan stale too)."""
+    requests: Iterable[KeyRequest] = (r for r in live.requests if scope.covers(r))
+    developers = [d for d in live.developers if d.id in scope.developer_ids]
+    policies = [p for p in live.policies if p.db_id in scope.policy_ids]
+    return digest(
+        {
+            "scope": scope.to_data(),
+            "requests": sorted((_canonical_request(r) for r in requests), key=lambda r: r["id"]),
+            "developers": sorted(
+                ({"id": d.id, "email": d.email, "inactive": d.inactive} for d in developers),
+                key=lambda d: str(d["id"]),
+            ),
+            "policies": sorted(
+                (
+                    {"id": p.db_id, "explicit": p.id, "name": p.name, "active": p.active}
+                    for p in policies
+                ),
+                key=lambda p: str(p["id"]),
+            ),
+        }
+    )
+
+
+def fingerprint(live_part: str, manifest_digest: str) -> str:
+    return hashlib.sha256(f"{live_part}\n{manifest_digest}".encode()).hexdigest()
+
+
+def check_not_stale(plan: Plan, live: LiveState, dashboard: str) -> None:
+    """Refuse a saved plan whose Dashboard or live state moved since it was computed."""
+    if plan.dashboard and dashboard and plan.dashboard != dashboard:
+        raise StalePlan(
+            f"the saved plan was made against {plan.dashboard}, not {dashboard}; "
+            "run `tyksync plan --out` again against this Dashboard"
+        )
+    now = fingerprint(live_digest(live, plan.scope), plan.manifest_digest)
+    if now != plan.fingerprint:
+        raise StalePlan(
+            "the saved plan is stale: the live key requests it was computed from have "
+            "changed since; run `tyksync plan --out` again and review the new plan"
+        )

@@ -1,0 +1,235 @@
+"""The planner: a pure function from (desired, live) to a Plan. No I/O, no printing.
+
+Cost is linear in the number of requests: live requests are indexed by identity once, and
+each declaration looks its identity up. DeepDiff is used only to describe a difference that
+a plain comparison has already found.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+from deepdiff import DeepDiff
+
+from tyksync.errors import ManifestError, Problem
+from tyksync.manifest.resolve import Desired, DesiredRequest, FileScope
+from tyksync.models import KeyRequest, LiveState, Policy, PolicyIndex
+from tyksync.plan import (
+    Action,
+    DevRef,
+    Plan,
+    PlanWarning,
+    PolicyRef,
+    Scope,
+    fingerprint,
+    live_digest,
+)
+
+Identity = tuple[str, frozenset[str]]
+
+KEY_STAYS = "approved: the key it issued stays valid"
+
+
+def make_plan(
+    desired: Desired,
+    live: LiveState,
+    *,
+    manifest_digest: str,
+    dashboard: str = "",
+    reissue: bool = False,
+) -> Plan:
+    _check_dialect(desired, live)
+    policies = live.policy_index()
+    developers = {d.id: d for d in live.developers}
+    by_identity: dict[Identity, list[KeyRequest]] = defaultdict(list)
+    for r in live.requests:
+        if r.policies:
+            by_identity[_identity(r, policies)].append(r)
+
+    actions: list[Action] = []
+    warnings: list[PlanWarning] = []
+    matched: set[str] = set()
+    for d in sorted(desired.requests, key=lambda d: (d.file, d.line)):
+        lives = by_identity.get(d.identity, [])
+        matched.update(r.id for r in lives)
+        a, w = _reconcile(d, lives, reissue)
+        actions.extend(a)
+        warnings.extend(w)
+
+    unmanaged = 0
+    for r in live.requests:
+        if r.id in matched:
+            continue
+        reason = _prune_reason(r, desired.scopes)
+        if reason is None:
+            unmanaged += 1
+            continue
+        dev = developers.get(r.developer_id)
+        actions.append(
+            Action(
+                action="delete",
+                developer=DevRef(r.developer_id, dev.email if dev else ""),
+                policies=_policy_refs(r.policies, policies),
+                reason=reason + (f"; {KEY_STAYS}" if r.approved else ""),
+                request_id=r.id,
+                fields=r.user_fields,
+                owner=r.owner,
+                approved=r.approved,
+            )
+        )
+
+    scope = Scope(
+        developer_ids=frozenset(
+            {d.developer.id for d in desired.requests}
+            | {i for s in desired.scopes for i in s.developer_ids}
+        ),
+        owners=frozenset(s.owner for s in desired.scopes),
+        policy_ids=frozenset(p.db_id for d in desired.requests for p in d.policies),
+    )
+    return Plan(
+        actions=tuple(sorted(actions, key=lambda a: a.sort_key)),
+        warnings=tuple(sorted(warnings, key=lambda w: w.sort_key)),
+        unmanaged=unmanaged,
+        managed=len(live.requests) - unmanaged,
+        scope=scope,
+        manifest_digest=manifest_digest,
+        fingerprint=fingerprint(live_digest(live, scope), manifest_digest),
+        dashboard=dashboard,
+    )
+
+
+def _check_dialect(desired: Desired, live: LiveState) -> None:
+    if not live.legacy:
+        return
+    problems = [
+        Problem(
+            d.file,
+            d.line,
+            "this Dashboard predates 1.9.2 and keeps one policy per request (for_plan); "
+            "declare one request per plan",
+        )
+        for d in desired.requests
+        if len(d.policies) > 1
+    ]
+    if problems:
+        raise ManifestError(problems)
+
+
+def _identity(r: KeyRequest, policies: PolicyIndex) -> Identity:
+    return (r.developer_id, frozenset(policies.canonical(p) for p in r.policies))
+
+
+def _keep_order(owner: str) -> object:
+    """Which of several live requests for one identity to keep: approved first (it holds a
+    key), then one this owner made, then the oldest."""
+
+    def key(r: KeyRequest) -> tuple[bool, bool, str, str]:
+        return (not r.approved, r.owner != owner, r.date_created, r.id)
+
+    return key
+
+
+def _reconcile(
+    d: DesiredRequest, lives: list[KeyRequest], reissue: bool
+) -> tuple[list[Action], list[PlanWarning]]:
+    dev = DevRef(d.developer.id, d.developer.email)
+    pols = tuple(_ref(p) for p in d.policies)
+    where = f"{d.file}:{d.line}"
+
+    def new(kind: str, reason: str, old: KeyRequest | None = None) -> Action:
+        return Action(
+            action=kind,
+            developer=dev,
+            policies=pols,
+            reason=reason,
+            request_id=old.id if old else None,
+            approve=d.approved if kind != "approve" else True,
+            fields=dict(d.fields),
+            owner=d.owner,
+            approved=old.approved if old else False,
+            declared_at=where,
+        )
+
+    if not lives:
+        return [new("create", "declared, no live request")], []
+
+    ordered = sorted(lives, key=_keep_order(d.owner))  # type: ignore[arg-type]
+    keep, duplicates = ordered[0], ordered[1:]
+    actions = [
+        Action(
+            action="delete",
+            developer=dev,
+            policies=pols,
+            reason=f"duplicate of {keep.id}" + (f"; {KEY_STAYS}" if r.approved else ""),
+            request_id=r.id,
+            fields=r.user_fields,
+            owner=r.owner,
+            approved=r.approved,
+            declared_at=where,
+        )
+        for r in duplicates
+    ]
+    warnings: list[PlanWarning] = []
+
+    def warn(message: str) -> None:
+        warnings.append(PlanWarning(dev, pols, message, keep.id))
+
+    differs = keep.user_fields != dict(d.fields)
+    if not keep.approved:
+        if differs:
+            actions.append(new("replace", _describe(keep.user_fields, d.fields), keep))
+        elif d.approved:
+            actions.append(new("approve", "declared approved, live request pending", keep))
+        return actions, warnings
+
+    if differs:
+        change = _describe(keep.user_fields, d.fields)
+        if reissue:
+            actions.append(new("replace", f"{change}; --reissue issues a new key", keep))
+        else:
+            warn(
+                f"approved request's {change}; left as is: replacing it issues a new key "
+                "(use --reissue)"
+            )
+    if not d.approved:
+        warn("declared approved: false but already approved; approval cannot be undone")
+    return actions, warnings
+
+
+def _describe(live: Mapping[str, str], wanted: Mapping[str, str]) -> str:
+    diff = DeepDiff(dict(live), dict(wanted), verbose_level=2)
+    parts: list[str] = []
+    for path, change in diff.get("values_changed", {}).items():
+        parts.append(f"{_key(path)} {change['old_value']!r} -> {change['new_value']!r}")
+    for path, value in diff.get("dictionary_item_added", {}).items():
+        parts.append(f"{_key(path)} added ({value!r})")
+    for path, value in diff.get("dictionary_item_removed", {}).items():
+        parts.append(f"{_key(path)} removed (was {value!r})")
+    return "fields differ: " + ", ".join(sorted(parts))
+
+
+def _key(path: str) -> str:
+    # DeepDiff paths look like "root['ticket']"
+    return path[len("root[") : -1].strip("'\"") if path.startswith("root[") else path
+
+
+def _prune_reason(r: KeyRequest, scopes: Iterable[FileScope]) -> str | None:
+    for s in scopes:
+        if s.prune == "developers" and r.developer_id in s.developer_ids:
+            return f"not declared; its developer is listed in {s.path} (prune: developers)"
+        if s.prune == "owned" and r.policies and r.owner == s.owner:
+            return f"not declared; owned by {s.owner} (prune: owned in {s.path})"
+    return None
+
+
+def _ref(p: Policy) -> PolicyRef:
+    return PolicyRef(p.db_id, p.name)
+
+
+def _policy_refs(refs: Iterable[str], policies: PolicyIndex) -> tuple[PolicyRef, ...]:
+    out = []
+    for ref in refs:
+        found = policies.lookup(ref)
+        out.append(_ref(found[0]) if len(found) == 1 else PolicyRef(ref, "(unknown policy)"))
+    return tuple(out)

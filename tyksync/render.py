@@ -1,0 +1,413 @@
+"""Plan renderers: text for a terminal, JSON for scripts, Markdown for a pull-request comment.
+
+Each renderer takes a plan and a stream and writes to that stream only; deciding where the
+output goes, and whether it is coloured, is the CLI's business (see `use_color`).
+
+Every string in a plan that came from the Dashboard or a manifest (emails, policy names,
+field keys and values, owners, reasons that quote them) is treated as hostile: in text it
+cannot inject terminal escape sequences or line breaks, in Markdown it cannot open tags,
+links, tables or code spans.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, TextIO
+
+from tyksync import __version__
+from tyksync.plan import Action, DevRef, Plan, PlanWarning, PolicyRef
+
+Format = Literal["text", "json", "markdown"]
+FORMATS: Final[tuple[Format, ...]] = ("text", "json", "markdown")  # for click.Choice
+
+# --- shared wording ---------------------------------------------------------------------
+
+_SYMBOL: Final = {"create": "+", "approve": "~", "replace": "-/+", "delete": "-"}
+_STAYS_VALID: Final = "approved: the key it issued stays valid"
+_NO_CHANGES: Final = "No changes. The Dashboard matches the manifests."
+_NO_POLICIES: Final = "no policies"  # a legacy (`for_api`) request names no policy
+
+
+def _plural(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+
+
+def _leftovers(plan: Plan) -> str:
+    """`2 warnings, 3 unmanaged requests left alone.` — or "" when there is neither."""
+    parts = []
+    if plan.warnings:
+        parts.append(_plural(len(plan.warnings), "warning"))
+    if plan.unmanaged:
+        parts.append(_plural(plan.unmanaged, "unmanaged request") + " left alone")
+    return ", ".join(parts) + "." if parts else ""
+
+
+def _summary_line(plan: Plan) -> str:
+    if plan.has_changes:
+        counts = ", ".join(
+            f"{plan.count(kind)} to {kind}" for kind in ("create", "approve", "replace", "delete")
+        )
+        head = f"Plan: {counts}."
+    else:
+        head = _NO_CHANGES
+    tail = _leftovers(plan)
+    return f"{head} {tail}" if tail else head
+
+
+# --- text -------------------------------------------------------------------------------
+
+_RESET: Final = "\x1b[0m"
+_BOLD: Final = "\x1b[1m"
+_GREEN: Final = "\x1b[32m"
+_YELLOW: Final = "\x1b[33m"
+_RED: Final = "\x1b[31m"
+_KIND_COLOR: Final = {"create": _GREEN, "approve": _YELLOW, "replace": _YELLOW, "delete": _RED}
+
+_NAMED_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# A field key or value made of these prints bare; anything else is quoted so that spaces,
+# commas or `=` inside a value cannot be read as a separator.
+_BARE_TOKEN: Final = re.compile(r"[\w.:/@+#-]+")
+# A policy name keeps its spaces ("Gold Plan") but is quoted when it would blur the list.
+_NAME_NEEDS_QUOTES: Final = re.compile(r'^$|^\s|\s$|[,\[\]"]')
+
+
+def use_color(stream: TextIO, env: Mapping[str, str]) -> bool:
+    """Colour only for a terminal that can show it, and never against the user's wish.
+
+    `NO_COLOR` follows no-color.org: present and not empty disables colour, whatever its
+    value. A closed or exotic stream that cannot answer `isatty()` gets no colour.
+    """
+    if env.get("NO_COLOR", "") != "" or env.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _escape_char(c: str) -> str:
+    if c in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[c]
+    code = ord(c)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def _clean(text: str) -> str:
+    """Make control, format and separator characters visible as escapes.
+
+    Keeps user data from moving the cursor, recolouring the terminal (ESC), reordering the
+    line (bidi overrides) or breaking the one-line-per-action layout (newlines).
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+
+
+def _quote(text: str) -> str:
+    inner = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{_clean(inner)}"'
+
+
+def _token(text: str) -> str:
+    return text if _BARE_TOKEN.fullmatch(text) else _quote(text)
+
+
+def _policy_name(name: str) -> str:
+    return _quote(name) if _NAME_NEEDS_QUOTES.search(name) else _clean(name)
+
+
+def _text_policies(policies: Sequence[PolicyRef]) -> str:
+    if not policies:
+        return f"[{_NO_POLICIES}]"
+    return "[" + ", ".join(_policy_name(p.name) for p in policies) + "]"
+
+
+def _text_fields(fields: Mapping[str, str]) -> str:
+    return ", ".join(f"{_token(k)}={_token(v)}" for k, v in sorted(fields.items()))
+
+
+def _text_request(action: Action) -> str:
+    """`request <id>: <reason>`, the part that names what is approved, replaced or deleted."""
+    parts = []
+    if action.request_id is not None:
+        parts.append(f"request {_clean(action.request_id)}")
+    if action.action != "approve" and action.reason:
+        parts.append(_clean(action.reason))
+    text = ": ".join(parts)
+    if action.deletes and action.approved:
+        text += f" ({_STAYS_VALID})"
+    return text
+
+
+def _text_context(action: Action) -> str:
+    """`(owner payments-team, manifests/payments.yaml:12)`: where the action comes from."""
+    parts = []
+    if action.owner:
+        parts.append(f"owner {_clean(action.owner)}")
+    if action.declared_at:
+        parts.append(_clean(action.declared_at))
+    return f"({', '.join(parts)})" if parts else ""
+
+
+def _text_action(action: Action, paint: Callable[[str, str], str]) -> str:
+    # Colour the symbol and the verb, not the padding that aligns the columns after them.
+    head = paint(f"{_SYMBOL[action.action]:>3} {action.action}", _KIND_COLOR[action.action])
+    parts = [head + " " * (len("approve") - len(action.action))]
+    parts.append(_clean(action.developer.email or action.developer.id))
+    parts.append(_text_policies(action.policies))
+    if action.action != "create":
+        parts.append(_text_request(action))
+    if action.creates:
+        parts.append("approve=" + ("yes" if action.approve else "no"))
+        if action.fields:
+            parts.append("fields: " + _text_fields(action.fields))
+    parts.append(_text_context(action))
+    return "  ".join(p for p in parts if p)
+
+
+def _text_warning(warning: PlanWarning, paint: Callable[[str, str], str]) -> str:
+    who = _clean(warning.developer.email or warning.developer.id)
+    where = f"{who} {_text_policies(warning.policies)}"
+    if warning.request_id is not None:
+        where += f"  request {_clean(warning.request_id)}"
+    return f"{paint('! warning:', _YELLOW)} {where}: {_clean(warning.message)}"
+
+
+def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
+    """Terraform-like: one line per action, in the plan's order, then warnings, then a
+    one-line summary."""
+
+    def paint(text: str, code: str) -> str:
+        return f"{code}{text}{_RESET}" if color else text
+
+    blocks: list[list[str]] = []
+    if plan.dashboard:
+        blocks.append([f"Dashboard: {_clean(plan.dashboard)}"])
+    if plan.actions:
+        blocks.append([_text_action(a, paint) for a in plan.actions])
+    if plan.warnings:
+        blocks.append([_text_warning(w, paint) for w in plan.warnings])
+    blocks.append([paint(_summary_line(plan), _BOLD)])
+    stream.write("\n\n".join("\n".join(block) for block in blocks) + "\n")
+
+
+# --- JSON -------------------------------------------------------------------------------
+
+
+def render_json(plan: Plan, stream: TextIO) -> None:
+    """Exactly one JSON object, `plan.to_data()`, in its own (stable) key order.
+
+    ASCII-only, so that redirecting it to a file never fails on a console whose encoding
+    cannot hold a policy name; every JSON parser reads the escapes back.
+    """
+    json.dump(plan.to_data(), stream, indent=2, sort_keys=False, ensure_ascii=True)
+    stream.write("\n")
+
+
+# --- Markdown ---------------------------------------------------------------------------
+
+_MD_ESCAPES: Final = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    # Backslash-escaped: emphasis, code spans, links, table cells, strikethrough, a
+    # heading's closing sequence and GitHub's `$math$`.
+    **{c: "\\" + c for c in "\\`*_[]|~#$"},
+}
+_TRUNCATED: Final = (
+    "_… output truncated: {n} not shown (full plan: run tyksync plan --format json)._"
+)
+
+
+def _md(text: str) -> str:
+    """User data as inert Markdown: one line, no HTML, no formatting of its own."""
+    return "".join(_MD_ESCAPES.get(c, c) for c in _clean(text))
+
+
+def _md_code(text: str) -> str:
+    # An HTML <code> element rather than a backtick span: its content can be escaped like
+    # any text (a backtick span cannot hold every string), and GitHub leaves @mentions
+    # inside code alone, so a field value "@org/team" pings nobody.
+    return f"<code>{_md(text)}</code>"
+
+
+def _md_policies(policies: Sequence[PolicyRef]) -> str:
+    if not policies:
+        return f"_{_NO_POLICIES}_"
+    return ", ".join(_md(p.name) for p in policies)
+
+
+def _md_action(action: Action) -> str:
+    head = f"- `{_SYMBOL[action.action]}` **{action.action}** {_md_policies(action.policies)}"
+    details = []
+    request = [] if action.request_id is None else [f"request {_md_code(action.request_id)}"]
+    if action.action in ("replace", "delete") and action.reason:
+        request.append(_md(action.reason))
+    if request:
+        details.append(": ".join(request))
+    if action.deletes and action.approved:
+        details.append(f"**{_STAYS_VALID}**")
+    if action.creates:
+        details.append("approve: " + ("yes" if action.approve else "no"))
+        if action.fields:
+            pairs = (_md_code(f"{k}={v}") for k, v in sorted(action.fields.items()))
+            details.append("fields: " + ", ".join(pairs))
+    if action.owner:
+        details.append(f"owner {_md(action.owner)}")
+    if action.declared_at:
+        details.append(f"from {_md_code(action.declared_at)}")
+    return f"{head} — {'; '.join(details)}" if details else head
+
+
+def _md_warning(warning: PlanWarning) -> str:
+    who = _md(warning.developer.email or warning.developer.id)
+    where = f"{who} \\[{_md_policies(warning.policies)}\\]"
+    if warning.request_id is not None:
+        where += f" request {_md_code(warning.request_id)}"
+    return f"- {where}: {_md(warning.message)}"
+
+
+def _md_table(plan: Plan) -> list[str]:
+    summary = plan.summary()
+    columns = ("create", "approve", "replace", "delete", "warnings", "unmanaged")
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---:|" * len(columns),
+        "| " + " | ".join(str(summary[c]) for c in columns) + " |",
+    ]
+
+
+def _by_developer(actions: Iterable[Action]) -> dict[DevRef, list[Action]]:
+    """Group in order of first appearance, keeping the plan's order within a group."""
+    groups: dict[DevRef, list[Action]] = {}
+    for action in actions:
+        groups.setdefault(action.developer, []).append(action)
+    return groups
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A line of Markdown, and how many actions or warnings it would hide if cut."""
+
+    text: str
+    actions: int = 0
+    warnings: int = 0
+
+
+def _md_details(plan: Plan) -> list[_Line]:
+    lines: list[_Line] = []
+    for developer, actions in _by_developer(plan.actions).items():
+        who = _md(developer.email or developer.id)
+        lines.append(_Line(""))
+        lines.append(_Line(f"#### {who} ({_plural(len(actions), 'change')})"))
+        lines.append(_Line(""))
+        lines.extend(_Line(_md_action(a), actions=1) for a in actions)
+    return lines
+
+
+def _md_warnings(plan: Plan) -> list[_Line]:
+    if not plan.warnings:
+        return []
+    head = [_Line(""), _Line("#### Warnings"), _Line("")]
+    return head + [_Line(_md_warning(w), warnings=1) for w in plan.warnings]
+
+
+def _md_head(plan: Plan) -> list[str]:
+    lines = ["### tyksync plan", ""]
+    if plan.dashboard:
+        lines += [f"Dashboard: {_md_code(plan.dashboard)}", ""]
+    lines += _md_table(plan)
+    if not plan.has_changes:
+        lines += ["", "No changes."]
+    return lines
+
+
+def _md_footer(plan: Plan) -> list[str]:
+    return ["", f"<sub>fingerprint {_md_code(plan.fingerprint)} · tyksync {__version__}</sub>"]
+
+
+def _size(lines: Iterable[str]) -> int:
+    return sum(len(line) + 1 for line in lines)  # every line ends with "\n"
+
+
+def _fit(lines: Sequence[_Line], budget: int) -> tuple[list[_Line], list[_Line]]:
+    """The longest run of whole lines that fits in `budget` characters, and the rest.
+
+    A cut never leaves a developer's heading without a single action under it.
+    """
+    used = 0
+    count = 0
+    for line in lines:
+        if used + len(line.text) + 1 > budget:
+            break
+        used += len(line.text) + 1
+        count += 1
+    if count < len(lines):
+        while count and not (lines[count - 1].actions or lines[count - 1].warnings):
+            count -= 1
+    return list(lines[:count]), list(lines[count:])
+
+
+def _truncation_note(actions: int, warnings: int) -> str:
+    hidden = []
+    if actions:
+        hidden.append(f"{actions} more {'action' if actions == 1 else 'actions'}")
+    if warnings:
+        hidden.append(f"{warnings} more {'warning' if warnings == 1 else 'warnings'}")
+    return _TRUNCATED.format(n=" and ".join(hidden))
+
+
+def render_markdown(plan: Plan, stream: TextIO, *, limit: int = 60000) -> None:
+    """A pull-request comment, strictly shorter than `limit` characters.
+
+    When the whole plan does not fit, actions are cut at a whole line (warnings are kept
+    as long as there is room: they are what a reviewer must not miss) and a note says how
+    much was left out. The heading, the summary table and the footer are always there.
+    """
+    head, footer = _md_head(plan), _md_footer(plan)
+    details, warnings = _md_details(plan), _md_warnings(plan)
+    body = details + warnings
+    if _size(head) + _size(line.text for line in body) + _size(footer) < limit:
+        _write_lines(stream, head + [line.text for line in body] + footer)
+        return
+
+    # Room for the note as if everything were hidden: its length only shrinks after.
+    worst_note = _truncation_note(len(plan.actions), len(plan.warnings))
+    budget = limit - 1 - _size(head) - _size(["", worst_note]) - _size(footer)
+    if budget < 0:
+        raise ValueError(f"a Markdown limit of {limit} characters cannot hold the plan summary")
+    warnings_size = _size(line.text for line in warnings)
+    if warnings_size <= budget:
+        kept, cut = _fit(details, budget - warnings_size)
+        kept += warnings
+    else:
+        kept, cut = _fit(warnings, budget)
+        cut += details
+    note = _truncation_note(sum(x.actions for x in cut), sum(x.warnings for x in cut))
+    _write_lines(stream, head + [line.text for line in kept] + ["", note] + footer)
+
+
+def _write_lines(stream: TextIO, lines: Iterable[str]) -> None:
+    stream.write("".join(line + "\n" for line in lines))
+
+
+# --- dispatch ---------------------------------------------------------------------------
+
+
+def render(plan: Plan, stream: TextIO, fmt: Format, *, color: bool = False) -> None:
+    """Render `plan` to `stream` in `fmt`; `color` only applies to text."""
+    if fmt == "text":
+        render_text(plan, stream, color=color)
+    elif fmt == "json":
+        render_json(plan, stream)
+    elif fmt == "markdown":
+        render_markdown(plan, stream)
+    else:
+        raise ValueError(f"unknown plan format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -1,0 +1,544 @@
+"""The sandbox's data: one org's developers, policies, key requests and issued keys.
+
+Records are plain dicts in one dialect-neutral shape (`id` for requests and developers,
+`_id` and `id` for policies); the HTTP layer renders them per dialect. A stored record is
+never changed in place: a change replaces it. So the server can take a snapshot under the
+lock and serialise it outside, while writes go on.
+
+With a state path, every mutation is written to disk atomically, so the file is always a
+whole, valid state that a restarted sandbox loads.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from tyksync.errors import TyksyncError
+
+Record = dict[str, Any]
+
+DEFAULT_ORG_ID = "5e9d9544a1dcd60001d0ed20"
+# Marks the sensitive developer members the sandbox makes up, so that tests can search
+# any output for leaks.
+CANARY_PREFIX = "SANDBOX-CANARY-"
+STATE_FORMAT = 1
+
+_OBJECT_ID = re.compile(r"[0-9a-fA-F]{24}")
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+class StoreError(Exception):
+    """A call the Dashboard refuses; `status` is the HTTP status it answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class SandboxError(TyksyncError):
+    """The sandbox cannot run: an unusable state or seed file, a port it cannot bind, ..."""
+
+
+class StateFileError(SandboxError):
+    """The state file exists but cannot be loaded."""
+
+
+def is_object_id(value: str) -> bool:
+    return bool(_OBJECT_ID.fullmatch(value))
+
+
+def new_object_id() -> str:
+    """A MongoDB-style ObjectId: 8 hex digits of unix time, then 16 random ones."""
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+
+
+def format_date(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_date(value: str | datetime) -> datetime:
+    """An RFC 3339 date (YAML may already have made it a datetime); naive means UTC."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def request_policies(request: Mapping[str, Any]) -> list[str]:
+    """The policy references of a request: `apply_policies`, else `[for_plan]`."""
+    applied = request.get("apply_policies") or []
+    if applied:
+        return list(applied)
+    return [request["for_plan"]] if request.get("for_plan") else []
+
+
+class Store:
+    """Thread-safe state of one emulated Dashboard."""
+
+    def __init__(self, state_path: Path | None = None, org_id: str = DEFAULT_ORG_ID) -> None:
+        # Re-entrant: public methods call each other, and `batch()` holds it throughout.
+        self._lock = threading.RLock()
+        self._batch_depth = 0
+        self.state_path = state_path
+        self.org_id = org_id
+        self._clear()
+        if state_path is not None:
+            self._load(state_path)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        with self._lock:
+            return not (self._developers or self._policies or self._requests or self._keys)
+
+    def requests(self) -> list[Record]:
+        with self._lock:
+            return copy.deepcopy(list(self._requests.values()))
+
+    def developers(self) -> list[Record]:
+        with self._lock:
+            return copy.deepcopy(list(self._developers.values()))
+
+    def policies(self) -> list[Record]:
+        with self._lock:
+            return copy.deepcopy(list(self._policies.values()))
+
+    def issued_keys(self) -> list[str]:
+        """Every RawKey ever issued, oldest first (deleting a request keeps its key)."""
+        with self._lock:
+            return [k["key"] for k in self._keys]
+
+    def request_snapshot(self) -> tuple[list[Record], dict[str, Record]]:
+        """Every request and the developers by id, for rendering outside the lock.
+
+        The records are shared, not copied: callers must not change them.
+        """
+        with self._lock:
+            return list(self._requests.values()), dict(self._developers)
+
+    def developer_snapshot(self) -> list[Record]:
+        with self._lock:
+            return list(self._developers.values())
+
+    def policy_snapshot(self) -> list[Record]:
+        with self._lock:
+            return list(self._policies.values())
+
+    def get_request(self, request_id: str) -> Record:
+        with self._lock:
+            return self._request(request_id)
+
+    def get_developer(self, developer_id: str) -> Record:
+        with self._lock:
+            if not is_object_id(developer_id):
+                raise StoreError(400, "Invalid developer id")
+            found = self._developers.get(developer_id)
+            if found is None:
+                raise StoreError(404, "Developer not found")
+            return found
+
+    def developer_by_email(self, email: str) -> Record:
+        with self._lock:
+            found = self._developers.get(self._emails.get(email.lower(), ""))
+            if found is None:
+                raise StoreError(404, "Developer not found")
+            return found
+
+    def get_policy(self, ref: str, explicit_ids: bool = True) -> Record:
+        """A policy by `_id`, or by explicit `id` where the dialect has them."""
+        with self._lock:
+            found = self._policy(ref, explicit_ids)
+            if found is None:
+                raise StoreError(404, "Policy not found")
+            return found
+
+    # -- out-of-band setup (tests, seeding) ------------------------------------------------
+
+    def set_org_id(self, org_id: str) -> None:
+        with self._lock:
+            self.org_id = org_id
+            self._committed()
+
+    def add_developer(
+        self,
+        email: str,
+        id: str | None = None,
+        inactive: bool = False,
+        fields: Mapping[str, str] | None = None,
+    ) -> Record:
+        with self._lock:
+            developer_id = id or self._fresh_id()
+            if developer_id in self._developers:
+                raise ValueError(f"a developer with id {developer_id} already exists")
+            if email.lower() in self._emails:
+                raise ValueError(f"a developer with email {email} already exists")
+            record: Record = {
+                "id": developer_id,
+                "email": email,
+                "org_id": self.org_id,
+                "inactive": inactive,
+                "fields": dict(fields or {}),
+                "date_created": self._created(None),
+                "keys": {},
+                "subscriptions": {},
+                "sso_key": f"{CANARY_PREFIX}sso-{secrets.token_hex(8)}",
+                "nonce": f"{CANARY_PREFIX}nonce-{secrets.token_hex(8)}",
+                "password": f"{CANARY_PREFIX}password-{secrets.token_hex(8)}",
+            }
+            self._put_developer(record)
+            self._committed()
+            return copy.deepcopy(record)
+
+    def add_policy(
+        self, name: str, id: str = "", db_id: str | None = None, active: bool = True
+    ) -> Record:
+        with self._lock:
+            policy_id = db_id or self._fresh_id()
+            if policy_id in self._policies:
+                raise ValueError(f"a policy with _id {policy_id} already exists")
+            if id and id in self._explicit_ids:
+                raise ValueError(f"a policy with id {id!r} already exists")
+            record: Record = {
+                "_id": policy_id,
+                "id": id,
+                "name": name,
+                "active": active,
+                "org_id": self.org_id,
+                "rate": 1000,
+                "per": 60,
+                "quota_max": -1,
+                "access_rights": {},
+            }
+            self._put_policy(record)
+            self._committed()
+            return copy.deepcopy(record)
+
+    def add_request(
+        self,
+        developer_id: str,
+        policies: Sequence[str] = (),
+        approved: bool = False,
+        fields: Mapping[str, str] | None = None,
+        for_api: str = "",
+        date_created: str | datetime | None = None,
+        *,
+        id: str | None = None,
+        version: str | None = None,
+        for_plan_only: bool = False,
+    ) -> Record:
+        """Store a request as given, without the checks of the HTTP create.
+
+        `policies` are kept as written (an `_id`, an explicit `id`, or nothing that exists);
+        `for_plan_only` stores `apply_policies: null` like a Dashboard before 2.9; the
+        developer need not exist. `approved=True` issues a key as approving does.
+        """
+        with self._lock:
+            if version is None:
+                version = "" if for_api and not policies else "v2"
+            record = self._new_request(
+                request_id=id,
+                developer_id=developer_id,
+                for_plan=policies[0] if policies else "",
+                apply_policies=None if for_plan_only else list(policies),
+                fields=fields or {},
+                version=version,
+                for_api=for_api,
+                date_created=date_created,
+            )
+            if approved:
+                try:
+                    self._approve(record["id"], explicit_ids=True)
+                except StoreError as e:
+                    del self._requests[record["id"]]
+                    raise ValueError(e.message) from e
+            self._committed()
+            return copy.deepcopy(self._requests[record["id"]])
+
+    def add_requests(self, specs: Iterable[Mapping[str, Any]]) -> list[Record]:
+        """`add_request(**spec)` for each spec, writing the state file once."""
+        with self.batch():
+            return [self.add_request(**spec) for spec in specs]
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the lock and write the state file once, at the end, for many changes."""
+        with self._lock:
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+                self._committed()
+
+    def reset(self) -> None:
+        """Forget everything: developers, policies, requests and issued keys."""
+        with self._lock:
+            self._clear()
+            self._committed()
+
+    # -- the Dashboard's own operations -----------------------------------------------------
+
+    def create_request(
+        self,
+        by_user: str,
+        for_plan: str,
+        apply_policies: list[str] | None,
+        fields: Mapping[str, str],
+        version: str,
+        for_api: str,
+    ) -> Record:
+        """A create as the Dashboard does it: the developer must exist, policies need not."""
+        with self._lock:
+            if not is_object_id(by_user) or by_user not in self._developers:
+                raise StoreError(400, "Key request must name an existing developer in by_user")
+            record = self._new_request(
+                request_id=None,
+                developer_id=by_user,
+                for_plan=for_plan,
+                apply_policies=apply_policies,
+                fields=fields,
+                version=version,
+                for_api=for_api,
+                date_created=None,
+            )
+            self._committed()
+            return record
+
+    def approve(self, request_id: str, explicit_ids: bool = True) -> str:
+        """Approve a pending request and return the RawKey it issues."""
+        with self._lock:
+            key = self._approve(request_id, explicit_ids)
+            self._committed()
+            return key
+
+    def delete_request(self, request_id: str) -> None:
+        """Delete a request; the key approving it issued stays with its developer."""
+        with self._lock:
+            self._request(request_id)
+            del self._requests[request_id]
+            self._committed()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _clear(self) -> None:
+        self._developers: dict[str, Record] = {}
+        self._emails: dict[str, str] = {}  # lower-cased email -> developer id
+        self._policies: dict[str, Record] = {}  # by `_id`
+        self._explicit_ids: dict[str, str] = {}  # explicit `id` -> `_id`
+        self._requests: dict[str, Record] = {}  # in creation order, like Mongo's natural order
+        self._keys: list[Record] = []
+        self._last_created: datetime | None = None
+
+    def _put_developer(self, record: Record) -> None:
+        self._developers[record["id"]] = record
+        self._emails[record["email"].lower()] = record["id"]
+
+    def _put_policy(self, record: Record) -> None:
+        self._policies[record["_id"]] = record
+        if record.get("id"):
+            self._explicit_ids[record["id"]] = record["_id"]
+
+    def _policy(self, ref: str, explicit_ids: bool) -> Record | None:
+        found = self._policies.get(ref)
+        if found is None and explicit_ids and ref in self._explicit_ids:
+            found = self._policies[self._explicit_ids[ref]]
+        return found
+
+    def _request(self, request_id: str) -> Record:
+        if not is_object_id(request_id):
+            raise StoreError(400, "Invalid key request id")
+        found = self._requests.get(request_id)
+        if found is None:
+            raise StoreError(404, "Key request not found")
+        return found
+
+    def _fresh_id(self) -> str:
+        while True:
+            candidate = new_object_id()
+            taken = (self._developers, self._policies, self._requests)
+            if not any(candidate in records for records in taken):
+                return candidate
+
+    def _created(self, explicit: str | datetime | None) -> str:
+        """`date_created`: explicit, or now but strictly after every earlier creation."""
+        if explicit is not None:
+            moment = parse_date(explicit)
+        else:
+            moment = datetime.now(timezone.utc)
+            if self._last_created is not None and moment <= self._last_created:
+                moment = self._last_created + _ONE_MICROSECOND
+        if self._last_created is None or moment > self._last_created:
+            self._last_created = moment
+        return format_date(moment)
+
+    def _new_request(
+        self,
+        *,
+        request_id: str | None,
+        developer_id: str,
+        for_plan: str,
+        apply_policies: list[str] | None,
+        fields: Mapping[str, str],
+        version: str,
+        for_api: str,
+        date_created: str | datetime | None,
+    ) -> Record:
+        request_id = request_id or self._fresh_id()
+        if request_id in self._requests:
+            raise ValueError(f"a key request with id {request_id} already exists")
+        record: Record = {
+            "id": request_id,
+            "org_id": self.org_id,
+            "by_user": developer_id,
+            "for_plan": for_plan,
+            "apply_policies": apply_policies,
+            "for_api": for_api,
+            "fields": dict(fields),
+            "approved": False,
+            "date_created": self._created(date_created),
+            "version": version,
+        }
+        self._requests[request_id] = record
+        return record
+
+    def _approve(self, request_id: str, explicit_ids: bool) -> str:
+        request = self._request(request_id)
+        if request["approved"]:
+            raise StoreError(400, "Key request has already been processed.")
+        developer = self._developers.get(request["by_user"])
+        if developer is None:
+            raise StoreError(400, "Could not approve key request: its developer does not exist")
+        policy_ids = self._approvable_policies(request, explicit_ids)
+        key = self.org_id + secrets.token_hex(16)  # the shape of a Tyk key
+        # Replace, never mutate: snapshots being rendered elsewhere stay consistent.
+        subscribed = policy_ids or ([request["for_api"]] if request["for_api"] else [])
+        self._put_developer(
+            {
+                **developer,
+                "keys": {**developer["keys"], key: policy_ids},
+                "subscriptions": {**developer["subscriptions"], **dict.fromkeys(subscribed, key)},
+            }
+        )
+        self._requests[request_id] = {**request, "approved": True}
+        self._keys.append(
+            {
+                "key": key,
+                "request_id": request_id,
+                "developer_id": developer["id"],
+                "policies": policy_ids,
+            }
+        )
+        return key
+
+    def _approvable_policies(self, request: Record, explicit_ids: bool) -> list[str]:
+        """The `_id`s of the request's policies; every one must exist."""
+        refs = request_policies(request)
+        if not refs and not request["for_api"]:
+            raise StoreError(400, "Could not approve key request: it names no policy")
+        policy_ids = []
+        for ref in refs:
+            policy = self._policy(ref, explicit_ids)
+            if policy is None:
+                raise StoreError(
+                    400, f"Could not approve key request: policy {ref!r} does not exist"
+                )
+            policy_ids.append(policy["_id"])
+        return policy_ids
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def _committed(self) -> None:
+        if self.state_path is not None and self._batch_depth == 0:
+            self._save(self.state_path)
+
+    def _state(self) -> Record:
+        return {
+            "format": STATE_FORMAT,
+            "org_id": self.org_id,
+            "developers": list(self._developers.values()),
+            "policies": list(self._policies.values()),
+            "requests": list(self._requests.values()),
+            "issued_keys": self._keys,
+        }
+
+    def _save(self, path: Path) -> None:
+        """Write the whole state atomically: a reader sees the old file or the new one."""
+        text = json.dumps(self._state(), separators=(",", ":"))
+        try:
+            # mkstemp creates the file with mode 0600: the state holds issued keys.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as e:
+            raise StateFileError(f"{path}: cannot write the sandbox state: {e.strerror}") from e
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException as e:
+            with suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(e, OSError):
+                raise StateFileError(f"{path}: cannot write the sandbox state: {e}") from e
+            raise
+        _fsync_dir(path.parent)
+
+    def _load(self, path: Path) -> None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StateFileError(f"{path.parent}: cannot create: {e.strerror}") from e
+            return
+        except OSError as e:
+            raise StateFileError(f"{path}: cannot read the sandbox state: {e.strerror}") from e
+        if not text.strip():
+            return  # an empty file is a new store, to be seeded
+        try:
+            self._restore(json.loads(text))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            self._clear()
+            raise StateFileError(f"{path}: not a valid sandbox state file ({e})") from e
+
+    def _restore(self, state: Any) -> None:
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"expected an object with format {STATE_FORMAT}")
+        self.org_id = str(state["org_id"])
+        for developer in state["developers"]:
+            self._put_developer(dict(developer))
+        for policy in state["policies"]:
+            self._put_policy(dict(policy))
+        for request in state["requests"]:
+            self._requests[request["id"]] = dict(request)
+        self._keys = [dict(k) for k in state["issued_keys"]]
+        dates = [r["date_created"] for r in (*self._developers.values(), *self._requests.values())]
+        self._last_created = max(map(parse_date, dates), default=None)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable; not every platform can open a directory."""
+    with suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
