@@ -162,6 +162,7 @@ HOSTILE = make_plan(
                 "empty": "",
                 "quote": 'say "hi" \\ bye',
                 "key with space": "v",
+                "tag": "x\U000e0001y",
             },
             owner="payments|team",
             declared_at="manifests/we|rd.yaml:3",
@@ -349,6 +350,21 @@ def test_text_names_a_developer_without_email_by_id() -> None:
     assert "  + create   64c0abababababababababab  [Gold]  approve=yes\n" in text_of(plan)
 
 
+def test_actions_without_a_request_id_or_details() -> None:
+    # Not what the planner makes, but a hand-edited saved plan can hold it: render, don't fail.
+    bare = (
+        Action("approve", BOB, (SILVER,), "pending", approve=True),
+        Action("delete", ERIN, (SILVER,), "not declared"),
+    )
+    plan = make_plan(actions=bare)
+    lines = text_of(plan).splitlines()
+    assert "  ~ approve  bob@example.com  [Silver]" in lines
+    assert "  - delete   erin@example.com  [Silver]  not declared" in lines
+    md = markdown_of(plan).splitlines()
+    assert "- `~` **approve** Silver" in md
+    assert "- `-` **delete** Silver — not declared" in md
+
+
 def test_colour_only_when_asked() -> None:
     plain, colored = text_of(FULL), text_of(FULL, color=True)
     assert "\x1b" not in plain
@@ -381,6 +397,7 @@ def test_text_neutralises_hostile_strings() -> None:
     assert 'empty=""' in create
     assert 'quote="say \\"hi\\" \\\\ bye"' in create
     assert '"key with space"=v' in create
+    assert 'tag="x\\U000e0001y"' in create
     assert '["Gold, *EU* [beta]"]' in create
 
 

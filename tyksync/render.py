@@ -31,8 +31,8 @@ _NO_CHANGES: Final = "No changes. The Dashboard matches the manifests."
 _NO_POLICIES: Final = "no policies"  # a legacy (`for_api`) request names no policy
 
 
-def _plural(n: int, singular: str, plural: str | None = None) -> str:
-    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+def _plural(n: int, singular: str) -> str:
+    return f"{n} {singular}" if n == 1 else f"{n} {singular}s"
 
 
 def _leftovers(plan: Plan) -> str:
@@ -358,9 +358,9 @@ def _fit(lines: Sequence[_Line], budget: int) -> tuple[list[_Line], list[_Line]]
 def _truncation_note(actions: int, warnings: int) -> str:
     hidden = []
     if actions:
-        hidden.append(f"{actions} more {'action' if actions == 1 else 'actions'}")
+        hidden.append(_plural(actions, "more action"))
     if warnings:
-        hidden.append(f"{warnings} more {'warning' if warnings == 1 else 'warnings'}")
+        hidden.append(_plural(warnings, "more warning"))
     return _TRUNCATED.format(n=" and ".join(hidden))
 
 
