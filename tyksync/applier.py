@@ -200,10 +200,10 @@ class Applier:
                     return _Approval(True, False, "; its key was issued but the answer was lost")
                 continue
             except ApiError as e:
-                if e.status == 400 and ALREADY_PROCESSED in e.dashboard_message:
-                    if self._approved_now(request_id):
-                        self.journal.write("approve.done", action, request_id=request_id)
-                        return _Approval(False, False, " (it was already approved)")
+                processed = e.status == 400 and ALREADY_PROCESSED in e.dashboard_message
+                if processed and self._approved_now(request_id):
+                    self.journal.write("approve.done", action, request_id=request_id)
+                    return _Approval(False, False, " (it was already approved)")
                 raise _Failed(f"approve {request_id}: {e}") from None
             captured = self._capture(action, request_id, key)
             self.journal.write(

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar, cast
 
 import click
 
@@ -119,7 +119,7 @@ def _command(f: Callable[..., int]) -> Callable[..., None]:
 class _Group(click.Group):
     """Usage errors exit 1, not click's 2: 2 means "the plan has changes"."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
             return super().main(*args, **kwargs)
@@ -145,9 +145,7 @@ def cli() -> None:
 
 # ---- validate / schema -----------------------------------------------------------------
 
-paths_argument = click.argument(
-    "paths", nargs=-1, required=True, type=click.Path(path_type=Path)
-)
+paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 
 
 @cli.command()
@@ -230,13 +228,13 @@ def plan(
 ) -> int:
     """Show what apply would change."""
     from tyksync.manifest import load_manifests
-    from tyksync.render import render, use_color
+    from tyksync.render import Format, render, use_color
 
     settings = _settings(kwargs)
     manifests = load_manifests(paths)  # bad manifests fail before any network call
     with connect(settings, os.environ) as conn:
         the_plan = _make_plan(conn, paths, reissue=reissue, manifests=manifests)
-    render(the_plan, sys.stdout, fmt, color=fmt == "text" and use_color(sys.stdout, os.environ))  # type: ignore[arg-type]
+    render(the_plan, sys.stdout, cast(Format, fmt), color=use_color(sys.stdout, os.environ))
     try:
         check_safety(the_plan, force=False, max_deletes=None)
     except Refused as e:
@@ -350,7 +348,9 @@ def apply(
         sink = KeySink(key_sink) if key_sink else None
         the_journal = Journal(journal)
         try:
-            the_journal.write("apply.start", None, dashboard=conn.label, actions=len(the_plan.actions))
+            the_journal.write(
+                "apply.start", None, dashboard=conn.label, actions=len(the_plan.actions)
+            )
             result = Applier(
                 conn.client, key_sink=sink, journal=the_journal, parallelism=parallelism
             ).apply(the_plan)
@@ -370,8 +370,7 @@ def _confirm(the_plan: Plan, label: str) -> None:
             "then run again with --auto-approve (or apply a reviewed plan with --plan FILE)"
         )
     answer = click.prompt(
-        f"\nApply these {len(the_plan.actions)} changes to {label}?\n"
-        "  Only 'yes' will be accepted",
+        f"\nApply these {len(the_plan.actions)} changes to {label}?\n  Only 'yes' will be accepted",
         default="",
         show_default=False,
     )
@@ -384,7 +383,8 @@ def _print_result(result: ApplyResult, key_sink: Path | None, out: TextIO) -> No
     for o in result.outcomes:
         a = o.action
         policies = ", ".join(p.name or p.id for p in a.policies)
-        line = f"  {symbol[o.status]:7} {a.action:8} {a.developer.email or a.developer.id} [{policies}]: {o.detail}"
+        who = a.developer.email or a.developer.id
+        line = f"  {symbol[o.status]:7} {a.action:8} {who} [{policies}]: {o.detail}"
         out.write(redact.redact(line) + "\n")
     done = len(result.by_status("done"))
     failed = len(result.by_status("failed"))
@@ -444,21 +444,27 @@ _attach_sandbox()
 # ---- entry point -----------------------------------------------------------------------
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now (tests and wrappers swap it)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root = logging.getLogger("tyksync")
     root.setLevel(level)
-    if not any(getattr(h, "_tyksync", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("tyksync: %(levelname)s: %(message)s"))
         handler.addFilter(redact.RedactingFilter())
-        handler._tyksync = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-        root.propagate = False
-    for handler in root.handlers:
-        handler.setLevel(level)
-    # urllib3 logs URLs only, but -vv users get them through our own client logs anyway.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -474,7 +480,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 1
-    except Exception as e:  # noqa: BLE001 - the last stop before a traceback reaches a user
+    except Exception as e:
         click.echo(
             redact.redact(f"tyksync: internal error ({type(e).__name__}: {e}); please report it"),
             err=True,

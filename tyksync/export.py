@@ -83,6 +83,8 @@ def export_manifest(
     }
     header = f"# Exported by tyksync {__version__}: {len(chosen)} request(s).\n"
     if prune == "none":
-        header += "# prune: none, so applying this file deletes nothing; review before changing it.\n"
+        header += (
+            "# prune: none, so applying this file deletes nothing; review before changing it.\n"
+        )
     body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
     return header + body, notes

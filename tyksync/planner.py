@@ -8,7 +8,7 @@ a plain comparison has already found.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from deepdiff import DeepDiff
 
@@ -27,8 +27,6 @@ from tyksync.plan import (
 )
 
 Identity = tuple[str, frozenset[str]]
-
-KEY_STAYS = "approved: the key it issued stays valid"
 
 
 def make_plan(
@@ -71,7 +69,7 @@ def make_plan(
                 action="delete",
                 developer=DevRef(r.developer_id, dev.email if dev else ""),
                 policies=_policy_refs(r.policies, policies),
-                reason=reason + (f"; {KEY_STAYS}" if r.approved else ""),
+                reason=reason,
                 request_id=r.id,
                 fields=r.user_fields,
                 owner=r.owner,
@@ -120,7 +118,7 @@ def _identity(r: KeyRequest, policies: PolicyIndex) -> Identity:
     return (r.developer_id, frozenset(policies.canonical(p) for p in r.policies))
 
 
-def _keep_order(owner: str) -> object:
+def _keep_order(owner: str) -> Callable[[KeyRequest], tuple[bool, bool, str, str]]:
     """Which of several live requests for one identity to keep: approved first (it holds a
     key), then one this owner made, then the oldest."""
 
@@ -154,14 +152,14 @@ def _reconcile(
     if not lives:
         return [new("create", "declared, no live request")], []
 
-    ordered = sorted(lives, key=_keep_order(d.owner))  # type: ignore[arg-type]
+    ordered = sorted(lives, key=_keep_order(d.owner))
     keep, duplicates = ordered[0], ordered[1:]
     actions = [
         Action(
             action="delete",
             developer=dev,
             policies=pols,
-            reason=f"duplicate of {keep.id}" + (f"; {KEY_STAYS}" if r.approved else ""),
+            reason=f"duplicate of {keep.id}",
             request_id=r.id,
             fields=r.user_fields,
             owner=r.owner,
