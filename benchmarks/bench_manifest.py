@@ -1,6 +1,6 @@
 """Time `load_manifests` on 10,000 requests spread over 100 files.
 
-    python benchmarks/bench_manifest.py [--files 100] [--requests 10000] [--repeat 3]
+python benchmarks/bench_manifest.py [--files 100] [--requests 10000] [--repeat 3]
 """
 
 from __future__ import annotations

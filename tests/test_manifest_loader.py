@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tyksync.errors import ManifestError, Problem
 from tyksync.manifest import (
@@ -16,6 +17,7 @@ from tyksync.manifest import (
     Manifests,
     load_manifests,
     manifest_json_schema,
+    yamlload,
 )
 from tyksync.manifest.yamlload import MAX_FILE_BYTES
 
@@ -47,7 +49,7 @@ developers:
 
 # (fixture, line, fragment of the message): one fixture per failure mode.
 INVALID_CASES = [
-    ("alias.yaml", 6, "bob@example.com\": YAML aliases (*name) are not allowed"),
+    ("alias.yaml", 6, 'bob@example.com": YAML aliases (*name) are not allowed'),
     ("alias.yaml", 4, "YAML anchors (&name) are not allowed"),
     ("anchor_merge.yaml", 6, "YAML merge keys (<<) are not allowed"),
     ("duplicate_key.yaml", 6, "duplicate key 'owner' (first at line 2)"),
@@ -107,7 +109,7 @@ def test_error_text_is_file_colon_line() -> None:
     path = INVALID / "int_field.yaml"
     with pytest.raises(ManifestError) as caught:
         load_manifests([path])
-    assert f"{path}:6: developers.\"alice@example.com\"[0].fields.ticket: must be" in str(
+    assert f'{path}:6: developers."alice@example.com"[0].fields.ticket: must be' in str(
         caught.value
     )
 
@@ -302,7 +304,7 @@ def test_symlink_loop_ends(tmp_path: Path) -> None:
 def test_file_over_the_size_limit_is_refused_fast(tmp_path: Path) -> None:
     path = tmp_path / "big.yaml"
     filler = "# " + "x" * 1000 + "\n"
-    path.write_text(MANIFEST.format(owner="t") + filler * (2 * 1024), encoding="utf-8")
+    path.write_text(MANIFEST.format(owner="t") + filler * (2 * 1024 + 50), encoding="utf-8")
     assert path.stat().st_size > 2 * MAX_FILE_BYTES
     start = time.perf_counter()
     (problem,) = problems_of(path)
@@ -378,3 +380,18 @@ def test_json_schema() -> None:
     }
     assert json.loads(json.dumps(schema)) == schema
     assert ManifestDoc.model_json_schema()  # the model itself stays usable
+
+
+@pytest.mark.parametrize(("fixture", "line", "fragment"), INVALID_CASES)
+def test_invalid_fixture_with_the_pure_python_parser(
+    monkeypatch: pytest.MonkeyPatch, fixture: str, line: int, fragment: str
+) -> None:
+    # Without libyaml, tyksync falls back to PyYAML's own parser: same rules, same lines.
+    monkeypatch.setattr(yamlload, "_Loader", yaml.SafeLoader)
+    test_invalid_fixture(fixture, line, fragment)
+
+
+def test_valid_folder_with_the_pure_python_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_libyaml = load_manifests([VALID])
+    monkeypatch.setattr(yamlload, "_Loader", yaml.SafeLoader)
+    assert load_manifests([VALID]) == with_libyaml

@@ -453,10 +453,15 @@ def test_developers_and_policies_page_the_same_way(portal: Portal, path: str) ->
     assert first["Pages"] == 2
 
 
-@pytest.mark.parametrize("p", ["one", "1.5", ""])
+@pytest.mark.parametrize("p", ["one", "1.5", "0x1"])
 def test_a_page_that_is_not_a_number_is_400(portal: Portal, p: str) -> None:
     answer = portal.get(f"/api/portal/requests?p={p}")
     assert answer.status_code == 400
+
+
+def test_an_empty_page_is_no_page(portal: Portal) -> None:
+    # Go's Query().Get cannot tell `p=` from no `p`.
+    assert portal.get("/api/portal/requests?p=").json() == portal.get("/api/portal/requests").json()
 
 
 def test_an_empty_list_has_no_pages() -> None:
@@ -511,7 +516,7 @@ def test_a_stopped_sandbox_hangs_up_on_kept_alive_clients() -> None:
     portal.close()
 
 
-# -- counters ---------------------------------------------------------------------------------------
+# -- counters -------------------------------------------------------------------------------
 
 
 def test_calls_are_counted_by_route(portal: Portal) -> None:

@@ -20,6 +20,9 @@ from tyksync.manifest.yamlload import YamlDoc, YamlPath, describe_type, quote_ke
 
 EMPTY_MESSAGE = "empty manifest: expected a mapping with version, owner, developers"
 
+# Booleans in YAML 1.1 (which many tools still speak), strings in ours.
+_YAML11_BOOLS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false"})
+
 _EXPECTED = {
     "string_type": "a string",
     "bool_type": "true or false",
@@ -124,7 +127,7 @@ def _problem(doc: YamlDoc, file: str, error: ErrorDetails) -> Problem:
         message = _key_message(loc, kind, error)
     elif kind in _EXPECTED:
         message = f"must be {_EXPECTED[kind]}, got {describe_type(value)}"
-        if kind == "bool_type" and isinstance(value, str):
+        if kind == "bool_type" and isinstance(value, str) and value.lower() in _YAML11_BOOLS:
             message += " (YAML 1.1 words such as yes/no/on/off are not booleans here)"
         elif kind == "string_type" and isinstance(value, (int, float, bool)):
             message += "; quote it to make it a string"

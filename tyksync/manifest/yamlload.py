@@ -148,7 +148,9 @@ class _Builder:
         event = self._next()
         if isinstance(event, yaml.StreamEndEvent):
             self.fatal(1, "empty manifest: expected a mapping with version, owner, developers")
-        data = self.node(self._next(), (), 1)
+        root = self._next()
+        self.lines[()] = _line(root)
+        data = self.node(root, (), 1)
         self._expect(yaml.DocumentEndEvent)
         event = self._next()
         if not isinstance(event, yaml.StreamEndEvent):
@@ -366,9 +368,12 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[Problem]]:
     caller can report schema problems of the rest of the file in the same run.
     """
     try:
+        # The pure-Python parser checks every character here, libyaml while parsing.
         loader = _Loader(text)
     except UnicodeEncodeError:  # lone surrogates: cannot come from decoding UTF-8
         return None, [Problem(file, 1, "not valid UTF-8 text (manifests must be UTF-8)")]
+    except yaml.reader.ReaderError as exc:
+        return None, [_reader_problem(file, text, exc)]
     builder = _Builder(file, loader.get_event)
     try:
         data = builder.document()

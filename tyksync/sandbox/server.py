@@ -196,6 +196,9 @@ def _compile(template: str) -> re.Pattern[str]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: every answer carries a Content-Length
     timeout = 120  # an idle keep-alive connection must not hold its thread for ever
+    # Headers and body go out in two writes; with Nagle on, the second waits for the
+    # client's delayed ACK (~40 ms a call).
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_GET(self) -> None:
@@ -406,7 +409,8 @@ class Sandbox:
             ) from e
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            # How often serve_forever checks for shutdown: stop() waits up to this long.
+            kwargs={"poll_interval": 0.02},
             name=f"tyksync-sandbox-{self.port}",
             daemon=True,
         )

@@ -1,0 +1,184 @@
+"""Resolving manifest references against a hand-built live state (no HTTP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tyksync.errors import ManifestError, Problem
+from tyksync.manifest import Desired, FileScope, Manifests, load_manifests, resolve
+from tyksync.models import Developer, LiveState, Policy
+
+ALICE = Developer("64b0000000000000000000a1", "alice@example.com", "org")
+BOB = Developer("64b0000000000000000000b2", "Bob@Example.com", "org")
+TWIN_1 = Developer("64b0000000000000000000c1", "twin@example.com", "org")
+TWIN_2 = Developer("64b0000000000000000000c2", "twin@example.com", "org")
+GONE = Developer("64b0000000000000000000d1", "gone@example.com", "org", inactive=True)
+
+GOLD = Policy("64a0000000000000000000a1", "gold-explicit", "Gold")
+REPORTS = Policy("64a0000000000000000000a2", "", "Reports")
+SILVER_1 = Policy("64a0000000000000000000b1", "silver-1", "Silver")
+SILVER_2 = Policy("64a0000000000000000000b2", "silver-2", "Silver")
+OLD = Policy("64a0000000000000000000c1", "old", "Old", active=False)
+# A policy whose explicit id is another policy's name: the explicit id wins.
+TRICKY = Policy("64a0000000000000000000d1", "Reports", "Tricky")
+
+LIVE = LiveState(
+    developers=(ALICE, BOB, TWIN_1, TWIN_2, GONE),
+    policies=(GOLD, REPORTS, SILVER_1, SILVER_2, OLD),
+    requests=(),
+)
+
+
+def manifests(tmp_path: Path, *texts: str) -> Manifests:
+    for index, text in enumerate(texts):
+        (tmp_path / f"m{index}.yaml").write_text(text, encoding="utf-8")
+    return load_manifests([tmp_path])
+
+
+def manifest(developers: str, owner: str = "team", prune: str = "owned") -> str:
+    return f"version: 1\nowner: {owner}\nprune: {prune}\ndevelopers:\n{developers}"
+
+
+def resolve_problems(loaded: Manifests, live: LiveState = LIVE) -> list[Problem]:
+    with pytest.raises(ManifestError) as caught:
+        resolve(loaded, live)
+    return caught.value.problems
+
+
+def test_resolves_by_email_id_name_explicit_id_and_db_id(tmp_path: Path) -> None:
+    loaded = manifests(
+        tmp_path,
+        manifest(
+            "  alice@example.com:\n"  # line 5
+            "    - plan: Gold\n"  # 6: by name
+            "    - plans: [gold-explicit, Reports]\n"  # 7: explicit id, name; order kept
+            "      approved: false\n"
+            "      fields: {ticket: T-1}\n"
+            "  bob@example.com:\n"  # 10: email, case-insensitively
+            "    - plan: 64a0000000000000000000a2\n"  # 11: by _id
+            "  64b0000000000000000000c1:\n"  # 12: by developer id (twin email is ambiguous)
+            "    - plan: silver-1\n"  # 13
+        ),
+    )
+    desired = resolve(loaded, LIVE)
+    assert isinstance(desired, Desired)
+    gold, gold_reports, bob, twin = desired.requests
+    assert (gold.developer, gold.policies, gold.approved, gold.line) == (ALICE, (GOLD,), True, 6)
+    assert gold_reports.policies == (GOLD, REPORTS)
+    assert (gold_reports.approved, dict(gold_reports.fields)) == (False, {"ticket": "T-1"})
+    assert gold_reports.identity == (ALICE.id, frozenset({GOLD.db_id, REPORTS.db_id}))
+    assert (bob.developer, bob.policies) == (BOB, (REPORTS,))
+    assert (twin.developer, twin.policies) == (TWIN_1, (SILVER_1,))
+    assert all(r.owner == "team" and r.file == str(tmp_path / "m0.yaml") for r in desired.requests)
+    assert desired.scopes == (
+        FileScope(
+            str(tmp_path / "m0.yaml"), "team", "owned", frozenset({ALICE.id, BOB.id, TWIN_1.id})
+        ),
+    )
+
+
+def test_scope_keeps_developers_without_requests(tmp_path: Path) -> None:
+    loaded = manifests(tmp_path, manifest("  alice@example.com: []\n", prune="developers"))
+    desired = resolve(loaded, LIVE)
+    assert desired.requests == ()
+    (scope,) = desired.scopes
+    assert (scope.prune, scope.developer_ids) == ("developers", frozenset({ALICE.id}))
+
+
+def test_explicit_id_wins_over_a_name(tmp_path: Path) -> None:
+    live = LiveState(LIVE.developers, (*LIVE.policies, TRICKY), ())
+    loaded = manifests(tmp_path, manifest("  alice@example.com:\n    - plan: Reports\n"))
+    (request,) = resolve(loaded, live).requests
+    assert request.policies == (TRICKY,)
+
+
+@pytest.mark.parametrize(
+    ("developers", "line", "fragment"),
+    [
+        ("  nobody@example.com:\n    - plan: Gold\n", 5, "unknown developer 'nobody@example.com'"),
+        ("  64b00000000000000000ffff: []\n", 5, "unknown developer '64b00000000000000000ffff'"),
+        (
+            "  twin@example.com:\n    - plan: Gold\n",
+            5,
+            "ambiguous developer 'twin@example.com': 2 developers have this email "
+            f"({TWIN_1.id}, {TWIN_2.id}); use the developer id",
+        ),
+        ("  gone@example.com: []\n", 5, "developer 'gone@example.com' is inactive"),
+        ("  alice@example.com:\n    - plan: Platinum\n", 6, "unknown policy 'Platinum'"),
+        (
+            "  alice@example.com:\n    - plans: [Gold, Silver]\n",
+            6,
+            f"ambiguous policy 'Silver': 2 policies match it (_id {SILVER_1.db_id}, "
+            f"{SILVER_2.db_id}); use the policy's `id` or `_id` instead",
+        ),
+        ("  alice@example.com:\n    - plan: Old\n", 6, "policy 'Old' is inactive"),
+        (
+            "  alice@example.com:\n    - plans: [Gold, gold-explicit]\n",
+            6,
+            "policy 'gold-explicit' names a policy already listed in this request",
+        ),
+    ],
+)
+def test_resolution_problems(tmp_path: Path, developers: str, line: int, fragment: str) -> None:
+    (problem,) = resolve_problems(manifests(tmp_path, manifest(developers)))
+    assert (problem.file, problem.line) == (str(tmp_path / "m0.yaml"), line)
+    assert fragment in problem.message
+
+
+def test_a_developer_problem_is_reported_once(tmp_path: Path) -> None:
+    loaded = manifests(
+        tmp_path, manifest("  nobody@example.com:\n    - plan: Gold\n    - plan: Reports\n")
+    )
+    (problem,) = resolve_problems(loaded)
+    assert problem.line == 5
+
+
+def test_every_resolution_problem_at_once(tmp_path: Path) -> None:
+    loaded = manifests(
+        tmp_path,
+        manifest("  nobody@example.com:\n    - plan: Gold\n"),
+        manifest("  alice@example.com:\n    - plan: Nope\n    - plan: Old\n", owner="other"),
+    )
+    problems = resolve_problems(loaded)
+    assert [(Path(p.file).name, p.line) for p in problems] == [
+        ("m0.yaml", 5),
+        ("m1.yaml", 6),
+        ("m1.yaml", 7),
+    ]
+
+
+def test_identity_twice_after_resolution_policy(tmp_path: Path) -> None:
+    loaded = manifests(
+        tmp_path,
+        manifest("  alice@example.com:\n    - plans: [Gold, Reports]\n"),
+        manifest(
+            "  alice@example.com:\n    - plans: [64a0000000000000000000a2, gold-explicit]\n",
+            owner="other",
+        ),
+    )
+    (problem,) = resolve_problems(loaded)
+    assert (problem.file, problem.line) == (str(tmp_path / "m1.yaml"), 6)
+    assert f"declared twice: here and at {tmp_path / 'm0.yaml'}:6" in problem.message
+
+
+def test_identity_twice_after_resolution_developer(tmp_path: Path) -> None:
+    loaded = manifests(
+        tmp_path,
+        manifest(
+            "  alice@example.com:\n    - plan: Gold\n"
+            f"  {ALICE.id}:\n    - plan: Gold\n"  # same developer, by id
+        ),
+    )
+    (problem,) = resolve_problems(loaded)
+    assert problem.line == 8
+    assert "alice@example.com" in problem.message and "here and at" in problem.message
+
+
+def test_same_policies_for_different_developers_is_fine(tmp_path: Path) -> None:
+    loaded = manifests(
+        tmp_path,
+        manifest("  alice@example.com:\n    - plan: Gold\n  bob@example.com:\n    - plan: Gold\n"),
+    )
+    assert len(resolve(loaded, LIVE).requests) == 2
