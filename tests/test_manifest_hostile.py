@@ -101,12 +101,13 @@ def test_oversized_file(tmp_path: Path) -> None:
     assert "file too large" in problems[0].message
 
 
-def test_too_many_values_within_the_size_limit(tmp_path: Path) -> None:
+def test_too_many_values_within_the_size_limit(tmp_path: Path, parser: str) -> None:
     path = tmp_path / "many.yaml"
     path.write_text("version: 1\nowner: t\ndevelopers: {}\nx: [" + "1," * MAX_NODES + "1]\n")
     assert path.stat().st_size < MAX_FILE_BYTES
     problems, seconds = refused(path)
-    assert seconds < BOUND_SECONDS
+    # Scanning 100,000 values takes PyYAML's pure-Python parser about a second.
+    assert seconds < (BOUND_SECONDS if parser == "libyaml" else 5 * BOUND_SECONDS)
     assert any(p.line == 4 and "too many YAML values" in p.message for p in problems)
 
 
@@ -120,9 +121,7 @@ def test_long_integer_is_not_converted(tmp_path: Path) -> None:
 
 
 # Characters that make YAML interesting: indicators, quotes, escapes, controls, non-ASCII.
-YAML_ALPHABET = st.sampled_from(
-    list("abc019 :-[]{},&*!|>'\"%@`#?~<\n\t\\") + ["\x00", "\x85", "\ufeff", "é", "---"]
-)
+YAML_ALPHABET = "abc019 :-.[]{},&*!|>'\"%@`#?~<\n\t\\\x00\x85\ufeffé"
 
 
 @settings(max_examples=300, deadline=None)
