@@ -47,9 +47,7 @@ def identities(sb: Sandbox) -> Counter[tuple[str, tuple[str, ...]]]:
     )
 
 
-def test_every_write_answer_lost_is_settled_without_duplicates(
-    sb: Sandbox, tmp_path: Path
-) -> None:
+def test_every_write_answer_lost_is_settled_without_duplicates(sb: Sandbox, tmp_path: Path) -> None:
     c = client(sb)
     plan = plan_examples(c)
     sb.faults = Faults(drop_after_write=1.0)
@@ -129,3 +127,25 @@ def test_replace_deletes_old_only_after_new_exists(sb: Sandbox) -> None:
     Applier(c).apply(plan)
     assert sb.counts().get(("DELETE", "/api/portal/requests/{id}"), 0) == 1  # erin's only
     assert any(r["id"] == "64c000000000000000000c03" for r in sb.store.requests())
+
+
+def test_two_concurrent_applies_make_one_request_and_one_key_per_identity(sb: Sandbox) -> None:
+    import threading
+
+    sb.faults = Faults(latency=0.002, jitter=0.01, seed=11)
+    plans = [plan_examples(client(sb)), plan_examples(client(sb))]
+    results = []
+
+    def go(p: Plan) -> None:
+        results.append(Applier(client(sb), parallelism=4).apply(p))
+
+    threads = [threading.Thread(target=go, args=(p,)) for p in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(n == 1 for n in identities(sb).values()), identities(sb)
+    # four keys are wanted (alice Gold, bob, erin Reports, dave's replacement); never more
+    assert sum(r.keys_issued for r in results) == 4
+    sb.faults = Faults()
+    assert not plan_examples(client(sb)).has_changes

@@ -20,18 +20,19 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tyksync.client import DashboardClient
 from tyksync.errors import AnswerLost, ApiError, Refused, TyksyncError
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
-from tyksync.models import OP_FIELD, OWNER_FIELD
+from tyksync.models import OP_FIELD, OWNER_FIELD, KeyRequest
 from tyksync.plan import Action, Plan
 
 log = logging.getLogger("tyksync.apply")
 
 Status = Literal["done", "failed", "skipped"]
+T = TypeVar("T")
 SETTLE_TRIES = 3
 ALREADY_PROCESSED = "already been processed"
 
@@ -97,7 +98,8 @@ class Applier:
         # A replace is a create here and a delete in the last phase; keyed by identity of
         # the action object so that two equal actions never share an outcome.
         replaced: dict[int, Outcome] = {}
-        for outcome in self._run(self._create, [a for a in plan.actions if a.creates]):
+        created = self._run(self._create, [a for a in plan.actions if a.creates])
+        for outcome in self._approve_created(plan, created):
             if outcome.action.action == "replace":
                 replaced[id(outcome.action)] = outcome
             else:
@@ -111,12 +113,12 @@ class Applier:
             if a.action == "delete":
                 deletes.append(a)
             elif a.action == "replace":
-                created = replaced[id(a)]
-                if created.status == "done":
+                outcome = replaced[id(a)]
+                if outcome.status == "done":
                     deletes.append(a)
                 else:
                     result.outcomes.append(
-                        _with(created, detail=f"{created.detail}; the old request was kept")
+                        _with(outcome, detail=f"{outcome.detail}; the old request was kept")
                     )
         for outcome in self._run(self._delete, deletes):
             if outcome.action.action == "replace":
@@ -124,19 +126,108 @@ class Applier:
             result.outcomes.append(outcome)
         return result
 
+    def _approve_created(self, plan: Plan, created: list[Outcome]) -> list[Outcome]:
+        """Approve what the create phase made, unless a concurrent apply got there first.
+
+        Two applies of the same manifests can both create a request for one identity. Each
+        reads live state once, after its own creates: the earliest request of an identity
+        (or an approved one) wins, and the others delete themselves rather than issue a
+        second key. Everyone who looks after creating sees the earliest one, so all agree.
+        """
+        made = {id(o) for o in created if o.status == "done" and o.new_request_id}
+        if not made:
+            return created
+        try:
+            live = self.client.list_requests()
+        except TyksyncError as e:
+            return [
+                _with(
+                    o,
+                    status="failed",
+                    detail=f"{o.detail}; reading live state to check for concurrent "
+                    f"duplicates failed ({e}), so it was not approved; run apply again",
+                )
+                if id(o) in made
+                else o
+                for o in created
+            ]
+        known = {a.request_id for a in plan.actions if a.request_id}
+        by_identity: dict[tuple[str, frozenset[str]], list[KeyRequest]] = {}
+        for r in live:
+            if r.id not in known:
+                by_identity.setdefault((r.developer_id, frozenset(r.policies)), []).append(r)
+
+        def finish(outcome: Outcome) -> Outcome:
+            if id(outcome) not in made:
+                return outcome
+            return self._finish_create(outcome, by_identity)
+
+        return self._run_outcomes(finish, created)
+
+    def _finish_create(
+        self, outcome: Outcome, by_identity: dict[tuple[str, frozenset[str]], list[KeyRequest]]
+    ) -> Outcome:
+        action, new_id = outcome.action, outcome.new_request_id
+        assert new_id is not None
+        identity = (action.developer.id, frozenset(p.id for p in action.policies))
+        rivals = by_identity.get(identity, [])
+        mine = next((r for r in rivals if r.id == new_id), None)
+        winner = min(rivals, key=lambda r: (not r.approved, r.date_created, r.id), default=None)
+        if mine is not None and winner is not None and winner.id != new_id:
+            self.journal.write("create.yield", action, request_id=new_id, kept=winner.id)
+            try:
+                self.client.delete_request(new_id)
+            except TyksyncError as e:
+                return self._record(
+                    action, "failed", f"created {new_id} beside {winner.id}; deleting it: {e}"
+                )
+            return self._record(
+                action,
+                "done",
+                f"request {winner.id} for the same identity appeared meanwhile (a concurrent "
+                f"apply?); kept it and deleted the new {new_id}",
+            )
+        if not action.approve:
+            return outcome
+        try:
+            approval = self._approve(action, new_id)
+        except _Failed as e:
+            return self._record(
+                action, "failed", f"created request {new_id}, but approval failed: {e}", new_id
+            )
+        return self._record(
+            action,
+            "done",
+            f"created and approved request {new_id}{approval.note}",
+            new_id,
+            approval,
+        )
+
     def _run(self, step: Callable[[Action], Outcome], actions: list[Action]) -> list[Outcome]:
         def guarded(action: Action) -> Outcome:
             try:
                 return step(action)
-            except _Failed as e:
-                return self._record(action, "failed", str(e))
-            except TyksyncError as e:
+            except (_Failed, TyksyncError) as e:
                 return self._record(action, "failed", str(e))
 
-        if self.parallelism == 1 or len(actions) <= 1:
-            return [guarded(a) for a in actions]
+        return self._parallel(guarded, actions)
+
+    def _run_outcomes(
+        self, step: Callable[[Outcome], Outcome], outcomes: list[Outcome]
+    ) -> list[Outcome]:
+        def guarded(outcome: Outcome) -> Outcome:
+            try:
+                return step(outcome)
+            except (_Failed, TyksyncError) as e:
+                return self._record(outcome.action, "failed", f"{outcome.detail}; {e}")
+
+        return self._parallel(guarded, outcomes)
+
+    def _parallel(self, fn: Callable[[T], Outcome], items: list[T]) -> list[Outcome]:
+        if self.parallelism == 1 or len(items) <= 1:
+            return [fn(x) for x in items]
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-            return list(pool.map(guarded, actions))
+            return list(pool.map(fn, items))
 
     # ---- steps -------------------------------------------------------------------------
 
@@ -164,21 +255,7 @@ class Applier:
                 f"{OP_FIELD}={op} found; run apply again to settle"
             )
         self.journal.write("create.done", action, op=op, request_id=new_id)
-        if not action.approve:
-            return self._record(action, "done", f"created request {new_id}", new_id)
-        try:
-            approval = self._approve(action, new_id)
-        except _Failed as e:
-            return self._record(
-                action, "failed", f"created request {new_id}, but approval failed: {e}", new_id
-            )
-        return self._record(
-            action,
-            "done",
-            f"created and approved request {new_id}{approval.note}",
-            new_id,
-            approval,
-        )
+        return self._record(action, "done", f"created request {new_id}", new_id)
 
     def _approve_existing(self, action: Action) -> Outcome:
         assert action.request_id is not None

@@ -286,12 +286,8 @@ class _Builder:
         return value
 
     def _plain(self, text: str, line: int, path: YamlPath) -> Any:
-        if text in _BOOL_VALUES:
-            return _BOOL_VALUES[text]
-        if _NULL_RE.fullmatch(text):
-            return None
-        # Before int and float: `0755` would otherwise pass as the float 755.0.
-        if _LOOKALIKE_RE.fullmatch(text):
+        value = resolve_plain(text)
+        if value is _LOOKALIKE:
             self.problem_at(
                 path,
                 line,
@@ -299,14 +295,34 @@ class _Builder:
                 "quote it to make it a string",
             )
             return _INVALID
-        if _INT_RE.fullmatch(text):
-            if len(text) > MAX_INT_DIGITS:
-                self.problem_at(path, line, "integer too long; quote it to make it a string")
-                return _INVALID
-            return int(text)
-        if _FLOAT_RE.fullmatch(text):
-            return float(text)
-        return text
+        if value is _TOO_LONG:
+            self.problem_at(path, line, "integer too long; quote it to make it a string")
+            return _INVALID
+        return value
+
+
+def resolve_plain(text: str) -> Any:
+    """What an unquoted, untagged scalar means here (see the module docstring).
+
+    Returns the value, or the _LOOKALIKE / _TOO_LONG markers for text that is refused.
+    """
+    if text in _BOOL_VALUES:
+        return _BOOL_VALUES[text]
+    if _NULL_RE.fullmatch(text):
+        return None
+    # Before int and float: `0755` would otherwise pass as the float 755.0.
+    if _LOOKALIKE_RE.fullmatch(text):
+        return _LOOKALIKE
+    if _INT_RE.fullmatch(text):
+        return _TOO_LONG if len(text) > MAX_INT_DIGITS else int(text)
+    if _FLOAT_RE.fullmatch(text):
+        return float(text)
+    return text
+
+
+def plain_is_string(text: str) -> bool:
+    """Whether `text` written unquoted reads back as that same string."""
+    return resolve_plain(text) == text
 
 
 # Where values go that are read only for their problems (refused keys, duplicates).
@@ -338,6 +354,8 @@ class _Invalid:
 
 
 _INVALID: Any = _Invalid()
+_LOOKALIKE: Any = _Invalid()
+_TOO_LONG: Any = _Invalid()
 
 
 def _line(event: yaml.Event) -> int:

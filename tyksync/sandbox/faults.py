@@ -44,9 +44,13 @@ class Faults:
     cap_all_pages: bool = False  # "everything" paging silently returns page one only
     seed: int = 0
 
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    _streams: dict[str, random.Random] = field(default_factory=dict, init=False, repr=False)
-    _counts: Counter[str] = field(default_factory=Counter, init=False, repr=False)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+    _streams: dict[str, random.Random] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _counts: Counter[str] = field(default_factory=Counter, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.error_rates = _check_rates("error_rates", self.error_rates)
