@@ -395,3 +395,68 @@ def test_valid_folder_with_the_pure_python_parser(monkeypatch: pytest.MonkeyPatc
     with_libyaml = load_manifests([VALID])
     monkeypatch.setattr(yamlload, "_Loader", yaml.SafeLoader)
     assert load_manifests([VALID]) == with_libyaml
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("true", True),
+        ("false", False),
+        ("~", None),
+        ("null", None),
+        ("", None),
+        ("42", 42),
+        ("-7", -7),
+        ("0", 0),
+        ("1.5", 1.5),
+        ("1e3", 1000.0),
+        (".inf", float("inf")),
+        ("-.INF", float("-inf")),
+        # YAML 1.1 booleans, dates and the like stay strings.
+        ("yes", "yes"),
+        ("No", "No"),
+        ("on", "on"),
+        ("True", "True"),
+        ("y", "y"),
+        ("2024-01-01", "2024-01-01"),
+        ("1.2.3", "1.2.3"),
+        ("nan", "nan"),
+    ],
+)
+def test_plain_scalars(text: str, expected: object) -> None:
+    doc, problems = yamlload.parse_yaml(f"value: {text}\n", "m.yaml")
+    assert problems == [] and doc is not None
+    value = doc.data["value"]
+    assert (type(value), value) == (type(expected), expected)
+
+
+def test_nan_is_a_number() -> None:
+    doc, _ = yamlload.parse_yaml("value: .NaN\n", "m.yaml")
+    assert doc is not None and isinstance(doc.data["value"], float)
+
+
+@pytest.mark.parametrize(
+    "text", ["0755", "0x1F", "0o17", "0b101", "1_000", "1:30", "-0755", "9" * 40]
+)
+def test_number_lookalikes_are_refused(text: str) -> None:
+    _, problems = yamlload.parse_yaml(f"value: {text}\n", "m.yaml")
+    (problem,) = problems
+    assert problem.line == 1 and "quote it to make it a string" in problem.message
+    assert text not in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("!!str 0755", "0755"), ("!!int 42", 42), ("!!bool true", True), ("!!null ~", None)],
+)
+def test_standard_tags_are_accepted(text: str, expected: object) -> None:
+    doc, problems = yamlload.parse_yaml(f"value: {text}\n", "m.yaml")
+    assert problems == [] and doc is not None and doc.data["value"] == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["!!int yes", "!!bool 1", "!!float 1.5", "!!binary aGk=", "!!set {a}"]
+)
+def test_other_or_mismatched_tags_are_refused(text: str) -> None:
+    _, problems = yamlload.parse_yaml(f"value: {text}\n", "m.yaml")
+    assert problems and all(p.line == 1 for p in problems)

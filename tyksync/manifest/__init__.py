@@ -6,6 +6,7 @@ This package is the only code in tyksync that reads YAML.
     desired = resolve(manifests, live)     # online checks; raises ManifestError
 """
 
+from tyksync.manifest.dump import dump_manifest
 from tyksync.manifest.loader import (
     DeclaredDeveloper,
     DeclaredRequest,
@@ -28,6 +29,7 @@ __all__ = [
     "ManifestFile",
     "Manifests",
     "RequestDecl",
+    "dump_manifest",
     "load_manifests",
     "manifest_json_schema",
     "resolve",

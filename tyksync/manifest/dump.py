@@ -20,8 +20,17 @@ class _ManifestDumper(yaml.SafeDumper):
     """SafeDumper that quotes what our loader would not read back as the same string."""
 
 
+# Line breaks that PyYAML writes raw with allow_unicode, and then reads back as a
+# newline (or a space); only double quotes escape them.
+_RAW_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = None if plain_is_string(value) else "'"
+    style: str | None = None
+    if any(ch in value for ch in _RAW_BREAKS):
+        style = '"'
+    elif not plain_is_string(value):
+        style = "'"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

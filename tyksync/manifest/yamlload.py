@@ -51,7 +51,7 @@ _NULL_RE = re.compile(r"~|null|Null|NULL|")
 _BOOL_VALUES = {"true": True, "false": False}
 _INT_RE = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 _FLOAT_RE = re.compile(
-    r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
+    r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF|nan|NaN|NAN)"
 )
 # What YAML 1.1 (and so many other tools) would read as a number, but we will not guess.
 _LOOKALIKE_RE = re.compile(
@@ -316,13 +316,16 @@ def resolve_plain(text: str) -> Any:
     if _INT_RE.fullmatch(text):
         return _TOO_LONG if len(text) > MAX_INT_DIGITS else int(text)
     if _FLOAT_RE.fullmatch(text):
-        return float(text)
+        # YAML spells infinity and NaN `.inf` and `.nan`; Python without the dot.
+        lowered = text.lower()
+        return float(lowered.replace(".", "", 1) if lowered.endswith(("inf", "nan")) else text)
     return text
 
 
 def plain_is_string(text: str) -> bool:
     """Whether `text` written unquoted reads back as that same string."""
-    return resolve_plain(text) == text
+    value = resolve_plain(text)
+    return isinstance(value, str) and value == text
 
 
 # Where values go that are read only for their problems (refused keys, duplicates).

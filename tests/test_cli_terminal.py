@@ -1,0 +1,86 @@
+"""`apply` asks on a terminal: driven through a real pseudo-terminal in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tyksync.sandbox import Sandbox
+
+SECRET = "tty-secret-CANARY-4410"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
+
+
+@pytest.fixture
+def dash(tmp_path: Path) -> Iterator[Sandbox]:
+    shutil.copytree(EXAMPLES, tmp_path / "manifests")
+    with Sandbox(SECRET, seed="demo") as sb:
+        yield sb
+
+
+def run_on_tty(sb: Sandbox, cwd: Path, answer: str, *args: str) -> tuple[int, str]:
+    """Run tyksync with a pty as stdin/stdout, type `answer` at the prompt."""
+    controller, terminal = pty.openpty()
+    env = {
+        **os.environ,
+        "TYK_DASHBOARD_URL": sb.url,
+        "TYK_DASHBOARD_SECRET": SECRET,
+        "NO_COLOR": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tyksync", *args],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        cwd=cwd,
+        env=env,
+        close_fds=True,
+    )
+    os.close(terminal)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not answered and b"Only 'yes' will be accepted" in seen:
+                os.write(controller, answer.encode() + b"\n")
+                answered = True
+        elif proc.poll() is not None:
+            break
+    code = proc.wait(timeout=30)
+    os.close(controller)
+    return code, seen.decode(errors="replace")
+
+
+def test_apply_asks_and_yes_applies(dash: Sandbox, tmp_path: Path) -> None:
+    code, screen = run_on_tty(dash, tmp_path, "yes", "apply", "manifests")
+    assert "Apply these 6 changes" in screen
+    assert code == 0, screen
+    assert "Apply complete: 6 done" in screen
+    assert dash.mutating_calls() > 0
+    assert SECRET not in screen
+
+
+def test_apply_asks_and_anything_else_cancels(dash: Sandbox, tmp_path: Path) -> None:
+    code, screen = run_on_tty(dash, tmp_path, "y", "apply", "manifests")
+    assert "Apply these 6 changes" in screen
+    assert code == 3
+    assert "cancelled" in screen
+    assert dash.mutating_calls() == 0
