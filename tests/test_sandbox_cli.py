@@ -40,21 +40,26 @@ class Served:
 
 
 def _read_announcement(process: subprocess.Popen[str], deadline: float) -> str:
-    """stdout up to the 'Ctrl-C' line, without blocking past the deadline."""
+    """stdout up to the 'Ctrl-C' line, without blocking past the deadline.
+
+    Reads the pipe's file descriptor directly: a buffered readline could swallow lines
+    that select() then never reports.
+    """
     assert process.stdout is not None
-    text = ""
+    fd = process.stdout.fileno()
+    data = b""
     with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while "Ctrl-C" not in text:
-            if time.monotonic() > deadline or not selector.select(timeout=0.2):
-                if process.poll() is not None or time.monotonic() > deadline:
+        selector.register(fd, selectors.EVENT_READ)
+        while b"Ctrl-C" not in data and time.monotonic() < deadline:
+            if not selector.select(timeout=0.2):
+                if process.poll() is not None:
                     break
                 continue
-            line = process.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 4096)
+            if not chunk:
                 break
-            text += line
-    return text
+            data += chunk
+    return data.decode()
 
 
 @contextmanager

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from typing import Any
 
-import yaml
-
 from tyksync import __version__
-from tyksync.models import KeyRequest, LiveState, Policy
+from tyksync.manifest.dump import dump_manifest
+from tyksync.manifest.model import DEVELOPER_PATTERN
+from tyksync.models import Developer, KeyRequest, LiveState, Policy
 
 DEFAULT_OWNER = "exported"
 
@@ -21,15 +22,24 @@ def export_manifest(
     developers = {d.id: d for d in live.developers}
     email_count = Counter(d.email.lower() for d in live.developers)
     policies = live.policy_index()
-    names = Counter(p.name for p in live.policies)
-    explicit = Counter(p.id for p in live.policies if p.id)
+    developers_index = live.developer_index()
 
     def policy_ref(p: Policy) -> str:
-        if p.name and names[p.name] == 1:
-            return p.name
-        if p.id and explicit[p.id] == 1 and not policies.by_db_id.get(p.id):
-            return p.id
+        # The most readable reference that the resolver maps back to this policy alone.
+        for ref in (p.name, p.id):
+            if ref and policies.lookup(ref) == [p]:
+                return ref
         return p.db_id
+
+    def developer_ref(d: Developer) -> str:
+        unique = d.email and email_count[d.email.lower()] == 1
+        if (
+            unique
+            and re.match(DEVELOPER_PATTERN, d.email)
+            and developers_index.lookup(d.email) == [d]
+        ):
+            return d.email
+        return d.id
 
     chosen: dict[tuple[str, frozenset[str]], KeyRequest] = {}
     refs: dict[tuple[str, frozenset[str]], list[str]] = {}
@@ -61,8 +71,7 @@ def export_manifest(
 
     by_developer: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for identity, r in chosen.items():
-        dev = developers[r.developer_id]
-        key = dev.email if dev.email and email_count[dev.email.lower()] == 1 else dev.id
+        key = developer_ref(developers[r.developer_id])
         plans = refs[identity]
         entry: dict[str, Any] = {"plan": plans[0]} if len(plans) == 1 else {"plans": plans}
         if not r.approved:
@@ -86,5 +95,5 @@ def export_manifest(
         header += (
             "# prune: none, so applying this file deletes nothing; review before changing it.\n"
         )
-    body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    body = dump_manifest(doc)
     return header + body, notes

@@ -12,6 +12,8 @@ import secrets
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -168,21 +170,28 @@ def serve(
             f"warning: listening on {host}, not loopback: other machines can reach this sandbox",
             err=True,
         )
-    try:
-        server = Sandbox(
-            secret,
-            dialect=check_dialect(dialect),
-            state_path=state_path,
-            seed=seed_path or "demo",
-            faults=faults,
-            host=host,
-            port=port,
-            log=None if quiet else _log,
-        ).start()
-    except SandboxError as e:
-        raise click.ClickException(str(e)) from None
-    _announce(server, state_path, generated)
-    _run_until_stopped(server)
+    # Signals are caught from here on: a Ctrl-C at any moment stops cleanly.
+    with _stop_signals() as stopping:
+        try:
+            server = Sandbox(
+                secret,
+                dialect=check_dialect(dialect),
+                state_path=state_path,
+                seed=seed_path or "demo",
+                faults=faults,
+                host=host,
+                port=port,
+                log=None if quiet else _log,
+            ).start()
+        except SandboxError as e:
+            raise click.ClickException(str(e)) from None
+        try:
+            _announce(server, state_path, generated)
+            while not stopping.wait(0.5):
+                pass
+        finally:
+            server.stop()
+    click.echo("sandbox stopped", err=True)
 
 
 def _log(message: str) -> None:
@@ -201,8 +210,9 @@ def _announce(server: Sandbox, state_path: Path | None, generated: bool) -> None
     sys.stdout.flush()
 
 
-def _run_until_stopped(server: Sandbox) -> None:
-    """Serve until Ctrl-C or SIGTERM, then stop cleanly: no traceback, exit 0."""
+@contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM, in place of KeyboardInterrupt and its traceback."""
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -210,13 +220,10 @@ def _run_until_stopped(server: Sandbox) -> None:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stopping.wait(0.5):
-            pass
+        yield stopping
     finally:
-        server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    click.echo("sandbox stopped", err=True)
 
 
 if __name__ == "__main__":

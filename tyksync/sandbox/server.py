@@ -200,6 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
     # client's delayed ACK (~40 ms a call).
     disable_nagle_algorithm = True
     server: _Server
+    _injected_answer = False  # for the access log
 
     def do_GET(self) -> None:
         self._serve()
@@ -217,6 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
+        self._injected_answer = False
         sandbox = self.server.sandbox
         method = self.command
         url = urlsplit(self.path)
@@ -233,12 +235,14 @@ class _Handler(BaseHTTPRequestHandler):
         delay = faults.delay()
         if delay > 0:
             time.sleep(delay)
-        answer = self._injected(faults, method) or self._answer(method, url, matched, body)
+        injected = self._injected(faults, method)
+        answer = injected or self._answer(method, url, matched, body)
         if answer.status < 300 and faults.drop_answer(method):
             self._hang_up(abortive=False)  # the write was committed; its answer is lost
             return
         if answer.status == 200 and faults.corrupt(method):
-            answer = Answer(200, answer.body[: max(1, len(answer.body) // 2)])
+            injected = answer = Answer(200, answer.body[: max(1, len(answer.body) // 2)])
+        self._injected_answer = injected is not None
         self._send(answer)
 
     def _injected(self, faults: Faults, method: str) -> Answer | None:
@@ -307,6 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _hang_up(self, abortive: bool) -> None:
         """Close the connection without answering: abortive sends a reset (RST)."""
+        what = "reset before handling" if abortive else "hung up after commit"
+        self.server.sandbox.log(f"{self.command} {self.path} {what} (injected)")
         self.close_connection = True
         with suppress(OSError):
             if abortive:
@@ -315,6 +321,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.close()
             else:
                 self.connection.shutdown(socket.SHUT_RDWR)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The path and status only: headers (the secret) and bodies (keys) are never logged.
+        status = int(code) if isinstance(code, int) else code
+        note = " (injected)" if self._injected_answer else ""
+        self.server.sandbox.log(f"{self.command} {self.path} {status}{note}")
 
     def log_message(self, format: str, *args: Any) -> None:
         self.server.sandbox.log(f"{self.address_string()} {format % args}")
