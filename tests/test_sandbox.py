@@ -6,6 +6,7 @@ import http.client
 import json
 import re
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -25,7 +26,7 @@ def error(message: str) -> dict[str, object]:
     return {"Status": "Error", "Message": message, "Meta": None}
 
 
-def every_request(portal: Portal) -> list[dict[str, object]]:
+def every_request(portal: Portal) -> list[dict[str, Any]]:
     data = portal.get("/api/portal/requests", params={"p": -1}).json()["Data"]
     assert isinstance(data, list)
     return data

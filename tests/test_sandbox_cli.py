@@ -99,6 +99,7 @@ def test_serve_answers_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         code, out, err = served.stop()
     assert code == 0
     assert "Traceback" not in err
+    assert "Warning" not in err
     assert "GET /api/portal/requests?p=-1 200" in err  # the access log
     assert SECRET not in out + err
     assert len(json.loads(state.read_text())["requests"]) == 6

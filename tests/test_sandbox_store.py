@@ -9,6 +9,7 @@ import stat
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -170,7 +171,10 @@ def test_bulk_add_is_fast_and_writes_the_state_once(tmp_path: Path) -> None:
 def test_a_failed_bulk_add_keeps_what_was_added_and_saves_it(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     store = _demo_store(path)
-    specs = [{"developer_id": ALICE, "policies": [GOLD]}, {"developer_id": ALICE, "id": R1}]
+    specs: list[dict[str, Any]] = [
+        {"developer_id": ALICE, "policies": [GOLD]},
+        {"developer_id": ALICE, "id": R1},
+    ]
     with pytest.raises(ValueError):
         store.add_requests(specs)
     assert len(json.loads(path.read_text())["requests"]) == 7

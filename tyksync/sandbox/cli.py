@@ -218,6 +218,9 @@ def _stop_signals() -> Iterator[threading.Event]:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopping.set()
 
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping  # only the main thread may handle signals
+        return
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stopping

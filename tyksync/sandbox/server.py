@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from tyksync.sandbox import wire
 from tyksync.sandbox.faults import WRITE_METHODS, Faults
@@ -35,7 +35,8 @@ from tyksync.sandbox.wire import Dialect
 MAX_BODY = 10 * 1024 * 1024
 UNKNOWN_ROUTE = "<unknown>"
 
-Route = tuple[str, str]  # (method, path template), e.g. ("GET", "/api/portal/requests/{id}")
+# What calls are counted by: (method, path template), e.g. ("GET", "/api/portal/requests/{id}").
+RouteKey = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,10 @@ class Answer:
 class Call:
     """One parsed HTTP call, as the route handlers see it."""
 
-    method: str
-    template: str
     params: dict[str, str]
     query: dict[str, list[str]]
-    body: bytes = b""
+    body: bytes
+    faults: Faults  # as read when the call arrived
 
     def page(self, dialect: Dialect) -> wire.Page:
         values = self.query.get("p")
@@ -69,15 +69,17 @@ def _json(payload: Any) -> Answer:
     return Answer(200, json.dumps(payload).encode())
 
 
+Handlers = dict[str, Callable[[Call], Answer]]  # by method
+
+
 class PortalApi:
     """The routes of the classic portal API, answered from a store in one dialect."""
 
-    def __init__(self, store: Store, dialect: Dialect, faults: Callable[[], Faults]) -> None:
+    def __init__(self, store: Store, dialect: Dialect) -> None:
         self.store = store
         self.dialect = dialect
-        self._faults = faults
 
-    def routes(self) -> list[tuple[str, dict[str, Callable[[Call], Answer]]]]:
+    def routes(self) -> list[tuple[str, Handlers]]:
         # More specific templates first: "approve/{id}" before "{id}".
         return [
             ("/api/portal/requests", {"GET": self.list_requests, "POST": self.create_request}),
@@ -160,10 +162,9 @@ class PortalApi:
         render: Callable[[list[Any]], str],
     ) -> Answer:
         page = call.page(self.dialect)
-        faults = self._faults()
-        if page.everything and faults.refuse_everything():
+        if page.everything and call.faults.refuse_everything():
             return _error(400, "Invalid page number")
-        if page.everything and faults.cap_everything():
+        if page.everything and call.faults.cap_everything():
             # A Dashboard that caps "everything" at one page but still counts every page.
             page = wire.Page(everything=False, index=0)
         part = list(wire.page_items(items, page))
@@ -173,12 +174,10 @@ class PortalApi:
 class _Router:
     """Maps a path to a route template, its parameters and its handlers by method."""
 
-    def __init__(self, routes: list[tuple[str, dict[str, Callable[[Call], Answer]]]]) -> None:
+    def __init__(self, routes: list[tuple[str, Handlers]]) -> None:
         self._routes = [(template, _compile(template), handlers) for template, handlers in routes]
 
-    def match(
-        self, path: str
-    ) -> tuple[str, dict[str, str], dict[str, Callable[[Call], Answer]]] | None:
+    def match(self, path: str) -> tuple[str, dict[str, str], Handlers] | None:
         if len(path) > 1:
             path = path.rstrip("/")
         for template, pattern, handlers in self._routes:
@@ -236,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
         if delay > 0:
             time.sleep(delay)
         injected = self._injected(faults, method)
-        answer = injected or self._answer(method, url, matched, body)
+        answer = injected or self._answer(method, url, matched, body, faults)
         if answer.status < 300 and faults.drop_answer(method):
             self._hang_up(abortive=False)  # the write was committed; its answer is lost
             return
@@ -262,9 +261,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(
         self,
         method: str,
-        url: Any,
-        matched: tuple[str, dict[str, str], dict[str, Callable[[Call], Answer]]] | None,
+        url: SplitResult,
+        matched: tuple[str, dict[str, str], Handlers] | None,
         body: bytes,
+        faults: Faults,
     ) -> Answer:
         if not self.server.sandbox.authorised(self.headers.get("authorization")):
             return _error(401, "Not authorised")
@@ -274,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         handler = handlers.get(method)
         if handler is None:
             return _error(405, "Method not allowed")
-        call = Call(method, template, params, parse_qs(url.query), body)
+        call = Call(params, parse_qs(url.query), body, faults)
         try:
             return handler(call)
         except StoreError as e:
@@ -339,6 +339,8 @@ class _Server(ThreadingHTTPServer):
         self.sandbox = sandbox
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -397,9 +399,9 @@ class Sandbox:
         self.store = Store(state_path)
         if seed is not None and self.store.is_empty():
             apply_seed(self.store, load_seed(seed))
-        self.api = PortalApi(self.store, self.dialect, lambda: self.faults)
+        self.api = PortalApi(self.store, self.dialect)
         self.router = _Router(self.api.routes())
-        self._counts: Counter[Route] = Counter()
+        self._counts: Counter[RouteKey] = Counter()
         self._counts_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -488,7 +490,7 @@ class Sandbox:
 
     # -- what tests and reports read ------------------------------------------------------------
 
-    def counts(self) -> dict[Route, int]:
+    def counts(self) -> dict[RouteKey, int]:
         """Calls received per (method, route template), faulted ones included."""
         with self._counts_lock:
             return dict(self._counts)
