@@ -1,0 +1,801 @@
+"""Seeded random fault scenarios: manifests, live state and a fault schedule from one seed.
+
+Shared by `tests/test_fault_scenarios.py` (a few hundred in CI) and
+`scripts/fault_scenarios.py` (thousands, with figures). A scenario is a small world (3-8
+developers, 2-5 policies, up to ~20 live requests), one to three owners' manifest files and
+one fault profile. `run_scenario` drives tyksync as `tyksync apply` does (read live state,
+resolve, plan, apply) against a sandbox over real HTTP with the faults on, until the plan is
+empty, then checks the outcome against an oracle written from SPEC section 4, reading the
+sandbox's store directly rather than through tyksync's client.
+
+Every violation becomes a line in `ScenarioResult.problems` that names the seed, so a
+failure is reproduced with `run_scenario(generate(seed), workdir)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tyksync.applier import Applier, ApplyResult
+from tyksync.client import DashboardClient, RetryPolicy
+from tyksync.errors import ManifestError, TyksyncError
+from tyksync.journal import Journal
+from tyksync.manifest import Manifests, load_manifests, resolve
+from tyksync.models import OP_FIELD, OWNER_FIELD, RESERVED_PREFIX
+from tyksync.plan import Plan, digest
+from tyksync.planner import make_plan
+from tyksync.render import FORMATS, render
+from tyksync.sandbox import CANARY_PREFIX, Faults, Sandbox
+from tyksync.sandbox.store import Record, request_policies
+from tyksync.sandbox.wire import Dialect
+
+# A recognisable Dashboard secret: any output that contains it is a leak.
+SECRET = "fault-scenario-secret-CANARY-7d1f20"
+MAX_APPLIES = 5
+# Planning reads go through the same faults; a read that still fails after the client's
+# own retries is counted and the plan tried again, this many times in a row at most.
+PLAN_ATTEMPTS = 10
+CLIENT_RETRY = RetryPolicy(attempts=5, backoff=0.05, max_backoff=1.0, max_retry_after=2.0)
+OWNERS = ("payments", "search", "ops-team")
+FOREIGN_OWNER = "someone-else"  # a mark no manifest of the scenario uses
+FIELD_VALUES = ("OPS-1", "OPS-2", "billing", "search", "v2 rollout", "")
+PROFILES = ("drops", "flaky_5xx", "rate_limit", "resets", "invalid_json", "mixed", "none")
+# The control profile is rare: the point is the faults.
+PROFILE_WEIGHTS = (18, 18, 16, 14, 14, 16, 4)
+ALL_METHODS = ("GET", "POST", "PUT", "DELETE")
+
+Identity = tuple[str, frozenset[str]]  # (developer id, policy `_id`s)
+
+
+# ---- the world ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    db_id: str
+    explicit_id: str  # "" when the policy has none (always so in the legacy dialect)
+    name: str
+
+
+@dataclass(frozen=True)
+class DeveloperSpec:
+    id: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One declared request, with the references as the manifest writes them."""
+
+    developer: int  # index into Scenario.developers
+    policies: tuple[int, ...]  # indexes into Scenario.policies, declared order
+    policy_refs: tuple[str, ...]  # name, explicit id or _id, as written
+    approved: bool | None  # None: from the file's defaults
+    fields: dict[str, str] | None  # None: no `fields:` key
+    single_form: bool  # `plan: X` rather than `plans: [X]` (one policy only)
+
+
+@dataclass(frozen=True)
+class ManifestSpec:
+    filename: str
+    owner: str
+    prune: str | None  # None: key left out (means owned)
+    defaults_approved: bool | None  # None: no `approved` under defaults
+    defaults_fields: dict[str, str] | None
+    developer_refs: dict[int, str]  # developer index -> key written under `developers:`
+    declarations: tuple[Declaration, ...]
+
+    @property
+    def prune_mode(self) -> str:
+        return self.prune or "owned"
+
+    def effective_approved(self, d: Declaration) -> bool:
+        if d.approved is not None:
+            return d.approved
+        return True if self.defaults_approved is None else self.defaults_approved
+
+    def effective_fields(self, d: Declaration) -> dict[str, str]:
+        return {**(self.defaults_fields or {}), **(d.fields or {})}
+
+
+@dataclass(frozen=True)
+class FaultProfile:
+    name: str
+    faults: dict[str, Any]  # keyword arguments of Faults (without the seed)
+
+    def make(self, seed: int) -> Faults:
+        return Faults(seed=seed, **self.faults)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    seed: int
+    dialect: Dialect
+    developers: tuple[DeveloperSpec, ...]
+    policies: tuple[PolicySpec, ...]
+    manifests: tuple[ManifestSpec, ...]
+    live: tuple[dict[str, Any], ...]  # Store.add_request keyword arguments
+    profile: FaultProfile
+    reissue: bool
+    parallelism: int
+
+    def policy_db_id(self, ref: str) -> str:
+        """The `_id` a live request's policy reference means (an `_id` or explicit id)."""
+        for p in self.policies:
+            if ref in (p.db_id, p.explicit_id):
+                return p.db_id
+        return ref
+
+    def record_identity(self, record: Mapping[str, Any]) -> Identity | None:
+        """A stored request's identity, or None for a legacy (policy-less) request."""
+        refs = request_policies(record)
+        if not refs:
+            return None
+        return (str(record["by_user"]), frozenset(self.policy_db_id(r) for r in refs))
+
+    def declared(self) -> dict[Identity, tuple[ManifestSpec, Declaration]]:
+        out: dict[Identity, tuple[ManifestSpec, Declaration]] = {}
+        for m in self.manifests:
+            for d in m.declarations:
+                identity = (
+                    self.developers[d.developer].id,
+                    frozenset(self.policies[i].db_id for i in d.policies),
+                )
+                out[identity] = (m, d)
+        return out
+
+    def describe(self) -> str:
+        return (
+            f"seed={self.seed} dialect={self.dialect} profile={self.profile.name} "
+            f"{self.profile.faults} reissue={self.reissue} parallelism={self.parallelism} "
+            f"devs={len(self.developers)} policies={len(self.policies)} "
+            f"files={len(self.manifests)} "
+            f"declared={sum(len(m.declarations) for m in self.manifests)} live={len(self.live)}"
+        )
+
+
+# ---- generation --------------------------------------------------------------------------
+
+
+def _object_id(rng: random.Random) -> str:
+    # A letter up front keeps the id from ever looking like a number to a YAML reader.
+    return "a" + f"{rng.getrandbits(92):023x}"
+
+
+def _fields(rng: random.Random) -> dict[str, str]:
+    keys = rng.sample(("ticket", "team", "purpose"), rng.randint(1, 2))
+    return {k: rng.choice(FIELD_VALUES) for k in keys}
+
+
+def _profile(rng: random.Random) -> FaultProfile:
+    name = rng.choices(PROFILES, weights=PROFILE_WEIGHTS)[0]
+    every = dict.fromkeys(ALL_METHODS, 0.2)
+    faults: dict[str, Any]
+    if name == "drops":
+        faults = {"drop_after_write": round(rng.uniform(0.2, 0.6), 2)}
+    elif name == "flaky_5xx":
+        faults = {"error_rates": every}
+    elif name == "rate_limit":
+        rate = round(rng.uniform(0.1, 0.3), 2)
+        faults = {
+            "rate_limit": dict.fromkeys(ALL_METHODS, rate),
+            "retry_after": rng.choice((0, 1)),
+        }
+    elif name == "resets":
+        faults = {"reset_before": round(rng.uniform(0.05, 0.2), 2)}
+    elif name == "invalid_json":
+        faults = {"invalid_json": round(rng.uniform(0.1, 0.3), 2)}
+    elif name == "mixed":
+        faults = {
+            "drop_after_write": 0.2,
+            "error_rates": dict.fromkeys(ALL_METHODS, 0.1),
+            "rate_limit": dict.fromkeys(ALL_METHODS, 0.05),
+            "retry_after": rng.choice((0, 1)),
+            "reset_before": 0.05,
+            "invalid_json": 0.1,
+        }
+    else:
+        faults = {}
+    return FaultProfile(name, faults)
+
+
+def generate(seed: int) -> Scenario:
+    """One scenario, entirely determined by `seed`."""
+    rng = random.Random(seed)
+    dialect: Dialect = "legacy" if rng.random() < 0.15 else "modern"
+    developers = tuple(
+        DeveloperSpec(_object_id(rng), f"dev{i}@example.com") for i in range(rng.randint(3, 8))
+    )
+    policies = tuple(
+        PolicySpec(
+            _object_id(rng),
+            f"pol-{i}" if dialect == "modern" and rng.random() < 0.6 else "",
+            f"Plan {i}",
+        )
+        for i in range(rng.randint(2, 5))
+    )
+
+    # Declared identities: unique across every file (declaring one twice is an error).
+    # A legacy Dashboard keeps one policy per request, so only single-policy ones there.
+    max_size = 1 if dialect == "legacy" else min(3, len(policies))
+    wanted = rng.randint(2, 10)
+    identities: list[tuple[int, tuple[int, ...]]] = []
+    seen: set[tuple[int, frozenset[int]]] = set()
+    for _ in range(wanted * 4):
+        if len(identities) == wanted:
+            break
+        size = min(max_size, rng.choices((1, 2, 3), weights=(60, 30, 10))[0])
+        dev = rng.randrange(len(developers))
+        pols = tuple(rng.sample(range(len(policies)), size))
+        key = (dev, frozenset(pols))
+        if key not in seen:
+            seen.add(key)
+            identities.append((dev, pols))
+
+    owners = rng.sample(OWNERS, rng.randint(1, 3))
+    files: list[tuple[str, str]] = []  # (filename, owner); an owner may span two files
+    for owner in owners:
+        files.append((f"{owner}.yaml", owner))
+        if rng.random() < 0.2:
+            files.append((f"{owner}-more.yml", owner))
+    assigned: list[list[tuple[int, tuple[int, ...]]]] = [[] for _ in files]
+    for identity in identities:
+        assigned[rng.randrange(len(files))].append(identity)
+
+    manifests = []
+    for (filename, owner), ids in zip(files, assigned):
+        refs: dict[int, str] = {}
+        for dev, _ in ids:
+            refs.setdefault(dev, _developer_ref(rng, developers[dev]))
+        for dev in rng.sample(range(len(developers)), rng.randint(0, 2)):
+            refs.setdefault(dev, _developer_ref(rng, developers[dev]))  # listed, `dev: []`
+        declarations = tuple(_declaration(rng, dev, pols, policies) for dev, pols in ids)
+        manifests.append(
+            ManifestSpec(
+                filename=filename,
+                owner=owner,
+                prune=rng.choice((None, "owned", "owned", "developers", "none")),
+                defaults_approved=rng.choice((None, None, True, False)),
+                defaults_fields=_fields(rng) if rng.random() < 0.25 else None,
+                developer_refs=refs,
+                declarations=declarations,
+            )
+        )
+
+    scenario = Scenario(
+        seed=seed,
+        dialect=dialect,
+        developers=developers,
+        policies=policies,
+        manifests=tuple(manifests),
+        live=(),
+        profile=_profile(rng),
+        reissue=rng.random() < 0.2,
+        parallelism=rng.choice((1, 4, 4)),
+    )
+    return _with_live(scenario, rng)
+
+
+def _developer_ref(rng: random.Random, dev: DeveloperSpec) -> str:
+    roll = rng.random()
+    if roll < 0.25:
+        return dev.id
+    if roll < 0.4:
+        return dev.email.upper()  # emails match case-insensitively
+    return dev.email
+
+
+def _declaration(
+    rng: random.Random, dev: int, pols: tuple[int, ...], policies: tuple[PolicySpec, ...]
+) -> Declaration:
+    refs = []
+    for i in pols:
+        p = policies[i]
+        choices = [p.name, p.name, p.db_id] + ([p.explicit_id] if p.explicit_id else [])
+        refs.append(rng.choice(choices))
+    return Declaration(
+        developer=dev,
+        policies=pols,
+        policy_refs=tuple(refs),
+        approved=rng.choice((None, None, True, True, False)),
+        fields=_fields(rng) if rng.random() < 0.4 else None,
+        single_form=len(pols) == 1 and rng.random() < 0.7,
+    )
+
+
+def _with_live(scenario: Scenario, rng: random.Random) -> Scenario:
+    """Pre-existing requests: for declared identities (pending or approved, owned by the
+    right owner, another one or nobody, same or other fields, duplicates), for undeclared
+    ones, and legacy `for_api` ones."""
+    base = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    live: list[dict[str, Any]] = []
+    legacy = scenario.dialect == "legacy"
+    marks = [m.owner for m in scenario.manifests] + [FOREIGN_OWNER, "", ""]
+
+    def refs_for(pols: Iterable[str]) -> list[str]:
+        out = []
+        for db_id in pols:
+            p = next(p for p in scenario.policies if p.db_id == db_id)
+            out.append(p.explicit_id if p.explicit_id and rng.random() < 0.4 else p.db_id)
+        rng.shuffle(out)
+        return out
+
+    def add(dev_id: str, pols: Iterable[str], fields: dict[str, str]) -> None:
+        mark = rng.choice(marks)
+        fields = dict(fields)
+        if mark:
+            fields[OWNER_FIELD] = mark
+            if rng.random() < 0.5:
+                fields[OP_FIELD] = f"{rng.getrandbits(64):016x}"
+        refs = refs_for(pols)
+        live.append(
+            {
+                "developer_id": dev_id,
+                "policies": refs,
+                "approved": rng.random() < 0.4,
+                "fields": fields,
+                "date_created": base + timedelta(minutes=rng.randrange(100_000)),
+                # Dashboards before 2.9 store a single policy in for_plan only.
+                "for_plan_only": len(refs) == 1 and rng.random() < 0.3,
+            }
+        )
+
+    for identity, (manifest, decl) in scenario.declared().items():
+        if rng.random() < 0.4:
+            continue
+        for _ in range(rng.choice((1, 1, 1, 2, 3))):
+            same = rng.random() < 0.6
+            add(identity[0], identity[1], manifest.effective_fields(decl) if same else _fields(rng))
+    declared = set(scenario.declared())
+    for _ in range(rng.randint(0, 5)):
+        dev = rng.choice(scenario.developers).id
+        size = 1 if legacy else rng.randint(1, min(2, len(scenario.policies)))
+        pols = frozenset(p.db_id for p in rng.sample(scenario.policies, size))
+        if (dev, pols) not in declared:
+            add(dev, pols, _fields(rng) if rng.random() < 0.5 else {})
+    for _ in range(rng.choice((0, 0, 1, 2))):
+        live.append(
+            {
+                "developer_id": rng.choice(scenario.developers).id,
+                "for_api": f"api-{rng.getrandbits(32):08x}",
+                "approved": rng.random() < 0.5,
+                "fields": {OWNER_FIELD: rng.choice(marks)} if rng.random() < 0.3 else {},
+                "date_created": base + timedelta(minutes=rng.randrange(100_000)),
+            }
+        )
+    rng.shuffle(live)
+    return dataclasses.replace(scenario, live=tuple(live[:20]))
+
+
+# ---- materialising a scenario ---------------------------------------------------------------
+
+
+class _QuotingDumper(yaml.SafeDumper):
+    """Every string double-quoted, and no anchors: tyksync's loader refuses aliases, and a
+    24-hex id such as `1234e567...` would be a float to a YAML 1.2 reader."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _quoted(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+
+
+_QuotingDumper.add_representer(str, _quoted)
+
+
+def manifest_data(scenario: Scenario, m: ManifestSpec) -> dict[str, Any]:
+    doc: dict[str, Any] = {"version": 1, "owner": m.owner}
+    if m.prune is not None:
+        doc["prune"] = m.prune
+    defaults: dict[str, Any] = {}
+    if m.defaults_approved is not None:
+        defaults["approved"] = m.defaults_approved
+    if m.defaults_fields is not None:
+        defaults["fields"] = dict(m.defaults_fields)
+    if defaults:
+        doc["defaults"] = defaults
+    developers: dict[str, list[dict[str, Any]]] = {ref: [] for ref in m.developer_refs.values()}
+    for d in m.declarations:
+        entry: dict[str, Any] = (
+            {"plan": d.policy_refs[0]} if d.single_form else {"plans": list(d.policy_refs)}
+        )
+        if d.approved is not None:
+            entry["approved"] = d.approved
+        if d.fields is not None:
+            entry["fields"] = dict(d.fields)
+        developers[m.developer_refs[d.developer]].append(entry)
+    doc["developers"] = developers
+    return doc
+
+
+def write_manifests(scenario: Scenario, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for m in scenario.manifests:
+        text = yaml.dump(
+            manifest_data(scenario, m), Dumper=_QuotingDumper, sort_keys=False, width=200
+        )
+        (folder / m.filename).write_text(text, encoding="utf-8")
+    return folder
+
+
+def build_sandbox(scenario: Scenario) -> Sandbox:
+    """A started sandbox holding the scenario's world, faults off."""
+    sandbox = Sandbox(SECRET, dialect=scenario.dialect).start()
+    store = sandbox.store
+    with store.batch():
+        for d in scenario.developers:
+            store.add_developer(d.email, id=d.id)
+        for p in scenario.policies:
+            store.add_policy(p.name, id=p.explicit_id, db_id=p.db_id)
+        store.add_requests(scenario.live)
+    return sandbox
+
+
+# ---- running -------------------------------------------------------------------------------
+
+
+class SleepRecorder:
+    """The client's sleep: records what it was asked to wait, waits for nothing."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@dataclass
+class ScenarioResult:
+    seed: int
+    profile: str
+    applies: int | None  # applies until the plan was empty; None: not within MAX_APPLIES
+    failed_plan_reads: int = 0
+    duplicates: int = 0  # extra live requests for declared identities at the end
+    missing: int = 0  # declared identities with no live request at the end
+    reapply_mutating_calls: int = 0
+    keys_issued: int = 0  # keys tyksync issued during the scenario
+    approve_intents: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    sleeps: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    wall: float = 0.0
+
+
+def plan_once(
+    client: DashboardClient, manifests: Manifests, *, reissue: bool, dashboard: str = ""
+) -> Plan:
+    live = client.read_live()
+    return make_plan(
+        resolve(manifests, live),
+        live,
+        manifest_digest=digest(manifests.to_data()),
+        dashboard=dashboard,
+        reissue=reissue,
+    )
+
+
+def plan_with_retries(
+    client: DashboardClient, manifests: Manifests, *, reissue: bool, attempts: int = PLAN_ATTEMPTS
+) -> tuple[Plan | None, int, list[str]]:
+    """(plan or None, failed attempts, their error messages): a read that fails despite
+    the client's retries is one failed attempt; give up after `attempts`."""
+    errors: list[str] = []
+    for _ in range(attempts):
+        try:
+            return plan_once(client, manifests, reissue=reissue), len(errors), errors
+        except TyksyncError as e:
+            if not _is_read_failure(e):
+                raise
+            errors.append(str(e))
+    return None, len(errors), errors
+
+
+def _is_read_failure(e: TyksyncError) -> bool:
+    # A ManifestError here means the generator wrote something invalid: not a fault.
+    return not isinstance(e, ManifestError)
+
+
+def developer_keys(store_developers: Iterable[Record]) -> dict[str, Identity]:
+    """Every key the store ever issued, by the identity it was issued for."""
+    out: dict[str, Identity] = {}
+    for dev in store_developers:
+        for key, policy_ids in dev["keys"].items():
+            out[key] = (str(dev["id"]), frozenset(policy_ids))
+    return out
+
+
+def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
+    """Run one scenario to convergence and check it; never raises on a violation."""
+    started = time.perf_counter()
+    result = ScenarioResult(seed=scenario.seed, profile=scenario.profile.name, applies=None)
+    sandbox = build_sandbox(scenario)
+    sleeper = SleepRecorder()
+    client = DashboardClient(
+        sandbox.url, SECRET, retry=CLIENT_RETRY, sleep=sleeper, rng=random.Random(scenario.seed)
+    )
+    try:
+        _drive(scenario, sandbox, client, workdir, result)
+    except Exception as e:  # a crash is a finding too: report it with the seed
+        result.problems.append(f"crashed: {type(e).__name__}: {e}")
+    finally:
+        client.close()
+        sandbox.stop()
+    result.sleeps = sleeper.calls
+    _check_retry_after(scenario, result)
+    result.wall = time.perf_counter() - started
+    result.problems = [f"[{scenario.describe()}] {p}" for p in result.problems]
+    return result
+
+
+def _drive(
+    scenario: Scenario,
+    sandbox: Sandbox,
+    client: DashboardClient,
+    workdir: Path,
+    result: ScenarioResult,
+) -> None:
+    manifests = load_manifests([write_manifests(scenario, workdir / "manifests")])
+    before = {r["id"]: r for r in sandbox.store.requests()}
+    keys_before = set(developer_keys(sandbox.store.developers()))
+    journal_path = workdir / "journal.jsonl"
+    journal = Journal(journal_path)
+    outputs: list[str] = []  # everything a person running tyksync would get to see
+
+    sandbox.faults = scenario.profile.make(scenario.seed)
+    applies = 0
+    try:
+        while True:
+            plan, failed, errors = plan_with_retries(client, manifests, reissue=scenario.reissue)
+            result.failed_plan_reads += failed
+            outputs.extend(errors)
+            if plan is None:
+                result.problems.append(
+                    f"planning failed {PLAN_ATTEMPTS} times in a row: {errors[-1]}"
+                )
+                return
+            outputs.append(_rendered(plan))
+            if not plan.has_changes:
+                result.applies = applies
+                break
+            if applies == MAX_APPLIES:
+                result.problems.append(
+                    f"not converged after {MAX_APPLIES} applies; still planned: "
+                    + "; ".join(f"{a.action} {a.request_id} ({a.reason})" for a in plan.actions)
+                )
+                return
+            applied = Applier(client, journal=journal, parallelism=scenario.parallelism).apply(
+                plan
+            )
+            applies += 1
+            outputs.append(_outcomes_text(applied))
+
+        # The converged state, applied again with the faults still on: nothing may be sent.
+        sandbox.reset_counts()
+        plan, _, errors = plan_with_retries(client, manifests, reissue=scenario.reissue)
+        outputs.extend(errors)
+        if plan is None:
+            result.problems.append("planning the converged state failed")
+            return
+        if plan.has_changes:
+            result.problems.append(
+                f"the plan came back after converging: {[a.action for a in plan.actions]}"
+            )
+        outputs.append(_outcomes_text(Applier(client, journal=journal).apply(plan)))
+        result.reapply_mutating_calls = sandbox.mutating_calls()
+        if result.reapply_mutating_calls:
+            result.problems.append(
+                f"re-apply of the converged state sent {result.reapply_mutating_calls} "
+                "mutating calls"
+            )
+    finally:
+        result.faults = sandbox.fault_counts()
+        sandbox.faults = Faults()
+        journal.close()
+        outputs.append(journal_path.read_text(encoding="utf-8") if journal_path.exists() else "")
+        _check_outcome(scenario, sandbox, before, keys_before, result)
+        _check_no_leaks(sandbox, outputs, result)
+
+
+def _rendered(plan: Plan) -> str:
+    out = StringIO()
+    for fmt in FORMATS:
+        render(plan, out, fmt)
+    return out.getvalue()
+
+
+def _outcomes_text(applied: ApplyResult) -> str:
+    return "\n".join(f"{o.status} {o.detail} {o!r}" for o in applied.outcomes)
+
+
+# ---- the oracle ----------------------------------------------------------------------------
+
+
+def _deletable(scenario: Scenario, record: Mapping[str, Any]) -> bool:
+    """May SPEC section 4 delete this request, with these manifests?
+
+    A duplicate or replaced request of a declared identity (owned or not); an undeclared
+    one under `prune: developers` listing its developer; an undeclared one with
+    policies under `prune: owned` carrying that file's owner.
+    """
+    identity = scenario.record_identity(record)
+    if identity is not None and identity in scenario.declared():
+        return True
+    return _prunable(scenario, record)
+
+
+def _prunable(scenario: Scenario, record: Mapping[str, Any]) -> bool:
+    owner = record["fields"].get(OWNER_FIELD)
+    for m in scenario.manifests:
+        listed = {scenario.developers[i].id for i in m.developer_refs}
+        if m.prune_mode == "developers" and record["by_user"] in listed:
+            return True
+        if m.prune_mode == "owned" and request_policies(record) and owner == m.owner:
+            return True
+    return False
+
+
+def _user_fields(record: Mapping[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in record["fields"].items() if not k.startswith(RESERVED_PREFIX)}
+
+
+def _check_outcome(
+    scenario: Scenario,
+    sandbox: Sandbox,
+    before: dict[str, Record],
+    keys_before: set[str],
+    result: ScenarioResult,
+) -> None:
+    problems = result.problems
+    declared = scenario.declared()
+    now = {r["id"]: r for r in sandbox.store.requests()}
+    by_identity: dict[Identity, list[Record]] = {}
+    for r in now.values():
+        identity = scenario.record_identity(r)
+        if identity is not None:
+            by_identity.setdefault(identity, []).append(r)
+
+    # One live request per declared identity, in the declared state.
+    for identity, (m, d) in declared.items():
+        lives = by_identity.get(identity, [])
+        if len(lives) != 1:
+            result.duplicates += max(0, len(lives) - 1)
+            result.missing += 0 if lives else 1
+            problems.append(f"{len(lives)} live requests for declared {_name(scenario, identity)}")
+            continue
+        live = lives[0]
+        if m.effective_approved(d) and not live["approved"]:
+            problems.append(f"{_name(scenario, identity)} declared approved, still pending")
+        old = before.get(live["id"])
+        kept_approved = old is not None and old["approved"] and not scenario.reissue
+        if not kept_approved and _user_fields(live) != m.effective_fields(d):
+            problems.append(
+                f"{_name(scenario, identity)} fields {_user_fields(live)} != declared "
+                f"{m.effective_fields(d)}"
+            )
+
+    # Nothing the spec protects was touched; nothing the spec prunes was left.
+    for rid, old in before.items():
+        if _deletable(scenario, old):
+            continue
+        if rid not in now:
+            problems.append(f"deleted {rid} ({_describe_record(old)}), which no rule allows")
+        elif now[rid] != old:
+            problems.append(f"changed unmanaged {rid}: {old} -> {now[rid]}")
+    for rid, r in now.items():
+        identity = scenario.record_identity(r)
+        if identity in declared:
+            continue
+        if _prunable(scenario, r):
+            problems.append(f"left prunable {rid} ({_describe_record(r)})")
+        if rid not in before:
+            problems.append(f"created {rid} for an undeclared identity ({_describe_record(r)})")
+
+    # Keys: tyksync approves only requests of declared identities with `approved: true`,
+    # and only pending ones (an approved request is never approved again; without
+    # --reissue it is never replaced). A lost approval answer is settled by reading the
+    # request back, never by approving again. So each such identity gets at most one new
+    # key, exactly one when no approved request for it existed before, and every other
+    # identity none. --reissue replaces an approved request whose fields differ: still
+    # at most one new key per identity, since the replacement is the kept request after.
+    intents = {i for i, (m, d) in declared.items() if m.effective_approved(d)}
+    result.approve_intents = len(intents)
+    pre_approved = {scenario.record_identity(r) for r in before.values() if r["approved"]}
+    issued = Counter(
+        identity
+        for key, identity in developer_keys(sandbox.store.developers()).items()
+        if key not in keys_before
+    )
+    result.keys_issued = sum(issued.values())
+    for identity, count in issued.items():
+        bound = 1 if identity in intents else 0
+        if count > bound:
+            problems.append(f"{count} keys issued for {_name(scenario, identity)} (bound {bound})")
+    for identity in intents - pre_approved:
+        if issued[identity] != 1:
+            problems.append(
+                f"{issued[identity]} keys issued for {_name(scenario, identity)}, "
+                "declared approved with no approved request before: expected exactly 1"
+            )
+    if result.keys_issued > result.approve_intents:
+        problems.append(f"{result.keys_issued} keys for {result.approve_intents} approve-intents")
+
+
+def _check_no_leaks(sandbox: Sandbox, outputs: list[str], result: ScenarioResult) -> None:
+    text = "\n".join(outputs)
+    secrets = [SECRET, CANARY_PREFIX, *sandbox.store.issued_keys()]
+    leaked = [s[:12] + "..." for s in secrets if s in text]
+    if leaked:
+        result.problems.append(f"secrets in output: {leaked}")
+
+
+def _check_retry_after(scenario: Scenario, result: ScenarioResult) -> None:
+    """A 429's Retry-After is what the client waits (faults counted are answers sent)."""
+    wait = scenario.profile.faults.get("retry_after")
+    if scenario.profile.name != "rate_limit" or not result.faults.get("rate_limit"):
+        return
+    if not any(s == float(wait) for s in result.sleeps):
+        result.problems.append(f"429 with Retry-After {wait} never waited {wait}s")
+
+
+def _name(scenario: Scenario, identity: Identity | None) -> str:
+    if identity is None:
+        return "(legacy)"
+    dev = next((d.email for d in scenario.developers if d.id == identity[0]), identity[0])
+    names = sorted(p.name for p in scenario.policies if p.db_id in identity[1])
+    return f"({dev}, {names})"
+
+
+def _describe_record(r: Mapping[str, Any]) -> str:
+    return (
+        f"by {r['by_user']}, policies {request_policies(r)}, for_api {r['for_api']!r}, "
+        f"approved {r['approved']}, fields {r['fields']}"
+    )
+
+
+# ---- many scenarios ---------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    scenarios: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    profiles: Counter[str] = field(default_factory=Counter)
+    applies: Counter[str] = field(default_factory=Counter)  # "0".."5", ">5"
+    duplicates: int = 0
+    missing: int = 0
+    reapply_mutating_calls: int = 0
+    keys_issued: int = 0
+    approve_intents: int = 0
+    failed_plan_reads: int = 0
+    problems: list[str] = field(default_factory=list)
+    scenario_seconds: float = 0.0
+
+    def add(self, r: ScenarioResult) -> None:
+        self.scenarios += 1
+        self.faults.update(r.faults)
+        self.profiles[r.profile] += 1
+        self.applies[str(r.applies) if r.applies is not None else f">{MAX_APPLIES}"] += 1
+        self.duplicates += r.duplicates
+        self.missing += r.missing
+        self.reapply_mutating_calls += r.reapply_mutating_calls
+        self.keys_issued += r.keys_issued
+        self.approve_intents += r.approve_intents
+        self.failed_plan_reads += r.failed_plan_reads
+        self.problems.extend(r.problems)
+        self.scenario_seconds += r.wall
+
+    def within(self, applies: int) -> int:
+        return sum(n for k, n in self.applies.items() if k.isdigit() and int(k) <= applies)
