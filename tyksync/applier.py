@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
@@ -392,10 +392,3 @@ def check_safety(plan: Plan, *, force: bool, max_deletes: int | None) -> None:
             f"the plan deletes {deletes} of {plan.managed} managed requests (over 30%); "
             "review it, then use --force to apply anyway"
         )
-
-
-def summarize(outcomes: Iterable[Outcome]) -> dict[str, int]:
-    counts = {"done": 0, "failed": 0, "skipped": 0}
-    for o in outcomes:
-        counts[o.status] += 1
-    return counts

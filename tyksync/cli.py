@@ -23,9 +23,13 @@ from tyksync import __version__, redact
 from tyksync.applier import Applier, ApplyResult, check_safety
 from tyksync.connection import DEFAULT_SANDBOX_STATE, Connection, ConnectionSettings, connect
 from tyksync.errors import Refused, TyksyncError
+from tyksync.export import export_manifest
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
+from tyksync.manifest import Manifests, load_manifests, manifest_json_schema, resolve
 from tyksync.plan import Plan, check_not_stale, digest
+from tyksync.planner import make_plan
+from tyksync.render import Format, render, render_text, use_color
 
 log = logging.getLogger("tyksync")
 
@@ -155,8 +159,6 @@ paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Pat
 @_command
 def validate(paths: tuple[Path, ...], online: bool, **kwargs: Any) -> int:
     """Check manifests; offline unless --online."""
-    from tyksync.manifest import load_manifests, resolve
-
     settings = _settings(kwargs)
     manifests = load_manifests(paths)
     count = sum(len(f.requests) for f in manifests.files)
@@ -175,8 +177,6 @@ def validate(paths: tuple[Path, ...], online: bool, **kwargs: Any) -> int:
 @_command
 def schema() -> int:
     """Print the manifest JSON Schema."""
-    from tyksync.manifest import manifest_json_schema
-
     click.echo(json.dumps(manifest_json_schema(), indent=2))
     return 0
 
@@ -184,13 +184,7 @@ def schema() -> int:
 # ---- plan ------------------------------------------------------------------------------
 
 
-def _make_plan(
-    conn: Connection, paths: Sequence[Path], *, reissue: bool, manifests: Any = None
-) -> Plan:
-    from tyksync.manifest import load_manifests, resolve
-    from tyksync.planner import make_plan
-
-    manifests = manifests if manifests is not None else load_manifests(paths)
+def _make_plan(conn: Connection, manifests: Manifests, *, reissue: bool) -> Plan:
     live = conn.client.read_live()
     desired = resolve(manifests, live)
     return make_plan(
@@ -227,13 +221,10 @@ def plan(
     **kwargs: Any,
 ) -> int:
     """Show what apply would change."""
-    from tyksync.manifest import load_manifests
-    from tyksync.render import Format, render, use_color
-
     settings = _settings(kwargs)
     manifests = load_manifests(paths)  # bad manifests fail before any network call
     with connect(settings, os.environ) as conn:
-        the_plan = _make_plan(conn, paths, reissue=reissue, manifests=manifests)
+        the_plan = _make_plan(conn, manifests, reissue=reissue)
     render(the_plan, sys.stdout, cast(Format, fmt), color=use_color(sys.stdout, os.environ))
     try:
         check_safety(the_plan, force=False, max_deletes=None)
@@ -323,14 +314,11 @@ def apply(
     **kwargs: Any,
 ) -> int:
     """Make the changes: creates and approvals first, then deletes."""
-    from tyksync.manifest import load_manifests
-    from tyksync.render import render_text, use_color
-
     settings = _settings(kwargs)
     if bool(paths) == bool(plan_file):
         raise click.UsageError("give manifest PATHS or --plan FILE (one of the two)")
     saved = _read_plan(plan_file) if plan_file else None
-    manifests = load_manifests(paths) if paths else None
+    manifests = load_manifests(paths) if paths else None  # bad manifests fail before the network
     color = use_color(sys.stdout, os.environ)
     with connect(settings, os.environ) as conn:
         if saved is not None:
@@ -338,7 +326,8 @@ def apply(
             check_not_stale(saved, live, conn.label)
             the_plan = saved
         else:
-            the_plan = _make_plan(conn, paths, reissue=reissue, manifests=manifests)
+            assert manifests is not None
+            the_plan = _make_plan(conn, manifests, reissue=reissue)
         render_text(the_plan, sys.stdout, color=color)
         if not the_plan.has_changes:
             return 0
@@ -420,8 +409,6 @@ def _print_result(result: ApplyResult, key_sink: Path | None, out: TextIO) -> No
 @_command
 def export(owner: str | None, developer_email: str | None, **kwargs: Any) -> int:
     """Print the live requests as a manifest."""
-    from tyksync.export import export_manifest
-
     settings = _settings(kwargs)
     with connect(settings, os.environ) as conn:
         live = conn.client.read_live()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import stat
 import warnings
 from collections.abc import Iterator, Mapping
@@ -149,7 +148,3 @@ def _label(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
-
-
-def environment() -> Mapping[str, str]:
-    return os.environ
