@@ -79,8 +79,10 @@ class DashboardClient:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
+        # Passed on every call, not set on the session: requests lets REQUESTS_CA_BUNDLE
+        # override a session's `verify`, which would silently undo --ca-bundle/--insecure.
+        self._verify = verify
         self.session = requests.Session()
-        self.session.verify = verify
         self.session.headers.update(
             {
                 "authorization": secret,
@@ -266,6 +268,9 @@ class DashboardClient:
             delay = self._backoff(attempt)
             try:
                 answer = self._once(method, path, body, params)
+            except requests.exceptions.SSLError as e:
+                # A certificate that does not verify will not verify on a second try.
+                raise NetworkError(method, shown, _describe(e)) from None
             except requests.exceptions.ConnectionError as e:
                 if _not_sent(e) or retry_lost:
                     if last:
@@ -323,6 +328,7 @@ class DashboardClient:
             data=None if body is None else json.dumps(body),
             headers={"Content-Type": "application/json"} if body is not None else None,
             timeout=self.timeout,
+            verify=self._verify,
         )
         log.debug(
             "%s %s -> %d (%.0f ms)",

@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import socketserver
 import struct
 import threading
@@ -386,6 +387,7 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         log: Callable[[str], None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the sandbox needs a non-empty secret")
@@ -394,6 +396,7 @@ class Sandbox:
         self.faults = faults or Faults()
         self.host = host
         self.requested_port = port
+        self.tls = tls  # serve https with this server context (tests of TLS verification)
         self._log = log
         self._seed = seed
         self.store = Store(state_path)
@@ -421,6 +424,8 @@ class Sandbox:
             raise SandboxError(
                 f"cannot listen on {self.host}:{self.requested_port}: {e.strerror or e}"
             ) from e
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             # How often serve_forever checks for shutdown: stop() waits up to this long.
@@ -462,7 +467,8 @@ class Sandbox:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def reset(self) -> None:
         """Back to the seed data (or empty, without a seed); counters are kept."""
