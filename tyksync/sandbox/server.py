@@ -12,8 +12,8 @@ import json
 import re
 import secrets
 import socket
-import ssl
 import socketserver
+import ssl
 import struct
 import threading
 import time
