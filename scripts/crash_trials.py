@@ -556,7 +556,7 @@ def run_trial(
     )
 
 
-PARALLELISMS = (1, 2, 4)
+PARALLELISMS = (2, 4)
 
 
 def parallelism_of(trial: int) -> int:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
@@ -24,6 +23,7 @@ from tyksync.applier import Applier, ApplyResult, check_safety
 from tyksync.connection import DEFAULT_SANDBOX_STATE, Connection, ConnectionSettings, connect
 from tyksync.errors import Refused, TyksyncError
 from tyksync.export import export_manifest
+from tyksync.fileutil import atomic_write
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
 from tyksync.manifest import Manifests, load_manifests, manifest_json_schema, resolve
@@ -237,18 +237,11 @@ def plan(
 
 
 def _write_plan(the_plan: Plan, out: Path) -> None:
-    data = json.dumps(the_plan.to_data(), indent=2) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(out, json.dumps(the_plan.to_data(), indent=2) + "\n")
+    except OSError as e:
+        raise TyksyncError(f"--out {out}: cannot write the plan: {e.strerror}") from None
 
 
 def _read_plan(path: Path) -> Plan:

@@ -271,22 +271,16 @@ class DashboardClient:
             except requests.exceptions.SSLError as e:
                 # A certificate that does not verify will not verify on a second try.
                 raise NetworkError(method, shown, _describe(e)) from None
-            except requests.exceptions.ConnectionError as e:
-                if _not_sent(e) or retry_lost:
-                    if last:
-                        raise NetworkError(method, shown, _describe(e)) from None
-                    log.warning("%s %s: %s; retrying in %.1fs", method, shown, _describe(e), delay)
-                    self._sleep(delay)
-                    continue
-                raise AnswerLost(method, shown, f"{_describe(e)}; the outcome is unknown") from None
-            except requests.exceptions.Timeout as e:
-                if isinstance(e, requests.exceptions.ConnectTimeout) or retry_lost:
-                    if last:
-                        raise NetworkError(method, shown, _describe(e)) from None
-                    log.warning("%s %s: %s; retrying in %.1fs", method, shown, _describe(e), delay)
-                    self._sleep(delay)
-                    continue
-                raise AnswerLost(method, shown, f"{_describe(e)}; the outcome is unknown") from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+                if not (retry_lost or _not_sent(e)):
+                    raise AnswerLost(
+                        method, shown, f"{_describe(e)}; the outcome is unknown"
+                    ) from None
+                if last:
+                    raise NetworkError(method, shown, _describe(e)) from None
+                log.warning("%s %s: %s; retrying in %.1fs", method, shown, _describe(e), delay)
+                self._sleep(delay)
+                continue
             except requests.exceptions.RequestException as e:
                 raise NetworkError(method, shown, _describe(e)) from None
 
@@ -367,8 +361,10 @@ def _seg(value: str) -> str:
     return quote(value, safe="@")
 
 
-def _not_sent(e: requests.exceptions.ConnectionError) -> bool:
+def _not_sent(e: requests.exceptions.RequestException) -> bool:
     """True when the connection was never made, so the request cannot have been processed."""
+    if isinstance(e, requests.exceptions.ConnectTimeout):
+        return True
     text = repr(e)
     return "NewConnectionError" in text or "Connection refused" in text
 

@@ -34,6 +34,10 @@ class Journal:
             except OSError as e:
                 raise TyksyncError(f"--journal {path}: cannot open: {e.strerror}") from None
             self._file = os.fdopen(fd, "a", encoding="utf-8")
+            if _ends_torn(path):
+                # A run killed mid-write left half a line: end it, so ours starts clean.
+                self._file.write("\n")
+                self._file.flush()
 
     def write(self, event: str, action: Action | None = None, **details: Any) -> None:
         if self._file is None:
@@ -61,3 +65,12 @@ class Journal:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _ends_torn(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"

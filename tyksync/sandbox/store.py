@@ -16,7 +16,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tyksync.errors import TyksyncError
+from tyksync.fileutil import atomic_write
 
 Record = dict[str, Any]
 
@@ -482,22 +482,9 @@ class Store:
         """Write the whole state atomically: a reader sees the old file or the new one."""
         text = json.dumps(self._state(), separators=(",", ":"))
         try:
-            # mkstemp creates the file with mode 0600: the state holds issued keys.
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            atomic_write(path, text)  # mode 0600: the state holds issued keys
         except OSError as e:
             raise StateFileError(f"{path}: cannot write the sandbox state: {e.strerror}") from e
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException as e:
-            with suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(e, OSError):
-                raise StateFileError(f"{path}: cannot write the sandbox state: {e}") from e
-            raise
         _fsync_dir(path.parent)
 
     def _load(self, path: Path) -> None:

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Run thousands of seeded fault scenarios against the sandbox and print figures.
+
+    python scripts/fault_scenarios.py --scenarios 5000 --seed 1 [--jobs 4]
+
+Each scenario (see tests/scenarios.py) writes random manifests, seeds a sandbox with random
+live requests, turns on a random fault schedule, then plans and applies until the plan is
+empty (at most 5 applies), and checks the end state against SPEC section 4. Printed:
+scenarios run, faults injected by kind, duplicates and missing requests, the distribution
+of applies needed to converge, mutating calls sent when the converged state is applied
+again, keys issued against approve-intents, and wall time. Exit status 1 when any scenario
+broke an invariant (each one is printed with its seed, for `--only SEED`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import scenarios  # noqa: E402  (needs the path above)
+
+BATCH = 25  # scenarios per worker task: amortises process hand-offs, keeps progress fine
+
+
+def _run_batch(seeds: list[int]) -> list[scenarios.ScenarioResult]:
+    # The client logs every retry at WARNING; thousands of scenarios would drown the figures.
+    logging.getLogger("tyksync").setLevel(logging.CRITICAL)
+    results = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix="tyksync-fault-") as workdir:
+            results.append(scenarios.run_scenario(scenarios.generate(seed), Path(workdir)))
+    return results
+
+
+def _batches(first: int, count: int) -> Iterator[list[int]]:
+    for start in range(first, first + count, BATCH):
+        yield list(range(start, min(start + BATCH, first + count)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", type=int, default=1000, help="how many (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed; seeds are consecutive")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
+    parser.add_argument("--only", type=int, metavar="SEED", help="run one scenario, verbosely")
+    args = parser.parse_args(argv)
+
+    if args.only is not None:
+        scenario = scenarios.generate(args.only)
+        print(scenario.describe())
+        with tempfile.TemporaryDirectory(prefix="tyksync-fault-") as workdir:
+            result = scenarios.run_scenario(scenario, Path(workdir))
+        print(result)
+        return 1 if result.problems else 0
+
+    summary = scenarios.Summary()
+    started = time.perf_counter()
+    batches = list(_batches(args.seed, args.scenarios))
+    if args.jobs <= 1:
+        for batch in batches:
+            for result in _run_batch(batch):
+                summary.add(result)
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for results in pool.map(_run_batch, batches):
+                for result in results:
+                    summary.add(result)
+    wall = time.perf_counter() - started
+    _print(summary, args, wall)
+    return 1 if summary.problems else 0
+
+
+def _print(summary: scenarios.Summary, args: argparse.Namespace, wall: float) -> None:
+    n = summary.scenarios
+    print(f"scenarios:              {n} (seeds {args.seed}..{args.seed + n - 1}, {args.jobs} jobs)")
+    print("fault profiles:         " + _pairs(summary.profiles))
+    print("faults injected:        " + _pairs(summary.faults, skip_zero=True))
+    print(f"  total:                {sum(summary.faults.values())}")
+    print(f"failed plan reads:      {summary.failed_plan_reads} (read failed despite retries)")
+    print(f"duplicates found:       {summary.duplicates}")
+    print(f"declared but missing:   {summary.missing}")
+    print("applies to converge:")
+    max_applies = scenarios.MAX_APPLIES
+    for bucket in [*(str(i) for i in range(max_applies + 1)), f">{max_applies}"]:
+        count = summary.applies.get(bucket, 0)
+        print(f"  {bucket:>3}: {count:6d}  ({100 * count / max(n, 1):6.2f}%)")
+    print(
+        f"  within 3: {100 * summary.within(3) / max(n, 1):.2f}%   "
+        f"within {max_applies}: {100 * summary.within(max_applies) / max(n, 1):.2f}%"
+    )
+    print(f"mutating calls on converged re-apply: {summary.reapply_mutating_calls}")
+    print(f"keys issued:            {summary.keys_issued} for {summary.approve_intents} approve-intents")
+    print(f"invariant violations:   {len(summary.problems)}")
+    for problem in summary.problems[:50]:
+        print(f"  {problem}")
+    print(
+        f"wall time:              {wall:.1f} s ({1000 * summary.scenario_seconds / max(n, 1):.0f} ms "
+        "per scenario in its worker)"
+    )
+
+
+def _pairs(counts: dict[str, int], skip_zero: bool = False) -> str:
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{k}={v}" for k, v in items if v or not skip_zero) or "none"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
