@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+# `python scripts/race_trials.py` puts scripts/ on the path; the tests load this file by
+# path, so make the sibling importable either way.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from crash_trials import (  # noqa: E402  (after the path set-up, for `python scripts/...`)
+from crash_trials import (
     SECRET,
     Violations,
     World,
@@ -42,14 +44,14 @@ from crash_trials import (  # noqa: E402  (after the path set-up, for `python sc
     read_journal,
 )
 
-from tyksync.applier import Applier, ApplyResult, check_safety  # noqa: E402
-from tyksync.client import DashboardClient, RetryPolicy  # noqa: E402
-from tyksync.errors import Refused  # noqa: E402
-from tyksync.journal import Journal  # noqa: E402
-from tyksync.manifest import load_manifests, resolve  # noqa: E402
-from tyksync.plan import digest  # noqa: E402
-from tyksync.planner import make_plan  # noqa: E402
-from tyksync.sandbox import Faults, Sandbox  # noqa: E402
+from tyksync.applier import Applier, ApplyResult, check_safety
+from tyksync.client import DashboardClient, RetryPolicy
+from tyksync.errors import Refused
+from tyksync.journal import Journal
+from tyksync.manifest import load_manifests, resolve
+from tyksync.plan import digest
+from tyksync.planner import make_plan
+from tyksync.sandbox import Faults, Sandbox
 
 Mode = Literal["together", "staggered", "processes"]
 
@@ -169,7 +171,7 @@ def run_trial(
                 threading.Thread(
                     target=_one_apply, args=(world, side, barrier, delay, journal), daemon=True
                 )
-                for side, delay, journal in zip(sides, (0.0, offset), journals)
+                for side, delay, journal in zip(sides, (0.0, offset), journals, strict=True)
             ]
             for t in threads:
                 t.start()
@@ -213,9 +215,9 @@ def _two_processes(world: World, sides: list[Side], journals: list[Path], log: l
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for side, journal in zip(sides, journals)
+        for side, journal in zip(sides, journals, strict=True)
     ]
-    for i, (proc, side) in enumerate(zip(procs, sides)):
+    for i, (proc, side) in enumerate(zip(procs, sides, strict=True)):
         out, _ = proc.communicate(timeout=120)
         log.append(f"process {i} exited {proc.returncode}:\n{out}")
         side.details = out.splitlines()
@@ -232,7 +234,9 @@ def summarize(results: Sequence[RaceResult]) -> dict[str, Any]:
         "deletes_already_gone": sum(r.count("already gone") for r in results),
         "failed_actions": sum(len(s.failed) for r in results for s in r.sides),
         "refused_plans": sum(bool(s.refused) for r in results for s in r.sides),
-        "applies_to_converge": dict(sorted(Counter(r.applies_to_converge for r in results).items())),
+        "applies_to_converge": dict(
+            sorted(Counter(r.applies_to_converge for r in results).items())
+        ),
         "duplicates": sum(len(r.violations.duplicates) for r in results),
         "extra_keys": sum(len(r.violations.extra_keys) for r in results),
         "keys_issued": sum(r.keys_issued for r in results),

@@ -15,7 +15,9 @@ failure is reproduced with `run_scenario(generate(seed), workdir)`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -50,9 +52,9 @@ CLIENT_RETRY = RetryPolicy(attempts=5, backoff=0.05, max_backoff=1.0, max_retry_
 OWNERS = ("payments", "search", "ops-team")
 FOREIGN_OWNER = "someone-else"  # a mark no manifest of the scenario uses
 FIELD_VALUES = ("OPS-1", "OPS-2", "billing", "search", "v2 rollout", "")
-PROFILES = ("drops", "flaky_5xx", "rate_limit", "resets", "invalid_json", "mixed", "none")
+PROFILES = ("drops", "flaky_5xx", "rate_limit", "resets", "invalid_json", "mixed", "paging", "none")
 # The control profile is rare: the point is the faults.
-PROFILE_WEIGHTS = (18, 18, 16, 14, 14, 16, 4)
+PROFILE_WEIGHTS = (17, 17, 15, 13, 13, 15, 6, 4)
 ALL_METHODS = ("GET", "POST", "PUT", "DELETE")
 
 Identity = tuple[str, frozenset[str]]  # (developer id, policy `_id`s)
@@ -129,6 +131,7 @@ class Scenario:
     profile: FaultProfile
     reissue: bool
     parallelism: int
+    concurrent: bool  # two applies race in the first round
 
     def policy_db_id(self, ref: str) -> str:
         """The `_id` a live request's policy reference means (an `_id` or explicit id)."""
@@ -159,6 +162,7 @@ class Scenario:
         return (
             f"seed={self.seed} dialect={self.dialect} profile={self.profile.name} "
             f"{self.profile.faults} reissue={self.reissue} parallelism={self.parallelism} "
+            f"concurrent={self.concurrent} "
             f"devs={len(self.developers)} policies={len(self.policies)} "
             f"files={len(self.manifests)} "
             f"declared={sum(len(m.declarations) for m in self.manifests)} live={len(self.live)}"
@@ -205,6 +209,11 @@ def _profile(rng: random.Random) -> FaultProfile:
             "reset_before": 0.05,
             "invalid_json": 0.1,
         }
+    elif name == "paging":
+        # A Dashboard that refuses or truncates "everything" listings makes the client walk
+        # the pages, while creates and deletes move items between them.
+        flag = rng.choice(("cap_all_pages", "refuse_all_pages"))
+        faults = {flag: True, "error_rates": dict.fromkeys(ALL_METHODS, 0.1)}
     else:
         faults = {}
     return FaultProfile(name, faults)
@@ -283,6 +292,7 @@ def generate(seed: int) -> Scenario:
         profile=_profile(rng),
         reissue=rng.random() < 0.2,
         parallelism=rng.choice((1, 4, 4)),
+        concurrent=rng.random() < 0.1,
     )
     return _with_live(scenario, rng)
 
@@ -421,13 +431,15 @@ def manifest_data(scenario: Scenario, m: ManifestSpec) -> dict[str, Any]:
     return doc
 
 
+def dump_yaml(data: Any) -> str:
+    """YAML that tyksync's strict loader reads back as `data`."""
+    return yaml.dump(data, Dumper=_QuotingDumper, sort_keys=False, width=200)
+
+
 def write_manifests(scenario: Scenario, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for m in scenario.manifests:
-        text = yaml.dump(
-            manifest_data(scenario, m), Dumper=_QuotingDumper, sort_keys=False, width=200
-        )
-        (folder / m.filename).write_text(text, encoding="utf-8")
+        (folder / m.filename).write_text(dump_yaml(manifest_data(scenario, m)), encoding="utf-8")
     return folder
 
 
@@ -462,11 +474,14 @@ class ScenarioResult:
     seed: int
     profile: str
     applies: int | None  # applies until the plan was empty; None: not within MAX_APPLIES
+    concurrent: bool = False
     failed_plan_reads: int = 0
     duplicates: int = 0  # extra live requests for declared identities at the end
     missing: int = 0  # declared identities with no live request at the end
     reapply_mutating_calls: int = 0
     keys_issued: int = 0  # keys tyksync issued during the scenario
+    creates_committed: int = 0
+    creates_committed_twice: int = 0  # intents (tyksync_op marks) stored more than once
     approve_intents: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     sleeps: list[float] = field(default_factory=list)
@@ -517,22 +532,75 @@ def developer_keys(store_developers: Iterable[Record]) -> dict[str, Identity]:
     return out
 
 
+class CommitLog:
+    """Watches the sandbox commit creates: how often each one-time `tyksync_op` mark was
+    stored. Two commits with one mark are one intent created twice (SPEC section 5), which
+    the end state alone cannot show: the applier deletes the spare one again."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.ops: Counter[str] = Counter()
+        store = sandbox.store
+        original = store.create_request
+
+        def create_request(**kwargs: Any) -> Record:
+            record = original(**kwargs)
+            op = record["fields"].get(OP_FIELD)
+            if op:
+                self.ops[op] += 1
+            return record
+
+        # The route handler calls `store.create_request(...)`: an instance attribute wins.
+        setattr(store, "create_request", create_request)  # noqa: B010
+
+
+class LogCapture(logging.Handler):
+    """What tyksync logs (the CLI prints it on stderr), kept for the leak check."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
     """Run one scenario to convergence and check it; never raises on a violation."""
     started = time.perf_counter()
-    result = ScenarioResult(seed=scenario.seed, profile=scenario.profile.name, applies=None)
-    sandbox = build_sandbox(scenario)
-    sleeper = SleepRecorder()
-    client = DashboardClient(
-        sandbox.url, SECRET, retry=CLIENT_RETRY, sleep=sleeper, rng=random.Random(scenario.seed)
+    result = ScenarioResult(
+        seed=scenario.seed,
+        profile=scenario.profile.name,
+        applies=None,
+        concurrent=scenario.concurrent,
     )
+    sandbox = build_sandbox(scenario)
+    commits = CommitLog(sandbox)
+    sleeper = SleepRecorder()
+    # Two clients when two applies race: each its own connection pool, as two CI jobs.
+    clients = [
+        DashboardClient(
+            sandbox.url, SECRET, retry=CLIENT_RETRY, sleep=sleeper, rng=random.Random(seed)
+        )
+        for seed in range(scenario.seed, scenario.seed + (2 if scenario.concurrent else 1))
+    ]
+    logs = LogCapture()
+    logger = logging.getLogger("tyksync")
+    logger.addHandler(logs)
     try:
-        _drive(scenario, sandbox, client, workdir, result)
+        _drive(scenario, sandbox, clients, workdir, result, logs)
     except Exception as e:  # a crash is a finding too: report it with the seed
         result.problems.append(f"crashed: {type(e).__name__}: {e}")
     finally:
-        client.close()
+        logger.removeHandler(logs)
+        for client in clients:
+            client.close()
         sandbox.stop()
+    result.creates_committed = sum(commits.ops.values())
+    result.creates_committed_twice = sum(1 for n in commits.ops.values() if n > 1)
+    if result.creates_committed_twice:
+        result.problems.append(
+            f"{result.creates_committed_twice} create intents committed more than once"
+        )
     result.sleeps = sleeper.calls
     _check_retry_after(scenario, result)
     result.wall = time.perf_counter() - started
@@ -543,10 +611,12 @@ def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
 def _drive(
     scenario: Scenario,
     sandbox: Sandbox,
-    client: DashboardClient,
+    clients: list[DashboardClient],
     workdir: Path,
     result: ScenarioResult,
+    logs: LogCapture,
 ) -> None:
+    client = clients[0]
     manifests = load_manifests([write_manifests(scenario, workdir / "manifests")])
     before = {r["id"]: r for r in sandbox.store.requests()}
     keys_before = set(developer_keys(sandbox.store.developers()))
@@ -554,19 +624,27 @@ def _drive(
     journal = Journal(journal_path)
     outputs: list[str] = []  # everything a person running tyksync would get to see
 
+    def plan_or_fail(c: DashboardClient) -> Plan | None:
+        plan, failed, errors = plan_with_retries(c, manifests, reissue=scenario.reissue)
+        result.failed_plan_reads += failed
+        outputs.extend(errors)
+        if plan is None:
+            result.problems.append(f"planning failed {PLAN_ATTEMPTS} times in a row: {errors[-1]}")
+        else:
+            outputs.append(_rendered(plan))
+        return plan
+
+    def apply(c: DashboardClient, plan: Plan) -> None:
+        applied = Applier(c, journal=journal, parallelism=scenario.parallelism).apply(plan)
+        outputs.append(_outcomes_text(applied))
+
     sandbox.faults = scenario.profile.make(scenario.seed)
     applies = 0
     try:
         while True:
-            plan, failed, errors = plan_with_retries(client, manifests, reissue=scenario.reissue)
-            result.failed_plan_reads += failed
-            outputs.extend(errors)
+            plan = plan_or_fail(client)
             if plan is None:
-                result.problems.append(
-                    f"planning failed {PLAN_ATTEMPTS} times in a row: {errors[-1]}"
-                )
                 return
-            outputs.append(_rendered(plan))
             if not plan.has_changes:
                 result.applies = applies
                 break
@@ -576,24 +654,29 @@ def _drive(
                     + "; ".join(f"{a.action} {a.request_id} ({a.reason})" for a in plan.actions)
                 )
                 return
-            applied = Applier(client, journal=journal, parallelism=scenario.parallelism).apply(
-                plan
-            )
+            rival = plan_or_fail(clients[-1]) if applies == 0 and len(clients) > 1 else None
+            if rival is not None:
+                # Two applies of the same manifests from the same live state at once, as
+                # two CI jobs racing on one merge: they must still end with one request
+                # (and one key) per identity.
+                racer = threading.Thread(target=apply, args=(clients[-1], rival))
+                racer.start()
+                apply(client, plan)
+                racer.join()
+            else:
+                apply(client, plan)
             applies += 1
-            outputs.append(_outcomes_text(applied))
 
         # The converged state, applied again with the faults still on: nothing may be sent.
         sandbox.reset_counts()
-        plan, _, errors = plan_with_retries(client, manifests, reissue=scenario.reissue)
-        outputs.extend(errors)
+        plan = plan_or_fail(client)
         if plan is None:
-            result.problems.append("planning the converged state failed")
             return
         if plan.has_changes:
             result.problems.append(
                 f"the plan came back after converging: {[a.action for a in plan.actions]}"
             )
-        outputs.append(_outcomes_text(Applier(client, journal=journal).apply(plan)))
+        apply(client, plan)
         result.reapply_mutating_calls = sandbox.mutating_calls()
         if result.reapply_mutating_calls:
             result.problems.append(
@@ -605,7 +688,8 @@ def _drive(
         sandbox.faults = Faults()
         journal.close()
         outputs.append(journal_path.read_text(encoding="utf-8") if journal_path.exists() else "")
-        _check_outcome(scenario, sandbox, before, keys_before, result)
+        outputs.extend(logs.lines)
+        check_outcome(scenario, sandbox, before, keys_before, result)
         _check_no_leaks(sandbox, outputs, result)
 
 
@@ -647,11 +731,15 @@ def _prunable(scenario: Scenario, record: Mapping[str, Any]) -> bool:
     return False
 
 
+def _keep_key(r: Mapping[str, Any], owner: str) -> tuple[bool, bool, str, str]:
+    return (not r["approved"], r["fields"].get(OWNER_FIELD) != owner, r["date_created"], r["id"])
+
+
 def _user_fields(record: Mapping[str, Any]) -> dict[str, str]:
     return {k: v for k, v in record["fields"].items() if not k.startswith(RESERVED_PREFIX)}
 
 
-def _check_outcome(
+def check_outcome(
     scenario: Scenario,
     sandbox: Sandbox,
     before: dict[str, Record],
@@ -685,6 +773,18 @@ def _check_outcome(
                 f"{_name(scenario, identity)} fields {_user_fields(live)} != declared "
                 f"{m.effective_fields(d)}"
             )
+        # Which one survives: SPEC's keep order (approved, then this owner's, then oldest)
+        # picks one of the requests there before; it stays unless it has to be replaced.
+        existing = [r for r in before.values() if scenario.record_identity(r) == identity]
+        if existing:
+            keep = min(existing, key=lambda r: _keep_key(r, m.owner))
+            replaced = _user_fields(keep) != m.effective_fields(d) and (
+                not keep["approved"] or scenario.reissue
+            )
+            if not replaced and live["id"] != keep["id"]:
+                problems.append(f"{_name(scenario, identity)}: kept {live['id']}, not {keep['id']}")
+            if replaced and live["id"] in before:
+                problems.append(f"{_name(scenario, identity)}: {keep['id']} was not replaced")
 
     # Nothing the spec protects was touched; nothing the spec prunes was left.
     for rid, old in before.items():
@@ -779,6 +879,9 @@ class Summary:
     reapply_mutating_calls: int = 0
     keys_issued: int = 0
     approve_intents: int = 0
+    creates_committed: int = 0
+    creates_committed_twice: int = 0
+    concurrent: int = 0
     failed_plan_reads: int = 0
     problems: list[str] = field(default_factory=list)
     scenario_seconds: float = 0.0
@@ -793,6 +896,9 @@ class Summary:
         self.reapply_mutating_calls += r.reapply_mutating_calls
         self.keys_issued += r.keys_issued
         self.approve_intents += r.approve_intents
+        self.creates_committed += r.creates_committed
+        self.creates_committed_twice += r.creates_committed_twice
+        self.concurrent += r.concurrent
         self.failed_plan_reads += r.failed_plan_reads
         self.problems.extend(r.problems)
         self.scenario_seconds += r.wall

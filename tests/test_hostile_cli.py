@@ -373,13 +373,6 @@ def test_fifos_devices_and_symlink_loops_neither_hang_nor_crash(tmp_path: Path) 
         assert CANARY not in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: file names are printed raw in FILE:LINE errors (tyksync/errors.py "
-    "Problem.__str__; tyksync/manifest/loader.py find_manifest_files uses str(file) as "
-    "the display name): a newline in a manifest's name forges an error line, and CR or "
-    "ESC ] (OSC) sequences reach the terminal; keys are escaped (quote_key), names not",
-)
 def test_control_characters_in_file_names_cannot_forge_error_lines(
     dash: Sandbox, tyk: Tyk, tmp_path: Path
 ) -> None:

@@ -43,7 +43,6 @@ UNREADABLE_WARNING = "can be read by other users"
 
 # Demo seed ids (tyksync/sandbox/seed.py).
 BOB_PENDING = "64c000000000000000000c01"
-CAROL_APPROVED = "64c000000000000000000c02"
 
 
 def canary(kind: str) -> str:
@@ -599,14 +598,20 @@ def test_cleartext_warning_never_shows_url_credentials(
     password = canary("url-password")
     url = f"http://ops:{password}@dashboard.example.invalid:3000/?token={password}#{password}"
     caplog.set_level(logging.DEBUG)
-    with connect(ConnectionSettings(dashboard=url), {"TYK_DASHBOARD_SECRET": canary("s")}):
-        pass
+    # A URL with credentials is refused (they would replace the secret header), and
+    # neither the warning nor the refusal repeats them.
+    with (
+        pytest.raises(ConfigError, match="carries credentials") as refused,
+        connect(ConnectionSettings(dashboard=url), {"TYK_DASHBOARD_SECRET": canary("s")}),
+    ):
+        pass  # pragma: no cover
     warnings = [r.getMessage() for r in caplog.records if CLEARTEXT in r.getMessage()]
     assert warnings == [
         "http://dashboard.example.invalid:3000 is plain http:// to a host other than this "
         "machine: the Dashboard secret and any issued key travel in clear; use https://"
     ]
     assert password not in caplog.text
+    assert password not in str(refused.value)
 
 
 def test_no_secret_means_no_warning_and_no_client(no_network: list[str]) -> None:
@@ -617,18 +622,22 @@ def test_no_secret_means_no_warning_and_no_client(no_network: list[str]) -> None
         pass  # pragma: no cover
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: user:password@ in the Dashboard URL makes requests send HTTP Basic auth "
-    "from the URL instead of the `authorization: <secret>` header (SPEC 1); the run fails "
-    "with a 401 that blames the secret (tyksync/client.py DashboardClient, session.request "
-    "with the raw URL)",
-)
 def test_url_credentials_do_not_replace_the_secret(dash: Dash, tyk: Tyk) -> None:
     url = dash.sb.url.replace("http://", f"http://ops:{canary('url-password')}@")
     r = tyk("plan", "manifests", "--dashboard", url)
     # Either the secret is sent as the contract says, or the URL is refused up front.
     assert r.code == 0 or (r.code == 1 and dash.sb.counts() == {}), r.err
+
+
+def test_a_netrc_entry_does_not_replace_the_secret(
+    dash: Dash, tyk: Tyk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = dash.root / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login ops password {canary('netrc-password')}\n")
+    os.chmod(netrc, 0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    r = tyk("plan", "manifests")
+    assert r.code == 0, r.err
 
 
 # ---- the key sink ------------------------------------------------------------------------

@@ -378,16 +378,15 @@ def _merge_replace(create: Outcome, delete: Outcome) -> Outcome:
 
 
 def check_safety(plan: Plan, *, force: bool, max_deletes: int | None) -> None:
-    """Refuse a plan that deletes too much, unless forced (exit 3)."""
-    if force:
-        return
+    """Refuse a plan that deletes too much (exit 3). --force lifts the 30% rule; an
+    explicit --max-deletes is a hard cap that --force does not lift."""
     deletes = plan.deletes
     if max_deletes is not None and deletes > max_deletes:
         raise Refused(
             f"the plan deletes {deletes} requests, more than --max-deletes {max_deletes}; "
-            "review it, then use --force to apply anyway"
+            "review it and raise the cap if it is right"
         )
-    if plan.managed >= 10 and deletes * 10 > plan.managed * 3:
+    if not force and plan.managed >= 10 and deletes * 10 > plan.managed * 3:
         raise Refused(
             f"the plan deletes {deletes} of {plan.managed} managed requests (over 30%); "
             "review it, then use --force to apply anyway"

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+import requests.auth
 
 from tyksync import __version__, redact
 from tyksync.errors import (
@@ -71,6 +72,12 @@ class DashboardClient:
         if not secret:
             raise ConfigError("no Dashboard secret: set TYK_DASHBOARD_SECRET or --secret-file")
         parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            # requests would turn them into Basic auth in place of the secret header.
+            raise ConfigError(
+                "the Dashboard URL carries credentials (user:password@); remove them: "
+                "the secret comes from TYK_DASHBOARD_SECRET or --secret-file"
+            )
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"the Dashboard URL must be http(s)://host[:port], got {url!r}")
         redact.register(secret)
@@ -83,12 +90,11 @@ class DashboardClient:
         # override a session's `verify`, which would silently undo --ca-bundle/--insecure.
         self._verify = verify
         self.session = requests.Session()
+        # An explicit auth object: without one, requests would let a ~/.netrc entry for
+        # the Dashboard's host replace the secret header.
+        self.session.auth = _SecretHeader(secret)
         self.session.headers.update(
-            {
-                "authorization": secret,
-                "User-Agent": f"tyksync/{__version__}",
-                "Accept": "application/json",
-            }
+            {"User-Agent": f"tyksync/{__version__}", "Accept": "application/json"}
         )
 
     def close(self) -> None:
@@ -355,6 +361,20 @@ class DashboardClient:
 
 
 _INVALID = object()
+
+
+class _SecretHeader(requests.auth.AuthBase):
+    """The Dashboard's scheme: the raw secret in `authorization`, no "Bearer"."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["authorization"] = self._secret
+        return request
+
+    def __repr__(self) -> str:  # never the secret
+        return "<secret header>"
 
 
 def _seg(value: str) -> str:

@@ -29,7 +29,15 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{printable(self.file)}:{self.line}: {self.message}"
+
+
+def printable(text: str) -> str:
+    """Control characters shown as escapes, so a file name cannot forge an error line or
+    drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ManifestError(TyksyncError):
