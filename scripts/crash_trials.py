@@ -424,7 +424,7 @@ def child_env() -> dict[str, str]:
 
 # The share of kills aimed at start-up and planning (before apply.start is journaled); the
 # rest are aimed at the mutations, which is where a kill can do harm.
-EARLY_KILLS = 0.15
+EARLY_KILLS = 0.1
 
 
 @dataclass(frozen=True)

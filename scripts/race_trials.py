@@ -153,7 +153,9 @@ def run_trial(
     rng = random.Random(f"race/{seed}/{trial}")
     latency = rng.choice([0.0, 0.001, 0.003, 0.006])
     jitter = rng.choice([0.0, 0.002, 0.005, 0.01])
-    chosen: Mode = mode or rng.choice(["together", "together", "staggered"])
+    modes: tuple[Mode, ...] = ("together", "together", "staggered")
+    drawn = rng.choice(modes)  # drawn always, so that forcing a mode keeps the rest
+    chosen = mode if mode is not None else drawn
     sides = [Side(rng.choice([1, 2, 4, 8])), Side(rng.choice([1, 2, 4, 8]))]
     # Staggered: the second apply reads live state somewhere inside the first one's run.
     offset = rng.uniform(0.0, 0.08) if chosen == "staggered" else 0.0

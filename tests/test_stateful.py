@@ -34,7 +34,13 @@ from typing import Any
 import scenarios as sc
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from tyksync.applier import Applier
 from tyksync.client import DashboardClient, RetryPolicy
@@ -175,6 +181,38 @@ class TyksyncMachine(RuleBasedStateMachine):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # ---- the manifests ---------------------------------------------------------------------
+
+    @initialize(
+        decls=st.lists(
+            st.tuples(
+                st.sampled_from(sorted(FILES)),
+                st.integers(0, len(DEVELOPERS) - 1),
+                policies_st,
+                st.booleans(),
+                fields_st,
+            ),
+            min_size=1,
+            max_size=5,
+        ),
+        live=st.lists(
+            st.tuples(st.integers(0, 7), st.booleans(), st.sampled_from(MARKS), st.booleans()),
+            max_size=5,
+        ),
+    )
+    def start(
+        self,
+        decls: list[tuple[str, int, set[int], bool, dict[str, str]]],
+        live: list[tuple[int, bool, str | None, bool]],
+    ) -> None:
+        """Start from a few declarations and live requests, some of them for declared
+        identities: rules that edit or duplicate declarations need some to work on."""
+        for file, dev, pols, approved, fields in decls:
+            self.declare(file, dev, pols, approved, fields, ref_style=dev)
+        declared = sorted(self.declared(), key=_sort_key)
+        for pick, approved, mark, same_fields in live:
+            identity = declared[pick % len(declared)]
+            fields = self.declared()[identity][1].fields if same_fields else {"ticket": "OLD"}
+            self._add(identity[0], identity[1], approved, mark, dict(fields), explicit=same_fields)
 
     def declared(self) -> dict[Identity, tuple[ManifestModel, Decl]]:
         return {i: (m, d) for m in self.files.values() for i, d in m.decls.items()}
@@ -448,8 +486,8 @@ class TyksyncMachine(RuleBasedStateMachine):
 
 
 TyksyncMachine.TestCase.settings = settings(
-    max_examples=25,
-    stateful_step_count=30,
+    max_examples=60,
+    stateful_step_count=40,
     deadline=None,  # real HTTP on loopback: step times vary with the machine
     derandomize=True,  # CI runs the same sequences every time
     database=None,

@@ -95,6 +95,7 @@ class Applier:
 
     def apply(self, plan: Plan) -> ApplyResult:
         result = ApplyResult()
+        self._approved_since_plan: set[str] = set()
         # A replace is a create here and a delete in the last phase; keyed by identity of
         # the action object so that two equal actions never share an outcome.
         replaced: dict[int, Outcome] = {}
@@ -110,7 +111,17 @@ class Applier:
 
         deletes: list[Action] = []
         for a in plan.actions:
-            if a.action == "delete":
+            if a.action == "delete" and a.request_id in self._approved_since_plan:
+                # A duplicate the plan saw pending now holds a key: someone else chose it.
+                result.outcomes.append(
+                    self._record(
+                        a,
+                        "skipped",
+                        f"request {a.request_id} was approved since the plan was made "
+                        "(a concurrent apply?); left for the next plan to settle",
+                    )
+                )
+            elif a.action == "delete":
                 deletes.append(a)
             elif a.action == "replace":
                 outcome = replaced[id(a)]
@@ -151,10 +162,14 @@ class Applier:
                 else o
                 for o in created
             ]
+        # Requests the plan already deals with are no rivals, unless they were approved
+        # since it was made: then another apply got there first.
+        pending_then = {a.request_id for a in plan.actions if a.request_id and not a.approved}
         known = {a.request_id for a in plan.actions if a.request_id}
+        self._approved_since_plan = {r.id for r in live if r.approved and r.id in pending_then}
         by_identity: dict[tuple[str, frozenset[str]], list[KeyRequest]] = {}
         for r in live:
-            if r.id not in known:
+            if r.id not in known or r.id in self._approved_since_plan:
                 by_identity.setdefault((r.developer_id, frozenset(r.policies)), []).append(r)
 
         def finish(outcome: Outcome) -> Outcome:

@@ -118,12 +118,18 @@ def _identity(r: KeyRequest, policies: PolicyIndex) -> Identity:
     return (r.developer_id, frozenset(policies.canonical(p) for p in r.policies))
 
 
-def _keep_order(owner: str) -> Callable[[KeyRequest], tuple[bool, bool, str, str]]:
+def _keep_order(
+    d: DesiredRequest,
+) -> Callable[[KeyRequest], tuple[bool, bool, bool, str, str]]:
     """Which of several live requests for one identity to keep: approved first (it holds a
-    key), then one this owner made, then the oldest."""
+    key), then one this owner made, then (refining SPEC's "oldest") one whose fields already
+    match, then the oldest. The fields rule matters when an apply races another apply's
+    replace: it keeps the new request instead of replacing the old one a second time,
+    which would issue a second key."""
 
-    def key(r: KeyRequest) -> tuple[bool, bool, str, str]:
-        return (not r.approved, r.owner != owner, r.date_created, r.id)
+    def key(r: KeyRequest) -> tuple[bool, bool, bool, str, str]:
+        differs = r.user_fields != dict(d.fields)
+        return (not r.approved, r.owner != d.owner, differs, r.date_created, r.id)
 
     return key
 
@@ -152,7 +158,7 @@ def _reconcile(
     if not lives:
         return [new("create", "declared, no live request")], []
 
-    ordered = sorted(lives, key=_keep_order(d.owner))
+    ordered = sorted(lives, key=_keep_order(d))
     keep, duplicates = ordered[0], ordered[1:]
     actions = [
         Action(
