@@ -351,6 +351,7 @@ def _with_live(scenario: Scenario, rng: random.Random) -> Scenario:
         refs = refs_for(pols)
         live.append(
             {
+                "id": _object_id(rng),  # fixed, so a control run has the same ids
                 "developer_id": dev_id,
                 "policies": refs,
                 "approved": rng.random() < 0.4,
@@ -377,6 +378,7 @@ def _with_live(scenario: Scenario, rng: random.Random) -> Scenario:
     for _ in range(rng.choice((0, 0, 1, 2))):
         live.append(
             {
+                "id": _object_id(rng),
                 "developer_id": rng.choice(scenario.developers).id,
                 "for_api": f"api-{rng.getrandbits(32):08x}",
                 "approved": rng.random() < 0.5,
@@ -487,6 +489,11 @@ class ScenarioResult:
     sleeps: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     wall: float = 0.0
+    # The live requests at the end, with new ones' ids blanked, and the keys issued by
+    # identity: what a run with faults must share with its fault-free control run.
+    end_state: Counter[tuple[Any, ...]] = field(default_factory=Counter)
+    new_keys: Counter[Identity] = field(default_factory=Counter)
+    tolerated: int = 0  # extra requests for declared identities SPEC lets tyksync keep
 
 
 def plan_once(
@@ -565,7 +572,35 @@ class LogCapture(logging.Handler):
 
 
 def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
-    """Run one scenario to convergence and check it; never raises on a violation."""
+    """Run one scenario to convergence and check it; never raises on a violation.
+
+    The same scenario runs first without faults (and without a racing apply): faults may
+    cost applies, but the end state and the keys issued must be those of the control run.
+    """
+    control = _run(
+        dataclasses.replace(scenario, profile=FaultProfile("none", {}), concurrent=False),
+        workdir / "control",
+    )
+    result = _run(scenario, workdir / "faulted")
+    result.problems.extend(f"control run: {p}" for p in control.problems)
+    if result.end_state != control.end_state:
+        only_faulted = result.end_state - control.end_state
+        only_control = control.end_state - result.end_state
+        result.problems.append(
+            "end state differs from the fault-free run: only with faults "
+            f"{sorted(only_faulted.elements())}, only without {sorted(only_control.elements())}"
+        )
+    if result.new_keys != control.new_keys:
+        result.problems.append(
+            f"keys issued differ from the fault-free run: {dict(result.new_keys)} with faults, "
+            f"{dict(control.new_keys)} without"
+        )
+    result.wall += control.wall
+    result.problems = [f"[{scenario.describe()}] {p}" for p in result.problems]
+    return result
+
+
+def _run(scenario: Scenario, workdir: Path) -> ScenarioResult:
     started = time.perf_counter()
     result = ScenarioResult(
         seed=scenario.seed,
@@ -604,7 +639,6 @@ def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
     result.sleeps = sleeper.calls
     _check_retry_after(scenario, result)
     result.wall = time.perf_counter() - started
-    result.problems = [f"[{scenario.describe()}] {p}" for p in result.problems]
     return result
 
 
@@ -731,8 +765,9 @@ def _prunable(scenario: Scenario, record: Mapping[str, Any]) -> bool:
     return False
 
 
-def _keep_key(r: Mapping[str, Any], owner: str) -> tuple[bool, bool, str, str]:
-    return (not r["approved"], r["fields"].get(OWNER_FIELD) != owner, r["date_created"], r["id"])
+def _keep_rank(r: Mapping[str, Any], owner: str) -> tuple[bool, bool]:
+    """SPEC's first two keep criteria: approved, then carrying the declaring owner."""
+    return (not r["approved"], r["fields"].get(OWNER_FIELD) != owner)
 
 
 def _user_fields(record: Mapping[str, Any]) -> dict[str, str]:
@@ -755,36 +790,48 @@ def check_outcome(
         if identity is not None:
             by_identity.setdefault(identity, []).append(r)
 
-    # One live request per declared identity, in the declared state.
+    # Per declared identity: one request kept, in the declared state. SPEC section 4 lets
+    # tyksync delete a duplicate it does not own ("may"), so other requests for the
+    # identity may remain only if they were there before, do not carry the declaring
+    # file's owner mark, and that file does not prune its developers. Any other extra is a
+    # duplicate. (Whether the tolerated ones go is then pinned by the control run.)
     for identity, (m, d) in declared.items():
         lives = by_identity.get(identity, [])
-        if len(lives) != 1:
-            result.duplicates += max(0, len(lives) - 1)
-            result.missing += 0 if lives else 1
-            problems.append(f"{len(lives)} live requests for declared {_name(scenario, identity)}")
+        name = _name(scenario, identity)
+        if not lives:
+            result.missing += 1
+            problems.append(f"no live request for declared {name}")
             continue
-        live = lives[0]
-        if m.effective_approved(d) and not live["approved"]:
-            problems.append(f"{_name(scenario, identity)} declared approved, still pending")
-        old = before.get(live["id"])
-        kept_approved = old is not None and old["approved"] and not scenario.reissue
-        if not kept_approved and _user_fields(live) != m.effective_fields(d):
-            problems.append(
-                f"{_name(scenario, identity)} fields {_user_fields(live)} != declared "
-                f"{m.effective_fields(d)}"
-            )
-        # Which one survives: SPEC's keep order (approved, then this owner's, then oldest)
-        # picks one of the requests there before; it stays unless it has to be replaced.
+        tolerated = [
+            r
+            for r in lives
+            if r["id"] in before
+            and r["fields"].get(OWNER_FIELD) != m.owner
+            and m.prune_mode != "developers"
+        ]
+        touchable = len(lives) - len(tolerated)
+        if touchable > 1:
+            result.duplicates += touchable - 1
+            problems.append(f"{len(lives)} live requests for declared {name}: duplicates")
+        result.tolerated += len(lives) - 1 - max(0, touchable - 1)
+
+        def in_declared_state(r: Record, m: ManifestSpec = m, d: Declaration = d) -> bool:
+            if m.effective_approved(d) and not r["approved"]:
+                return False
+            old = before.get(r["id"])
+            kept_approved = old is not None and old["approved"] and not scenario.reissue
+            return kept_approved or _user_fields(r) == m.effective_fields(d)
+
+        if not any(in_declared_state(r) for r in lives):
+            problems.append(f"no live request for {name} is in the declared state: {lives}")
+        # Keep order: approved first, then this owner's. An approved request is never
+        # replaced without --reissue, so the best of those there before survives.
         existing = [r for r in before.values() if scenario.record_identity(r) == identity]
-        if existing:
-            keep = min(existing, key=lambda r: _keep_key(r, m.owner))
-            replaced = _user_fields(keep) != m.effective_fields(d) and (
-                not keep["approved"] or scenario.reissue
-            )
-            if not replaced and live["id"] != keep["id"]:
-                problems.append(f"{_name(scenario, identity)}: kept {live['id']}, not {keep['id']}")
-            if replaced and live["id"] in before:
-                problems.append(f"{_name(scenario, identity)}: {keep['id']} was not replaced")
+        if existing and not scenario.reissue:
+            best = min(_keep_rank(r, m.owner) for r in existing)
+            group = {r["id"] for r in existing if _keep_rank(r, m.owner) == best}
+            if best[0] is False and not group & {r["id"] for r in lives}:
+                problems.append(f"{name}: none of the approved {sorted(group)} was kept")
 
     # Nothing the spec protects was touched; nothing the spec prunes was left.
     for rid, old in before.items():
@@ -831,6 +878,17 @@ def check_outcome(
             )
     if result.keys_issued > result.approve_intents:
         problems.append(f"{result.keys_issued} keys for {result.approve_intents} approve-intents")
+    result.new_keys = issued
+    result.end_state = Counter(
+        (
+            r["id"] if r["id"] in before else "new",
+            _name(scenario, scenario.record_identity(r)) + r["for_api"],
+            r["approved"],
+            tuple(sorted(_user_fields(r).items())),
+            r["fields"].get(OWNER_FIELD, ""),
+        )
+        for r in now.values()
+    )
 
 
 def _check_no_leaks(sandbox: Sandbox, outputs: list[str], result: ScenarioResult) -> None:
@@ -876,6 +934,7 @@ class Summary:
     applies: Counter[str] = field(default_factory=Counter)  # "0".."5", ">5"
     duplicates: int = 0
     missing: int = 0
+    tolerated: int = 0
     reapply_mutating_calls: int = 0
     keys_issued: int = 0
     approve_intents: int = 0
@@ -893,6 +952,7 @@ class Summary:
         self.applies[str(r.applies) if r.applies is not None else f">{MAX_APPLIES}"] += 1
         self.duplicates += r.duplicates
         self.missing += r.missing
+        self.tolerated += r.tolerated
         self.reapply_mutating_calls += r.reapply_mutating_calls
         self.keys_issued += r.keys_issued
         self.approve_intents += r.approve_intents

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 
 from tyksync.applier import Applier
 from tyksync.client import DashboardClient, RetryPolicy
+from tyksync.errors import ManifestError
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
 from tyksync.manifest import load_manifests, resolve
@@ -149,3 +151,99 @@ def test_two_concurrent_applies_make_one_request_and_one_key_per_identity(sb: Sa
     assert sum(r.keys_issued for r in results) == 4
     sb.faults = Faults()
     assert not plan_examples(client(sb)).has_changes
+
+
+def test_create_timed_out_in_flight_is_found_not_resent(sb: Sandbox) -> None:
+    # The POST outlives the client's read timeout; the Dashboard commits it afterwards.
+    c = DashboardClient(sb.url, SECRET, timeout=(2.0, 0.5), sleep=lambda s: None)
+    plan = plan_examples(c)
+    sb.faults = Faults(slow={"POST": 1.2})
+    result = Applier(c).apply(plan)
+    assert sb.counts()[("POST", "/api/portal/requests")] == 3  # never sent twice
+    assert result.ok, [o.detail for o in result.outcomes]
+    assert all(n == 1 for n in identities(sb).values())
+
+
+def test_create_timed_out_and_never_seen_is_not_resent(sb: Sandbox) -> None:
+    c = DashboardClient(sb.url, SECRET, timeout=(2.0, 0.3), sleep=lambda s: None)
+    plan = plan_examples(c)
+    sb.faults = Faults(slow={"POST": 30.0})  # still in flight when the applier gives up
+    sleeps: list[float] = []
+    result = Applier(c, sleep=sleeps.append).apply(plan)
+    creates = [o for o in result.outcomes if o.action.action in ("create", "replace")]
+    assert creates and all(o.status == "failed" for o in creates)
+    assert all("not sent again" in o.detail for o in creates)
+    assert sb.counts()[("POST", "/api/portal/requests")] == 3
+    assert sum(sleeps) > 0  # it waited for the request to show up before giving up
+    sb.faults = Faults()
+
+
+MULTI = "version: 1\nowner: t\ndevelopers:\n  alice@example.com:\n    - plans: [Gold, Reports]\n"
+
+
+def legacy_without_requests() -> Sandbox:
+    sb = Sandbox(SECRET, dialect="legacy")
+    sb.store.add_developer("alice@example.com")
+    sb.store.add_policy("Gold")
+    sb.store.add_policy("Reports")
+    return sb
+
+
+def test_empty_legacy_dashboard_is_detected_and_multi_policy_refused(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(MULTI)
+    with legacy_without_requests() as legacy:
+        live = client(legacy).read_live()
+        assert live.requests == () and live.legacy  # told by the developer listing
+        desired = resolve(load_manifests([tmp_path]), live)
+        with pytest.raises(ManifestError, match="one policy per request"):
+            make_plan(desired, live, manifest_digest="0" * 64)
+        assert legacy.mutating_calls() == 0
+
+
+def test_request_stored_with_fewer_policies_is_deleted_not_approved(tmp_path: Path) -> None:
+    # A Dashboard that keeps only for_plan without showing it in its listings (one between
+    # 1.9.2 and 2.9, say): the applier checks what was stored before it approves.
+    (tmp_path / "m.yaml").write_text(MULTI)
+    with legacy_without_requests() as legacy:
+        c = client(legacy)
+        live = dataclasses.replace(c.read_live(), legacy=False)
+        desired = resolve(load_manifests([tmp_path]), live)
+        plan = make_plan(desired, live, manifest_digest="0" * 64)
+        result = Applier(c).apply(plan)
+        assert not result.ok
+        assert "kept 1 of the 2 policies" in result.outcomes[0].detail
+        assert legacy.store.issued_keys() == []
+        assert legacy.store.requests() == []
+
+
+def test_key_sink_failure_stops_further_keys(sb: Sandbox, tmp_path: Path) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    sink = tmp_path / "keys.jsonl"
+    sink.write_text("x" * 1000 + "\n")
+    sink.chmod(0o600)
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1100, resource.RLIM_INFINITY))\n"
+        "from tyksync.cli import run\n"
+        f"sys.exit(run(['apply', {str(EXAMPLES)!r}, '--auto-approve', '--dashboard', "
+        f"{sb.url!r}, '--key-sink', {str(sink)!r}, '--journal', '/dev/null', "
+        "'--parallelism', '1']))\n"
+    )
+    assert resource.RLIMIT_FSIZE  # the platform has the limit this test relies on
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**__import__("os").environ, "TYK_DASHBOARD_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "internal error" not in done.stderr
+    assert "could not be captured" in done.stdout
+    assert "not sent, since the key sink failed" in done.stdout
+    assert len(sb.store.issued_keys()) == 3 + 1  # the demo's own, and the one lost
+    for key in sb.store.issued_keys():
+        assert key not in done.stdout + done.stderr

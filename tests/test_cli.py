@@ -443,3 +443,125 @@ def test_sandbox_flag_keeps_state_between_runs(
         "plan", "manifests", "--sandbox", "--sandbox-state", "other.json", "--detailed-exitcode"
     )
     assert r.code == 2
+
+
+# ---- hardening found in review -------------------------------------------------------
+
+
+def test_partial_export_never_prunes(dash: Sandbox, tyk: Tyk) -> None:
+    r = tyk("export", "--owner", "payments-team", "--developer", "carol@example.com")
+    assert "prune: none" in r.out
+    Path("carol.yaml").write_text(r.out)
+    assert tyk("plan", "carol.yaml", "--detailed-exitcode").code == 0
+    r = tyk("export", "--developer", "nobody@example.com")
+    assert r.code == 0 and "no developer with the email" in r.err
+
+
+def test_sandbox_flag_wins_over_a_dashboard_in_the_environment(dash: Sandbox, tyk: Tyk) -> None:
+    r = tyk("plan", "manifests", "--sandbox", "--sandbox-state", "s.json")
+    assert r.code == 0, r.err
+    assert "sandbox:s.json" in r.out
+    assert dash.counts() == {}
+    assert Path(".tyksync").exists() is False or Path(".tyksync/.gitignore").is_file()
+    r = tyk("plan", "manifests", "--sandbox", "--dashboard", dash.url)
+    assert r.code == 1 and "choose one" in r.err
+
+
+def test_state_folder_keeps_itself_out_of_git(dash: Sandbox, tyk: Tyk) -> None:
+    assert tyk("apply", "manifests", "--auto-approve").code == 0
+    assert Path(".tyksync/.gitignore").read_text().splitlines()[-1] == "*"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:abc", "http://127.0.0.1:99999", "http://[::1", "ftp://x"]
+)
+def test_bad_dashboard_urls_are_clear_errors(dash: Sandbox, tyk: Tyk, url: str) -> None:
+    r = tyk("plan", "manifests", "--dashboard", url)
+    assert r.code == 1
+    assert r.err.startswith("Error: the Dashboard URL")
+
+
+def test_dashboard_url_with_api_suffix_gets_a_hint(dash: Sandbox, tyk: Tyk) -> None:
+    r = tyk("plan", "manifests", "--dashboard", dash.url + "/api")
+    assert r.code == 1 and "without /api" in r.err
+
+
+def test_plan_out_to_an_impossible_place(dash: Sandbox, tyk: Tyk) -> None:
+    Path("file").write_text("")
+    r = tyk("plan", "manifests", "--out", "file/plan.json")
+    assert r.code == 1 and r.err.startswith("Error: --out file/plan.json")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    ["[]", "null_request_id", "changed_action", "fields_list"],
+)
+def test_edited_or_broken_plan_files_are_refused(dash: Sandbox, tyk: Tyk, edit: str) -> None:
+    tyk("plan", "manifests", "--out", "plan.json")
+    data = json.loads(Path("plan.json").read_text())
+    if edit == "[]":
+        data = []
+    elif edit == "null_request_id":
+        next(a for a in data["actions"] if a["action"] == "approve")["request_id"] = None
+    elif edit == "changed_action":
+        data["actions"][0]["developer"]["id"] = "64a000000000000000000a05"
+    else:
+        data["actions"][0]["fields"] = []
+    Path("plan.json").write_text(json.dumps(data))
+    r = tyk("apply", "--plan", "plan.json")
+    assert r.code == (3 if edit == "changed_action" else 1), r.err
+    assert "internal error" not in r.err
+    assert dash.mutating_calls() == 0
+
+
+def test_secret_with_a_trailing_newline_works(
+    dash: Sandbox, tyk: Tyk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET + "\r\n")
+    assert tyk("plan", "manifests").code == 0
+
+
+@pytest.mark.parametrize("bad", [SECRET[:8] + "\n" + SECRET[8:], "\ufeff" + SECRET])
+def test_secret_a_header_cannot_carry_is_refused_unquoted(
+    dash: Sandbox, tyk: Tyk, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.setenv("TYK_DASHBOARD_SECRET", bad)
+    r = tyk("plan", "manifests", "-vv")
+    assert r.code == 1
+    assert "TYK_DASHBOARD_SECRET holds" in r.err
+    assert SECRET[:8] not in r.all and SECRET[8:] not in r.all
+    assert dash.counts() == {}
+
+
+def test_redirects_are_not_followed(dash: Sandbox, tyk: Tyk) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Redirect(BaseHTTPRequestHandler):
+        def _go(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", dash.url + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_PUT = do_POST = do_DELETE = _go
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        r = tyk(
+            "apply",
+            "manifests",
+            "--auto-approve",
+            "--dashboard",
+            f"http://127.0.0.1:{server.server_port}",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.code == 1
+    assert "redirected" in r.err and dash.url in r.err
+    assert dash.counts() == {}

@@ -249,3 +249,20 @@ def test_secret_and_keys_never_logged(modern: Sandbox, caplog: pytest.LogCapture
     assert "GET /api/portal/requests" in caplog.text
     for value in [SECRET, key, *sensitive_values(modern)]:
         assert value not in text
+
+
+@pytest.mark.parametrize(
+    "raw,normal",
+    [
+        ("2026-01-05T10:00:00Z", "2026-01-05T10:00:00.000000Z"),
+        ("2026-01-05T10:00:00.5Z", "2026-01-05T10:00:00.500000Z"),
+        ("2026-01-05T10:00:00.123456789Z", "2026-01-05T10:00:00.123456Z"),
+        ("2026-01-05T12:00:00+02:00", "2026-01-05T10:00:00.000000Z"),
+        ("not a date", "not a date"),
+    ],
+)
+def test_dates_are_normalised_so_oldest_compares_as_text(raw: str, normal: str) -> None:
+    from tyksync.client import normalize_date
+
+    assert normalize_date(raw) == normal
+    assert normalize_date("2026-01-05T10:00:00Z") < normalize_date("2026-01-05T10:00:00.5Z")

@@ -155,10 +155,23 @@ def test_several_live_keep_approved_first_rest_duplicates() -> None:
         live_req("3", owner=None, date="2026-01-02T00:00:00Z"),
     ]
     plan = run([want()], live)
-    deleted = sorted(a.request_id for a in plan.actions if a.action == "delete")
-    assert deleted == ["c" * 23 + "1", "c" * 23 + "3"]
-    assert all("duplicate of " + "c" * 23 + "2" in a.reason for a in plan.actions)
-    assert not any(a.action == "approve" for a in plan.actions)
+    # the owned duplicate is deleted; the unowned one is not this file's to delete
+    assert kinds(plan) == [("delete", "c" * 23 + "1")]
+    assert plan.actions[0].reason == "duplicate of " + "c" * 23 + "2"
+    assert len(plan.warnings) == 1
+    assert plan.warnings[0].request_id == "c" * 23 + "3"
+    assert "left alone" in plan.warnings[0].message
+
+
+def test_prune_developers_deletes_unowned_duplicates_too() -> None:
+    live = [
+        live_req("1", approved=True),
+        live_req("2", owner=None),
+        live_req("3", owner="other-team"),
+    ]
+    plan = run([want()], live, prune="developers")
+    assert sorted(r for k, r in kinds(plan) if k == "delete") == ["c" * 23 + "2", "c" * 23 + "3"]
+    assert plan.warnings == ()
 
 
 def test_several_pending_keep_owned_then_oldest() -> None:
@@ -168,8 +181,19 @@ def test_several_pending_keep_owned_then_oldest() -> None:
         live_req("3", date="2026-01-02T00:00:00Z"),
     ]
     plan = run([want()], live)
-    assert ("approve", "c" * 23 + "3") in kinds(plan)
-    assert sorted(r for k, r in kinds(plan) if k == "delete") == ["c" * 23 + "1", "c" * 23 + "2"]
+    assert kinds(plan) == [("approve", "c" * 23 + "3"), ("delete", "c" * 23 + "2")]
+    assert [w.request_id for w in plan.warnings] == ["c" * 23 + "1"]
+
+
+def test_several_pending_keep_one_whose_fields_already_match() -> None:
+    # A concurrent apply's replace left the old request and its new one: keep the new one
+    # rather than replacing the old a second time (which would issue a second key).
+    live = [
+        live_req("1", fields={"ticket": "OLD"}, date="2026-01-01T00:00:00Z"),
+        live_req("2", fields={"ticket": "NEW"}, date="2026-01-02T00:00:00Z"),
+    ]
+    plan = run([want(fields={"ticket": "NEW"})], live)
+    assert kinds(plan) == [("approve", "c" * 23 + "2"), ("delete", "c" * 23 + "1")]
 
 
 def test_policy_named_by_explicit_id_is_the_same_identity() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +34,8 @@ log = logging.getLogger("tyksync.apply")
 Status = Literal["done", "failed", "skipped"]
 T = TypeVar("T")
 SETTLE_TRIES = 3
+# Seconds to wait between reads when a write timed out and may still be in flight.
+PATIENCE = (0.0, 0.5, 1.0, 2.0, 4.0)
 ALREADY_PROCESSED = "already been processed"
 
 
@@ -70,6 +72,10 @@ class ApplyResult:
 class _Failed(Exception):
     """One action's failure, with a message for the person reading the summary."""
 
+    def __init__(self, message: str, *, key_issued: bool = False) -> None:
+        super().__init__(message)
+        self.key_issued = key_issued
+
 
 @dataclass(frozen=True)
 class _Approval:
@@ -86,12 +92,13 @@ class Applier:
         key_sink: KeySink | None = None,
         journal: Journal | None = None,
         parallelism: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
+        self._sleep = sleep
         self.key_sink = key_sink
         self.journal = journal or Journal(None)
         self.parallelism = max(1, parallelism)
-        self._lock = threading.Lock()
 
     def apply(self, plan: Plan) -> ApplyResult:
         result = ApplyResult()
@@ -171,44 +178,52 @@ class Applier:
         for r in live:
             if r.id not in known or r.id in self._approved_since_plan:
                 by_identity.setdefault((r.developer_id, frozenset(r.policies)), []).append(r)
+        by_id = {r.id: r for r in live}
 
         def finish(outcome: Outcome) -> Outcome:
             if id(outcome) not in made:
                 return outcome
-            return self._finish_create(outcome, by_identity)
+            return self._finish_create(outcome, by_identity, by_id)
 
         return self._run_outcomes(finish, created)
 
     def _finish_create(
-        self, outcome: Outcome, by_identity: dict[tuple[str, frozenset[str]], list[KeyRequest]]
+        self,
+        outcome: Outcome,
+        by_identity: dict[tuple[str, frozenset[str]], list[KeyRequest]],
+        by_id: dict[str, KeyRequest],
     ) -> Outcome:
         action, new_id = outcome.action, outcome.new_request_id
         assert new_id is not None
-        identity = (action.developer.id, frozenset(p.id for p in action.policies))
-        rivals = by_identity.get(identity, [])
-        mine = next((r for r in rivals if r.id == new_id), None)
-        winner = min(rivals, key=lambda r: (not r.approved, r.date_created, r.id), default=None)
-        if mine is not None and winner is not None and winner.id != new_id:
-            self.journal.write("create.yield", action, request_id=new_id, kept=winner.id)
-            try:
-                self.client.delete_request(new_id)
-            except TyksyncError as e:
-                return self._record(
-                    action, "failed", f"created {new_id} beside {winner.id}; deleting it: {e}"
-                )
-            return self._record(
-                action,
-                "done",
-                f"request {winner.id} for the same identity appeared meanwhile (a concurrent "
-                f"apply?); kept it and deleted the new {new_id}",
+        wanted = frozenset(p.id for p in action.policies)
+        mine = by_id.get(new_id)
+        if mine is None:
+            raise _Failed(
+                f"created request {new_id}, but the Dashboard does not list it; not approved"
             )
+        if frozenset(mine.policies) != wanted:
+            # A Dashboard before 2.9 keeps only `for_plan`: approving would grant less than
+            # declared and the next plan could never match it.
+            self._delete_quietly(action, new_id)
+            raise _Failed(
+                f"the Dashboard kept {len(mine.policies)} of the {len(wanted)} policies of "
+                f"request {new_id} (apply_policies unsupported?); deleted it, not approved"
+            )
+        rivals = by_identity.get((action.developer.id, wanted), [])
+        winner = min(rivals, key=lambda r: (not r.approved, r.date_created, r.id), default=mine)
+        if winner.id != new_id:
+            return self._yield_to(action, new_id, winner)
         if not action.approve:
             return outcome
         try:
             approval = self._approve(action, new_id)
         except _Failed as e:
             return self._record(
-                action, "failed", f"created request {new_id}, but approval failed: {e}", new_id
+                action,
+                "failed",
+                f"created request {new_id}, but approval failed: {e}",
+                new_id,
+                _lost_key(e),
             )
         return self._record(
             action,
@@ -218,11 +233,34 @@ class Applier:
             approval,
         )
 
+    def _yield_to(self, action: Action, new_id: str, winner: KeyRequest) -> Outcome:
+        """Another request for this identity came first: delete ours, and see the winner
+        approved if it is what the manifest declares (every apply picks the same winner,
+        so approving it can issue at most one key)."""
+        self.journal.write("create.yield", action, request_id=new_id, kept=winner.id)
+        self._delete_quietly(action, new_id)
+        detail = (
+            f"request {winner.id} for the same identity appeared meanwhile (a concurrent "
+            f"apply?); kept it and deleted the new {new_id}"
+        )
+        if not action.approve or winner.approved or winner.user_fields != dict(action.fields):
+            return self._record(action, "done", detail)
+        approval = self._approve(action, winner.id)
+        return self._record(action, "done", f"{detail}; approved it{approval.note}", None, approval)
+
+    def _delete_quietly(self, action: Action, request_id: str) -> None:
+        try:
+            self.client.delete_request(request_id)
+        except TyksyncError as e:
+            raise _Failed(f"deleting the new request {request_id} failed: {e}") from None
+
     def _run(self, step: Callable[[Action], Outcome], actions: list[Action]) -> list[Outcome]:
         def guarded(action: Action) -> Outcome:
             try:
                 return step(action)
-            except (_Failed, TyksyncError) as e:
+            except _Failed as e:
+                return self._record(action, "failed", str(e), approval=_lost_key(e))
+            except TyksyncError as e:
                 return self._record(action, "failed", str(e))
 
         return self._parallel(guarded, actions)
@@ -233,7 +271,10 @@ class Applier:
         def guarded(outcome: Outcome) -> Outcome:
             try:
                 return step(outcome)
-            except (_Failed, TyksyncError) as e:
+            except _Failed as e:
+                detail = f"{outcome.detail}; {e}"
+                return self._record(outcome.action, "failed", detail, approval=_lost_key(e))
+            except TyksyncError as e:
                 return self._record(outcome.action, "failed", f"{outcome.detail}; {e}")
 
         return self._parallel(guarded, outcomes)
@@ -260,10 +301,17 @@ class Applier:
                 break
             except AnswerLost as e:
                 self.journal.write("create.lost", action, op=op, detail=str(e))
-                new_id = self._find_by_op(op)
+                new_id = self._find_by_op(op, patient=e.in_flight)
                 if new_id is not None:
                     log.info("create for %s settled: it was committed", action.developer.email)
                     break
+                if e.in_flight:
+                    # It may still land after we stopped looking: a second POST could make
+                    # a second request for this intent. The next run finds it by its mark.
+                    raise _Failed(
+                        f"create: timed out, and no request marked {OP_FIELD}={op} appeared "
+                        "while waiting; not sent again. Run apply again to settle"
+                    ) from None
         if new_id is None:
             raise _Failed(
                 f"create: no answer after {SETTLE_TRIES} tries and no request marked "
@@ -280,24 +328,39 @@ class Applier:
         )
 
     def _approve(self, action: Action, request_id: str) -> _Approval:
+        if self.key_sink is not None and self.key_sink.broken:
+            raise _Failed(
+                f"approve {request_id}: not sent, since the key sink failed and its key "
+                "could not be captured"
+            )
+        lost = False  # an earlier try's answer was lost: it may be the one that issued a key
         for attempt in range(1, SETTLE_TRIES + 1):
             self.journal.write("approve.sent", action, request_id=request_id, attempt=attempt)
             try:
                 key = self.client.approve_request(request_id)
             except AnswerLost as e:
+                lost = True
                 self.journal.write("approve.lost", action, request_id=request_id, detail=str(e))
-                if self._approved_now(request_id):
-                    # Approved, but the key went down with the answer: it cannot be read back.
-                    self.journal.write("approve.done", action, request_id=request_id, key="lost")
-                    return _Approval(True, False, "; its key was issued but the answer was lost")
-                continue
+                if self._approved_now(request_id, patient=e.in_flight):
+                    return self._key_lost(action, request_id)
+                continue  # not approved: a second PUT cannot issue a second key
             except ApiError as e:
                 processed = e.status == 400 and ALREADY_PROCESSED in e.dashboard_message
                 if processed and self._approved_now(request_id):
+                    if lost:
+                        return self._key_lost(action, request_id)
                     self.journal.write("approve.done", action, request_id=request_id)
                     return _Approval(False, False, " (it was already approved)")
                 raise _Failed(f"approve {request_id}: {e}") from None
-            captured = self._capture(action, request_id, key)
+            try:
+                captured = self._capture(action, request_id, key)
+            except TyksyncError as e:
+                self.journal.write("approve.done", action, request_id=request_id, key="sink failed")
+                raise _Failed(
+                    f"approved request {request_id}, but its key could not be captured: {e}; "
+                    "rotate that key in the Dashboard",
+                    key_issued=True,
+                ) from None
             self.journal.write(
                 "approve.done",
                 action,
@@ -306,6 +369,11 @@ class Applier:
             )
             return _Approval(True, captured)
         raise _Failed(f"approve {request_id}: no answer after {SETTLE_TRIES} tries")
+
+    def _key_lost(self, action: Action, request_id: str) -> _Approval:
+        # Approved, but the key went down with the answer: it cannot be read back.
+        self.journal.write("approve.done", action, request_id=request_id, key="lost")
+        return _Approval(True, False, "; its key was issued but the answer was lost")
 
     def _delete(self, action: Action) -> Outcome:
         assert action.request_id is not None
@@ -323,28 +391,40 @@ class Applier:
 
     # ---- helpers -----------------------------------------------------------------------
 
-    def _find_by_op(self, op: str) -> str | None:
-        try:
-            requests = self.client.list_requests()
-        except TyksyncError as e:
-            raise _Failed(
-                f"create: answer lost, and reading live state to settle it failed: {e}"
-            ) from None
-        for r in requests:
-            if r.op == op:
-                return r.id
+    def _find_by_op(self, op: str, *, patient: bool = False) -> str | None:
+        """The request this create made, if live state shows it. `patient`: the create
+        may still be in flight, so look a few more times before concluding."""
+        waits = PATIENCE if patient else (0.0,)
+        for wait in waits:
+            if wait:
+                self._sleep(wait)
+            try:
+                requests = self.client.list_requests()
+            except TyksyncError as e:
+                raise _Failed(
+                    f"create: answer lost, and reading live state to settle it failed: {e}"
+                ) from None
+            for r in requests:
+                if r.op == op:
+                    return r.id
         return None
 
-    def _approved_now(self, request_id: str) -> bool:
-        try:
-            live = self.client.get_request(request_id)
-        except TyksyncError as e:
-            raise _Failed(
-                f"approve {request_id}: answer lost, and reading it back failed: {e}"
-            ) from None
-        if live is None:
-            raise _Failed(f"approve {request_id}: the request no longer exists")
-        return live.approved
+    def _approved_now(self, request_id: str, *, patient: bool = False) -> bool:
+        waits = PATIENCE if patient else (0.0,)
+        for wait in waits:
+            if wait:
+                self._sleep(wait)
+            try:
+                live = self.client.get_request(request_id)
+            except TyksyncError as e:
+                raise _Failed(
+                    f"approve {request_id}: answer lost, and reading it back failed: {e}"
+                ) from None
+            if live is None:
+                raise _Failed(f"approve {request_id}: the request no longer exists")
+            if live.approved:
+                return True
+        return False
 
     def _capture(self, action: Action, request_id: str, key: str) -> bool:
         if self.key_sink is None:
@@ -406,3 +486,7 @@ def check_safety(plan: Plan, *, force: bool, max_deletes: int | None) -> None:
             f"the plan deletes {deletes} of {plan.managed} managed requests (over 30%); "
             "review it, then use --force to apply anyway"
         )
+
+
+def _lost_key(e: _Failed) -> _Approval | None:
+    return _Approval(True, False) if e.key_issued else None

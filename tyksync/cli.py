@@ -97,8 +97,12 @@ def _connection_options(f: F) -> F:
 
 
 def _settings(kwargs: dict[str, Any]) -> ConnectionSettings:
+    dashboard = kwargs.pop("dashboard")
+    source = click.get_current_context().get_parameter_source("dashboard")
+    if kwargs["sandbox"] and source is click.core.ParameterSource.ENVIRONMENT:
+        dashboard = None  # an explicit --sandbox wins over a Dashboard set in the environment
     return ConnectionSettings(
-        dashboard=kwargs.pop("dashboard"),
+        dashboard=dashboard,
         secret_file=kwargs.pop("secret_file"),
         ca_bundle=kwargs.pop("ca_bundle"),
         insecure=kwargs.pop("insecure"),
@@ -237,8 +241,8 @@ def plan(
 
 
 def _write_plan(the_plan: Plan, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, json.dumps(the_plan.to_data(), indent=2) + "\n")
     except OSError as e:
         raise TyksyncError(f"--out {out}: cannot write the plan: {e.strerror}") from None
@@ -250,7 +254,7 @@ def _read_plan(path: Path) -> Plan:
         return Plan.from_data(data)
     except OSError as e:
         raise TyksyncError(f"--plan {path}: cannot read it: {e.strerror}") from None
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise TyksyncError(
             f"--plan {path}: not a tyksync plan file ({type(e).__name__}: {e})"
         ) from None
@@ -325,11 +329,12 @@ def apply(
         if not the_plan.has_changes:
             return 0
         check_safety(the_plan, force=force, max_deletes=max_deletes)
-        if saved is None and not auto_approve:
-            _confirm(the_plan, conn.label)
+        # Opened before asking: a sink that will be refused should fail before a "yes".
         sink = KeySink(key_sink) if key_sink else None
         the_journal = Journal(journal)
         try:
+            if saved is None and not auto_approve:
+                _confirm(the_plan, conn.label)
             the_journal.write(
                 "apply.start", None, dashboard=conn.label, actions=len(the_plan.actions)
             )
@@ -461,8 +466,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         click.echo("Interrupted.", err=True)
         return 1
     except Exception as e:
+        # The last stop before a traceback reaches a user. Only the type is shown: an
+        # unexpected exception's text may quote anything, a secret too.
         click.echo(
-            redact.redact(f"tyksync: internal error ({type(e).__name__}: {e}); please report it"),
+            f"tyksync: internal error ({type(e).__name__}); please report it, with what you ran",
             err=True,
         )
         return 1

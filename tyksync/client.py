@@ -16,9 +16,11 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -55,6 +57,7 @@ class _Answer:
     status: int
     body: Any
     retry_after: str | None = None
+    location: str | None = None
 
 
 class DashboardClient:
@@ -71,7 +74,13 @@ class DashboardClient:
     ) -> None:
         if not secret:
             raise ConfigError("no Dashboard secret: set TYK_DASHBOARD_SECRET or --secret-file")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ConfigError(
+                "the Dashboard URL is not a valid http(s)://host[:port] URL"
+            ) from None
         if parts.username is not None or parts.password is not None:
             # requests would turn them into Basic auth in place of the secret header.
             raise ConfigError(
@@ -111,9 +120,12 @@ class DashboardClient:
     def read_live(self) -> LiveState:
         """Everything a plan needs, in three list calls."""
         raw_requests = self._list("/api/portal/requests")
-        developers = tuple(_developer(d) for d in self._list("/api/portal/developers"))
+        raw_developers = self._list("/api/portal/developers")
+        developers = tuple(_developer(d) for d in raw_developers)
         policies = tuple(_policy(p) for p in self._list("/api/portal/policies"))
-        legacy = any("_id" in r and "id" not in r for r in raw_requests)
+        # Before 1.9.2 the Dashboard listed `_id` for requests and developers alike; an
+        # empty request list must not hide that.
+        legacy = any("_id" in r and "id" not in r for r in [*raw_requests, *raw_developers])
         return LiveState(
             developers=developers,
             policies=policies,
@@ -199,6 +211,14 @@ class DashboardClient:
         try:
             answer = self._read(path, params={"p": "-1"})
         except ApiError as e:
+            if e.status == 404:
+                raise ApiError(
+                    e.method,
+                    e.path,
+                    404,
+                    "not found: --dashboard/TYK_DASHBOARD_URL should be the Dashboard's base "
+                    "URL, without /api",
+                ) from None
             if e.status != 400:
                 raise
             log.info("GET %s?p=-1 refused (%s); reading page by page", path, e.status)
@@ -280,7 +300,10 @@ class DashboardClient:
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
                 if not (retry_lost or _not_sent(e)):
                     raise AnswerLost(
-                        method, shown, f"{_describe(e)}; the outcome is unknown"
+                        method,
+                        shown,
+                        f"{_describe(e)}; the outcome is unknown",
+                        in_flight=isinstance(e, requests.exceptions.ReadTimeout),
                     ) from None
                 if last:
                     raise NetworkError(method, shown, _describe(e)) from None
@@ -289,8 +312,24 @@ class DashboardClient:
                 continue
             except requests.exceptions.RequestException as e:
                 raise NetworkError(method, shown, _describe(e)) from None
+            except (ValueError, UnicodeError):
+                # http.client refuses a header value it cannot send; its message would
+                # quote the value, which is the secret.
+                raise ConfigError(
+                    "the Dashboard secret holds characters an HTTP header cannot carry "
+                    "(a line break, or non-Latin-1 text); check how it was stored"
+                ) from None
 
             status = answer.status
+            if 300 <= status < 400:
+                raise ApiError(
+                    method,
+                    shown,
+                    status,
+                    "the Dashboard redirected; tyksync does not follow redirects (a write "
+                    "would be lost): use the URL it points to"
+                    + (f" ({url_label(answer.location)})" if answer.location else ""),
+                )
             if status < 300:
                 if answer.body is _INVALID:
                     if retry_lost and not last:
@@ -329,6 +368,8 @@ class DashboardClient:
             headers={"Content-Type": "application/json"} if body is not None else None,
             timeout=self.timeout,
             verify=self._verify,
+            # A redirect would turn a PUT or DELETE into a GET and report it done.
+            allow_redirects=False,
         )
         log.debug(
             "%s %s -> %d (%.0f ms)",
@@ -341,7 +382,12 @@ class DashboardClient:
             parsed: Any = response.json() if response.content else None
         except ValueError:
             parsed = _INVALID
-        return _Answer(response.status_code, parsed, response.headers.get("Retry-After"))
+        return _Answer(
+            response.status_code,
+            parsed,
+            response.headers.get("Retry-After"),
+            response.headers.get("Location"),
+        )
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.retry.max_backoff, self.retry.backoff * 2 ** (attempt - 1))
@@ -377,6 +423,19 @@ class _SecretHeader(requests.auth.AuthBase):
         return "<secret header>"
 
 
+def url_label(url: str) -> str:
+    """The URL without credentials, query or fragment, for plans and messages."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an invalid URL)"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+
+
 def _seg(value: str) -> str:
     return quote(value, safe="@")
 
@@ -395,7 +454,9 @@ def _describe(e: requests.exceptions.RequestException) -> str:
     if isinstance(e, requests.exceptions.Timeout):
         return "timed out waiting for the Dashboard's answer"
     if isinstance(e, requests.exceptions.SSLError):
-        return "TLS verification failed (use --ca-bundle for a private CA)"
+        if "CERTIFICATE_VERIFY_FAILED" in repr(e) or "hostname" in repr(e).lower():
+            return "TLS verification failed (use --ca-bundle for a private CA)"
+        return "the TLS handshake failed: does the Dashboard serve https on that port?"
     text = repr(e)
     if "Connection refused" in text or "NewConnectionError" in text:
         return "connection refused: is the Dashboard URL right and the Dashboard up?"
@@ -481,11 +542,34 @@ def _key_request(raw: Mapping[str, Any]) -> KeyRequest:
         policies=policies,
         approved=raw.get("approved") is True,
         fields=fields,
-        date_created=_str(raw.get("date_created")),
+        date_created=normalize_date(_str(raw.get("date_created"))),
         for_api=_str(raw.get("for_api")),
         version=_str(raw.get("version")),
         org_id=_str(raw.get("org_id")),
     )
+
+
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def normalize_date(value: str) -> str:
+    """RFC 3339 as the Dashboard writes it (Go drops a zero fraction, may carry an offset)
+    to one fixed-width UTC form, so that "oldest" can be decided by comparing strings."""
+    m = _RFC3339.match(value)
+    if not m:
+        return value
+    day, clock, fraction, zone = m.groups()
+    micro = (fraction or "0")[:6].ljust(6, "0")
+    offset = "+00:00" if zone in (None, "Z", "z") else zone
+    if ":" not in offset:
+        offset = offset[:3] + ":" + offset[3:]
+    try:
+        parsed = datetime.fromisoformat(f"{day}T{clock}.{micro}{offset}")
+    except ValueError:
+        return value
+    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _developer(raw: Mapping[str, Any]) -> Developer:

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tyksync import redact
-from tyksync.client import DashboardClient
+from tyksync.client import DashboardClient, url_label
 from tyksync.errors import ConfigError
 
 log = logging.getLogger("tyksync")
@@ -64,7 +64,6 @@ def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Co
             "(or try tyksync on the embedded sandbox with --sandbox)"
         )
     secret = read_secret(settings.secret_file, env)
-    _warn_cleartext(url)
     verify: bool | str = True
     if settings.insecure:
         log.warning(
@@ -81,8 +80,9 @@ def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Co
             raise ConfigError(f"--ca-bundle {settings.ca_bundle}: no such file")
         verify = str(settings.ca_bundle)
     client = DashboardClient(url, secret, verify=verify, timeout=(5.0, settings.timeout))
+    _warn_cleartext(url)  # after the client accepted the URL as one
     try:
-        yield Connection(client, _label(url))
+        yield Connection(client, url_label(url))
     finally:
         client.close()
 
@@ -106,18 +106,32 @@ def read_secret(secret_file: Path | None, env: Mapping[str, str]) -> str:
                 stat.S_IMODE(mode),
                 path,
             )
-        secret = raw.rstrip("\r\n")
-        if not secret:
-            raise ConfigError(f"secret file {path} is empty")
-        redact.register(secret)
-        return secret
+        return _checked(raw.rstrip("\r\n"), f"secret file {path}")
     secret = env.get("TYK_DASHBOARD_SECRET", "")
     if not secret:
         raise ConfigError(
             "no Dashboard secret: set TYK_DASHBOARD_SECRET, or TYK_DASHBOARD_SECRET_FILE / "
             "--secret-file to a file holding it"
         )
+    # CI secret stores often keep the newline pasted with the value.
+    return _checked(secret.rstrip("\r\n"), "TYK_DASHBOARD_SECRET")
+
+
+def _checked(secret: str, source: str) -> str:
+    """The secret, registered for redaction; refused (never quoted) if a header cannot
+    carry it."""
     redact.register(secret)
+    if not secret:
+        raise ConfigError(f"{source} is empty")
+    if not secret.isprintable():
+        raise ConfigError(f"{source} holds a line break or other control character")
+    try:
+        secret.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{source} holds characters an HTTP header cannot carry (not Latin-1; a "
+            "byte-order mark?)"
+        ) from None
     return secret
 
 
@@ -131,7 +145,7 @@ def _warn_cleartext(url: str) -> None:
     log.warning(
         "%s is plain http:// to a host other than this machine: the Dashboard secret and "
         "any issued key travel in clear; use https://",
-        _label(url),
+        url_label(url),
     )
 
 
@@ -140,11 +154,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _label(url: str) -> str:
-    """The URL without credentials, query or fragment, for plans and messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"

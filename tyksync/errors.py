@@ -83,7 +83,16 @@ class NetworkError(TyksyncError):
 
 
 class AnswerLost(NetworkError):
-    """A write was sent and no answer came back: it may or may not have been committed."""
+    """A write was sent and no answer came back: it may or may not have been committed.
+
+    `in_flight`: we stopped waiting (a timeout) while the Dashboard may still be working
+    on it, so a read right now may not show it yet. Otherwise the Dashboard answered or
+    hung up, and a read shows the outcome.
+    """
+
+    def __init__(self, method: str, path: str, reason: str, *, in_flight: bool = False) -> None:
+        super().__init__(method, path, reason)
+        self.in_flight = in_flight
 
 
 class IncompleteListing(TyksyncError):

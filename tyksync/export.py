@@ -80,7 +80,10 @@ def export_manifest(
             entry["fields"] = dict(sorted(r.user_fields.items()))
         by_developer[key].append(entry)
 
-    prune = "owned" if owner is not None and not skipped else "none"
+    # A partial export must not prune: the requests it left out would be deleted.
+    prune = "owned" if owner is not None and not skipped and not developer else "none"
+    if developer and not any(d.email.lower() == developer.lower() for d in live.developers):
+        notes.append(f"no developer with the email {developer!r}: nothing exported")
     doc: dict[str, Any] = {
         "version": 1,
         "owner": owner or DEFAULT_OWNER,
@@ -93,7 +96,8 @@ def export_manifest(
     header = f"# Exported by tyksync {__version__}: {len(chosen)} request(s).\n"
     if prune == "none":
         header += (
-            "# prune: none, so applying this file deletes nothing; review before changing it.\n"
+            "# prune: none: applying this file deletes no undeclared request. Review before\n"
+            "# changing it.\n"
         )
     body = dump_manifest(doc)
     return header + body, notes

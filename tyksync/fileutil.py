@@ -23,3 +23,17 @@ def atomic_write(path: Path, text: str) -> None:
         with suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+STATE_DIR = ".tyksync"
+
+
+def ensure_state_dir(folder: Path) -> None:
+    """Create `folder`; if it is tyksync's own `.tyksync/`, keep it out of git: it holds the
+    sandbox state (with its keys) and the journal, which belong to no commit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if folder.name == STATE_DIR:
+        ignore = folder / ".gitignore"
+        if not ignore.exists():
+            with suppress(OSError):
+                ignore.write_text("# made by tyksync: local state, never committed\n*\n")

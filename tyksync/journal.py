@@ -6,8 +6,10 @@ here: approvals record only whether their key was captured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -16,6 +18,7 @@ from typing import IO, Any
 
 from tyksync import redact
 from tyksync.errors import TyksyncError
+from tyksync.fileutil import ensure_state_dir
 from tyksync.plan import Action
 
 
@@ -29,12 +32,14 @@ class Journal:
         self._file: IO[str] | None = None
         if path is not None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                ensure_state_dir(path.parent)
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             except OSError as e:
                 raise TyksyncError(f"--journal {path}: cannot open: {e.strerror}") from None
+            # fsync is for files; a journal sent to /dev/null or a pipe cannot take it.
+            self._sync = stat.S_ISREG(os.fstat(fd).st_mode)
             self._file = os.fdopen(fd, "a", encoding="utf-8")
-            if _ends_torn(path):
+            if self._sync and _ends_torn(path):
                 # A run killed mid-write left half a line: end it, so ours starts clean.
                 self._file.write("\n")
                 self._file.flush()
@@ -57,13 +62,18 @@ class Journal:
         entry.update(details)
         line = redact.redact(json.dumps(entry, sort_keys=True, default=str))
         with self._lock:
-            self._file.write(line + "\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+                if self._sync:
+                    os.fsync(self._file.fileno())
+            except OSError as e:
+                raise TyksyncError(f"--journal {self.path}: cannot write: {e.strerror}") from None
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
 
 

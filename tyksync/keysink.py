@@ -49,6 +49,7 @@ class KeySink:
             raise KeySinkError(f"--key-sink {path}: {problem}; refusing to write keys to it")
         self._file = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
+        self.broken = False  # once a write failed, no further key should be issued
 
     def write(self, *, developer: str, policies: list[str], request_id: str, key: str) -> None:
         line = json.dumps(
@@ -62,9 +63,18 @@ class KeySink:
             sort_keys=True,
         )
         with self._lock:
-            self._file.write(line + "\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            if self.broken:
+                raise KeySinkError(f"--key-sink {self.path}: failed earlier")
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as e:
+                self.broken = True
+                raise KeySinkError(f"--key-sink {self.path}: cannot write: {e.strerror}") from None
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            self.broken = True

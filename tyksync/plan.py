@@ -88,6 +88,10 @@ class Action:
     def from_data(cls, data: Mapping[str, Any]) -> Action:
         if data["action"] not in KINDS:
             raise ValueError(f"unknown action {data['action']!r}")
+        if data["action"] != "create" and not isinstance(data.get("request_id"), str):
+            raise ValueError(f"a {data['action']} action needs a request_id")
+        if data["action"] != "delete" and not data["policies"]:
+            raise ValueError(f"a {data['action']} action needs at least one policy")
         return cls(
             action=data["action"],
             developer=DevRef(**data["developer"]),
@@ -274,8 +278,11 @@ def live_digest(live: LiveState, scope: Scope) -> str:
     )
 
 
-def fingerprint(live_part: str, manifest_digest: str) -> str:
-    return hashlib.sha256(f"{live_part}\n{manifest_digest}".encode()).hexdigest()
+def fingerprint(live_part: str, manifest_digest: str, actions: Iterable[Action]) -> str:
+    """Binds a plan's actions to the live state and manifests they were computed from, so
+    that a saved plan edited by hand is refused like a stale one."""
+    actions_part = digest([a.to_data() for a in actions])
+    return hashlib.sha256(f"{live_part}\n{manifest_digest}\n{actions_part}".encode()).hexdigest()
 
 
 def check_not_stale(plan: Plan, live: LiveState, dashboard: str) -> None:
@@ -285,9 +292,10 @@ def check_not_stale(plan: Plan, live: LiveState, dashboard: str) -> None:
             f"the saved plan was made against {plan.dashboard}, not {dashboard}; "
             "run `tyksync plan --out` again against this Dashboard"
         )
-    now = fingerprint(live_digest(live, plan.scope), plan.manifest_digest)
+    now = fingerprint(live_digest(live, plan.scope), plan.manifest_digest, plan.actions)
     if now != plan.fingerprint:
         raise StalePlan(
             "the saved plan is stale: the live key requests it was computed from have "
-            "changed since; run `tyksync plan --out` again and review the new plan"
+            "changed since (or the plan file was edited); run `tyksync plan --out` again "
+            "and review the new plan"
         )

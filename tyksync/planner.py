@@ -48,10 +48,11 @@ def make_plan(
     actions: list[Action] = []
     warnings: list[PlanWarning] = []
     matched: set[str] = set()
+    prune_of = {s.path: s.prune for s in desired.scopes}
     for d in sorted(desired.requests, key=lambda d: (d.file, d.line)):
         lives = by_identity.get(d.identity, [])
         matched.update(r.id for r in lives)
-        a, w = _reconcile(d, lives, reissue)
+        a, w = _reconcile(d, lives, reissue, prune_of.get(d.file, "owned"))
         actions.extend(a)
         warnings.extend(w)
 
@@ -85,14 +86,15 @@ def make_plan(
         owners=frozenset(s.owner for s in desired.scopes),
         policy_ids=frozenset(p.db_id for d in desired.requests for p in d.policies),
     )
+    ordered = tuple(sorted(actions, key=lambda a: a.sort_key))
     return Plan(
-        actions=tuple(sorted(actions, key=lambda a: a.sort_key)),
+        actions=ordered,
         warnings=tuple(sorted(warnings, key=lambda w: w.sort_key)),
         unmanaged=unmanaged,
         managed=len(live.requests) - unmanaged,
         scope=scope,
         manifest_digest=manifest_digest,
-        fingerprint=fingerprint(live_digest(live, scope), manifest_digest),
+        fingerprint=fingerprint(live_digest(live, scope), manifest_digest, ordered),
         dashboard=dashboard,
     )
 
@@ -135,7 +137,7 @@ def _keep_order(
 
 
 def _reconcile(
-    d: DesiredRequest, lives: list[KeyRequest], reissue: bool
+    d: DesiredRequest, lives: list[KeyRequest], reissue: bool, prune: str
 ) -> tuple[list[Action], list[PlanWarning]]:
     dev = DevRef(d.developer.id, d.developer.email)
     pols = tuple(_ref(p) for p in d.policies)
@@ -159,7 +161,11 @@ def _reconcile(
         return [new("create", "declared, no live request")], []
 
     ordered = sorted(lives, key=_keep_order(d))
-    keep, duplicates = ordered[0], ordered[1:]
+    keep = ordered[0]
+    # A duplicate is deleted only where this file may delete: it carries this owner's mark,
+    # or the file prunes every request of its developers. Others are pointed out, untouched.
+    duplicates = [r for r in ordered[1:] if r.owner == d.owner or prune == "developers"]
+    untouchable = [r for r in ordered[1:] if r not in duplicates]
     actions = [
         Action(
             action="delete",
@@ -174,7 +180,16 @@ def _reconcile(
         )
         for r in duplicates
     ]
-    warnings: list[PlanWarning] = []
+    warnings = [
+        PlanWarning(
+            dev,
+            pols,
+            f"duplicate of {keep.id}, left alone: it does not carry this owner's mark "
+            f"({d.owner}) and the file has prune: {prune}",
+            r.id,
+        )
+        for r in untouchable
+    ]
 
     def warn(message: str) -> None:
         warnings.append(PlanWarning(dev, pols, message, keep.id))

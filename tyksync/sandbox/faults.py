@@ -33,6 +33,7 @@ class Faults:
 
     latency: float = 0.0  # seconds added to every answer
     jitter: float = 0.0  # plus uniform(0, jitter) seconds
+    slow: dict[str, float] = field(default_factory=dict)  # method -> more seconds
     error_rates: dict[str, float] = field(default_factory=dict)  # method -> rate of 5xx
     error_statuses: tuple[int, ...] = (500, 502, 503)
     rate_limit: dict[str, float] = field(default_factory=dict)  # method -> rate of 429
@@ -70,12 +71,13 @@ class Faults:
 
     # -- decisions, one per fault kind; each counts what it injects ----------------------
 
-    def delay(self) -> float:
-        """Seconds to wait before answering."""
+    def delay(self, method: str = "GET") -> float:
+        """Seconds to wait before handling a call (so before a write commits)."""
+        extra = self.slow.get(method, 0.0)
         if self.jitter <= 0:
-            return self.latency
+            return self.latency + extra
         with self._lock:
-            return self.latency + self._stream("jitter").uniform(0, self.jitter)
+            return self.latency + extra + self._stream("jitter").uniform(0, self.jitter)
 
     def reset(self) -> bool:
         return self._roll("reset_before", self.reset_before)

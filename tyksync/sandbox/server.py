@@ -232,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        delay = faults.delay()
+        delay = faults.delay(method)
         if delay > 0:
             time.sleep(delay)
         injected = self._injected(faults, method)

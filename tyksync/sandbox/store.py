@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tyksync.errors import TyksyncError
-from tyksync.fileutil import atomic_write
+from tyksync.fileutil import atomic_write, ensure_state_dir
 
 Record = dict[str, Any]
 
@@ -492,7 +492,7 @@ class Store:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                ensure_state_dir(path.parent)
             except OSError as e:
                 raise StateFileError(f"{path.parent}: cannot create: {e.strerror}") from e
             return
