@@ -15,7 +15,6 @@ broke an invariant (each one is printed with its seed, for `--only SEED`).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
@@ -26,14 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import scenarios  # noqa: E402  (needs the path above)
+import scenarios
 
 BATCH = 25  # scenarios per worker task: amortises process hand-offs, keeps progress fine
 
 
 def _run_batch(seeds: list[int]) -> list[scenarios.ScenarioResult]:
-    # The client logs every retry at WARNING; thousands of scenarios would drown the figures.
-    logging.getLogger("tyksync").setLevel(logging.CRITICAL)
     results = []
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="tyksync-fault-") as workdir:
@@ -81,31 +78,39 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print(summary: scenarios.Summary, args: argparse.Namespace, wall: float) -> None:
     n = summary.scenarios
-    print(f"scenarios:              {n} (seeds {args.seed}..{args.seed + n - 1}, {args.jobs} jobs)")
-    print("fault profiles:         " + _pairs(summary.profiles))
-    print("faults injected:        " + _pairs(summary.faults, skip_zero=True))
-    print(f"  total:                {sum(summary.faults.values())}")
-    print(f"failed plan reads:      {summary.failed_plan_reads} (read failed despite retries)")
-    print(f"duplicates found:       {summary.duplicates}")
-    print(f"declared but missing:   {summary.missing}")
+    pct = 100 / max(n, 1)
+    last = args.seed + n - 1
+    print(f"scenarios:                {n} (seeds {args.seed}..{last}, {args.jobs} jobs)")
+    print(f"  of them racing applies: {summary.concurrent}")
+    print("fault profiles:           " + _pairs(summary.profiles))
+    print("faults injected:          " + _pairs(summary.faults, skip_zero=True))
+    print(f"  total:                  {sum(summary.faults.values())}")
+    print(f"failed plan reads:        {summary.failed_plan_reads} (after the client's retries)")
+    print(f"duplicates found:         {summary.duplicates}")
+    print(f"declared but missing:     {summary.missing}")
+    print(f"unowned duplicates kept:  {summary.tolerated} (SPEC: may delete; same as fault-free)")
+    print(f"creates committed:        {summary.creates_committed}")
+    print(f"  one intent twice:       {summary.creates_committed_twice}")
     print("applies to converge:")
-    max_applies = scenarios.MAX_APPLIES
-    for bucket in [*(str(i) for i in range(max_applies + 1)), f">{max_applies}"]:
+    top = scenarios.MAX_APPLIES
+    for bucket in [*(str(i) for i in range(top + 1)), f">{top}"]:
         count = summary.applies.get(bucket, 0)
-        print(f"  {bucket:>3}: {count:6d}  ({100 * count / max(n, 1):6.2f}%)")
-    print(
-        f"  within 3: {100 * summary.within(3) / max(n, 1):.2f}%   "
-        f"within {max_applies}: {100 * summary.within(max_applies) / max(n, 1):.2f}%"
-    )
+        print(f"  {bucket:>3}: {count:6d}  ({pct * count:6.2f}%)")
+    within_3, within_top = pct * summary.within(3), pct * summary.within(top)
+    print(f"  within 3: {within_3:.2f}%   within {top}: {within_top:.2f}%")
+    if summary.slow_seeds:
+        print(f"  seeds needing more than 3: {summary.slow_seeds[:20]}")
     print(f"mutating calls on converged re-apply: {summary.reapply_mutating_calls}")
-    print(f"keys issued:            {summary.keys_issued} for {summary.approve_intents} approve-intents")
-    print(f"invariant violations:   {len(summary.problems)}")
+    print(f"keys issued:              {summary.keys_issued}")
+    print(f"approve-intents:          {summary.approve_intents} (bound on keys issued)")
+    print("known open bugs hit:      " + (_pairs(summary.known) if summary.known else "none"))
+    for name in summary.known:
+        print(f"  {name}: {scenarios.KNOWN_BUGS[name]}")
+    print(f"invariant violations:     {len(summary.problems)}")
     for problem in summary.problems[:50]:
         print(f"  {problem}")
-    print(
-        f"wall time:              {wall:.1f} s ({1000 * summary.scenario_seconds / max(n, 1):.0f} ms "
-        "per scenario in its worker)"
-    )
+    per = 1000 * summary.scenario_seconds / max(n, 1)
+    print(f"wall time:                {wall:.1f} s ({per:.0f} ms per scenario incl. control run)")
 
 
 def _pairs(counts: dict[str, int], skip_zero: bool = False) -> str:

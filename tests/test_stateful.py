@@ -13,9 +13,12 @@ and at the moments that matter:
   a request without this owner's mark under `prune: owned` unless it is a duplicate of a
   declared identity or its developer is listed under `prune: developers`; and issues keys
   only for declared `approved: true` identities, at most one each;
-- converging (faults off, at most MAX_APPLIES applies) ends with exactly one live request
-  per declared identity, approved where declared so, with the declared fields unless it
-  is an approved one that only --reissue would replace.
+- converging (faults off, at most MAX_APPLIES applies) ends with one live request per
+  declared identity, approved where declared so, with the declared fields unless it is an
+  approved one that only --reissue would replace. Extra requests for the identity remain
+  only where SPEC section 4 leaves deleting them to tyksync ("may"): made out of band,
+  without the declaring file's owner mark, in a file that does not prune its developers.
+  Anything tyksync made, or carrying that owner's mark, is exactly one.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import scenarios as sc
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -108,9 +111,12 @@ class ManifestModel:
         }
         for (dev, pols), decl in sorted(self.decls.items(), key=lambda kv: _sort_key(kv[0])):
             refs = [_policy_ref(p, decl.ref_style) for p in sorted(pols)]
-            developers[emails[dev]].append(
-                {"plans": refs, "approved": decl.approved, "fields": dict(decl.fields)}
+            # `plan: X` and `plans: [X]` are one identity; write both forms.
+            entry: dict[str, Any] = (
+                {"plan": refs[0]} if len(refs) == 1 and decl.ref_style % 2 else {"plans": refs}
             )
+            entry.update(approved=decl.approved, fields=dict(decl.fields))
+            developers[emails[dev]].append(entry)
         return {"version": 1, "owner": self.owner, "prune": self.prune, "developers": developers}
 
 
@@ -164,16 +170,23 @@ class TyksyncMachine(RuleBasedStateMachine):
         self.sink = KeySink(self.sink_path)
         self.keys_captured = 0
         self.outputs: list[str] = []
+        # Every log record, debug included (`-vv`), is searched for secrets too.
         self.logs = _Logs()
-        logging.getLogger("tyksync").addHandler(self.logs)
+        self.logger = logging.getLogger("tyksync")
+        self.saved_logging = (self.logger.level, self.logger.propagate)
+        self.logger.addHandler(self.logs)
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.propagate = False
         self.next_id = 0
         # Requests created out of band without any owner mark: the ones `prune: owned`
         # must never delete (unless they duplicate a declared identity, or a
         # `prune: developers` file lists their developer).
         self.unowned: set[str] = set()
+        self.out_of_band: set[str] = set()  # every request made behind tyksync's back
 
     def teardown(self) -> None:
-        logging.getLogger("tyksync").removeHandler(self.logs)
+        self.logger.removeHandler(self.logs)
+        self.logger.level, self.logger.propagate = self.saved_logging
         self.journal.close()
         self.sink.close()
         self.client.close()
@@ -257,7 +270,9 @@ class TyksyncMachine(RuleBasedStateMachine):
         identity = data.draw(st.sampled_from(sorted(self.declared(), key=_sort_key)))
         self.declared()[identity][1].fields = fields
 
-    @rule(file=st.sampled_from(sorted(FILES)), prune=st.sampled_from(("owned", "developers", "none")))
+    @rule(
+        file=st.sampled_from(sorted(FILES)), prune=st.sampled_from(("owned", "developers", "none"))
+    )
     def change_prune(self, file: str, prune: str) -> None:
         self.files[file].prune = prune
 
@@ -267,8 +282,15 @@ class TyksyncMachine(RuleBasedStateMachine):
 
     # ---- the Dashboard, out of band ------------------------------------------------------------
 
-    def _add(self, dev_id: str, pol_ids: Iterable[str], approved: bool, mark: str | None,
-             fields: dict[str, str], explicit: bool) -> None:
+    def _add(
+        self,
+        dev_id: str,
+        pol_ids: Iterable[str],
+        approved: bool,
+        mark: str | None,
+        fields: dict[str, str],
+        explicit: bool,
+    ) -> None:
         refs = [
             next((p[1] for p in POLICIES if p[0] == db_id and p[1] and explicit), db_id)
             for db_id in sorted(pol_ids)
@@ -278,6 +300,7 @@ class TyksyncMachine(RuleBasedStateMachine):
         record = self.sandbox.store.add_request(
             dev_id, refs, approved=approved, fields=fields, id=f"{self.next_id:024x}"
         )
+        self.out_of_band.add(record["id"])
         if mark is None:
             self.unowned.add(record["id"])
 
@@ -298,14 +321,24 @@ class TyksyncMachine(RuleBasedStateMachine):
         fields: dict[str, str],
         explicit: bool,
     ) -> None:
-        self._add(DEVELOPERS[dev][0], (POLICIES[p][0] for p in pols), approved, mark, fields,
-                  explicit)
+        self._add(
+            DEVELOPERS[dev][0], (POLICIES[p][0] for p in pols), approved, mark, fields, explicit
+        )
 
     @precondition(lambda self: bool(self.declared()))
-    @rule(data=st.data(), approved=st.booleans(), mark=st.sampled_from(MARKS),
-          same_fields=st.booleans(), explicit=st.booleans())
+    @rule(
+        data=st.data(),
+        approved=st.booleans(),
+        mark=st.sampled_from(MARKS),
+        same_fields=st.booleans(),
+        explicit=st.booleans(),
+    )
     def duplicate_out_of_band(
-        self, data: st.DataObject, approved: bool, mark: str | None, same_fields: bool,
+        self,
+        data: st.DataObject,
+        approved: bool,
+        mark: str | None,
+        same_fields: bool,
         explicit: bool,
     ) -> None:
         """A request for a declared identity, beside whatever is there already."""
@@ -319,21 +352,25 @@ class TyksyncMachine(RuleBasedStateMachine):
         record = self.sandbox.store.add_request(
             DEVELOPERS[dev][0], for_api="api-legacy", approved=approved, id=f"{self.next_id:024x}"
         )
+        self.out_of_band.add(record["id"])
         self.unowned.add(record["id"])
 
-    @precondition(lambda self: any(not r["approved"] for r in self.sandbox.store.requests()))
-    @rule(data=st.data())
-    def approve_out_of_band(self, data: st.DataObject) -> None:
+    # These two pick from the Dashboard's state, which tyksync's (faulted) applies shaped:
+    # they draw a plain number and index with it, so that Hypothesis sees the same draws
+    # whatever the state, and no precondition depends on it.
+    @rule(pick=st.integers(0, 1000))
+    def approve_out_of_band(self, pick: int) -> None:
         pending = [r["id"] for r in self.sandbox.store.requests() if not r["approved"]]
-        self.sandbox.store.approve(data.draw(st.sampled_from(pending)))
+        if pending:
+            self.sandbox.store.approve(pending[pick % len(pending)])
 
-    @precondition(lambda self: bool(self.sandbox.store.requests()))
-    @rule(data=st.data())
-    def delete_out_of_band(self, data: st.DataObject) -> None:
-        ids = [r["id"] for r in self.sandbox.store.requests()]  # creation order: reproducible
-        victim = data.draw(st.sampled_from(ids))
-        self.sandbox.store.delete_request(victim)
-        self.unowned.discard(victim)
+    @rule(pick=st.integers(0, 1000))
+    def delete_out_of_band(self, pick: int) -> None:
+        ids = [r["id"] for r in self.sandbox.store.requests()]  # creation order
+        if ids:
+            victim = ids[pick % len(ids)]
+            self.sandbox.store.delete_request(victim)
+            self.unowned.discard(victim)
 
     @rule(profile=st.sampled_from(sorted(FAULT_PROFILES)))
     def switch_faults(self, profile: str) -> None:
@@ -404,7 +441,9 @@ class TyksyncMachine(RuleBasedStateMachine):
         keys_before = set(sc.developer_keys(self.sandbox.store.developers()))
         intents = {i for i, (_, d) in self.declared().items() if d.approved}
         try:
-            result = Applier(self.client, key_sink=self.sink, journal=self.journal).apply(plan)
+            # One action at a time: the faults then hit the same calls in every run.
+            applier = Applier(self.client, key_sink=self.sink, journal=self.journal, parallelism=1)
+            result = applier.apply(plan)
         except TyksyncError as e:  # the applier reports failures in outcomes; never raises
             raise AssertionError(f"apply raised: {e}") from e
         self.keys_captured += result.keys_captured
@@ -456,14 +495,24 @@ class TyksyncMachine(RuleBasedStateMachine):
         by_identity: dict[Identity | None, list[Record]] = {}
         for r in self.sandbox.store.requests():
             by_identity.setdefault(_identity(r), []).append(r)
-        for identity, (_, decl) in self.declared().items():
+        for identity, (model, decl) in self.declared().items():
             lives = by_identity.get(identity, [])
-            assert len(lives) == 1, f"{len(lives)} live requests for declared {identity}"
-            live = lives[0]
-            if decl.approved:
-                assert live["approved"], f"{identity} declared approved, still pending"
-            if not live["approved"]:
-                assert _user_fields(live) == decl.fields, (identity, live["fields"], decl)
+            assert lives, f"no live request for declared {identity}"
+            # One request per identity, except duplicates SPEC lets tyksync keep: made out
+            # of band, without the declaring owner's mark, the file not pruning developers.
+            touchable = [
+                r
+                for r in lives
+                if r["id"] not in self.out_of_band
+                or r["fields"].get(OWNER_FIELD) == model.owner
+                or model.prune == "developers"
+            ]
+            assert len(touchable) <= 1, f"duplicates for declared {identity}: {lives}"
+            assert any(
+                (r["approved"] or not decl.approved)
+                and (r["approved"] or _user_fields(r) == decl.fields)
+                for r in lives
+            ), f"no request for {identity} is in the declared state {decl}: {lives}"
         for rid in self.unowned:
             assert rid in {r["id"] for r in self.sandbox.store.requests()}, rid
 
@@ -486,13 +535,10 @@ class TyksyncMachine(RuleBasedStateMachine):
 
 
 TyksyncMachine.TestCase.settings = settings(
-    max_examples=60,
-    stateful_step_count=40,
+    max_examples=150,
+    stateful_step_count=50,
     deadline=None,  # real HTTP on loopback: step times vary with the machine
     derandomize=True,  # CI runs the same sequences every time
     database=None,
-    # Each example starts an HTTP sandbox and its steps make real calls: slower data
-    # generation than Hypothesis expects is the point of the test, not a problem in it.
-    suppress_health_check=[HealthCheck.too_slow],
 )
 TestTyksyncStateful = TyksyncMachine.TestCase

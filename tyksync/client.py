@@ -41,6 +41,7 @@ from tyksync.models import Developer, KeyRequest, LiveState, Policy
 log = logging.getLogger("tyksync.client")
 
 PAGE_SIZE = 10
+WALKS = 4  # page-by-page reads of one listing before giving up on a stable view
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -232,6 +233,21 @@ class DashboardClient:
         return self._walk(path)
 
     def _walk(self, path: str) -> list[dict[str, Any]]:
+        """Every item, page by page. Pages are no snapshot: a delete between two page reads
+        shifts an item onto a page already read. So the walk is repeated until two walks
+        in a row agree."""
+        previous: list[dict[str, Any]] | None = None
+        for _ in range(WALKS):
+            items = self._walk_once(path)
+            if previous is not None and _ids(items) == _ids(previous):
+                return items
+            previous = items
+        raise IncompleteListing(
+            f"GET {path}: the listing kept changing while it was read page by page; "
+            "try again when the Dashboard is quieter"
+        )
+
+    def _walk_once(self, path: str) -> list[dict[str, Any]]:
         # Dashboards before 1.9.2 count pages from 0, later ones from 1 (and take p=0 as
         # "everything"); reading 0..Pages covers both, and duplicates are dropped by id.
         first, pages = _envelope(self._read(path, params={"p": "1"}), path)
@@ -496,6 +512,10 @@ def _complete(count: int, pages: int) -> bool:
 def _item_id(item: Mapping[str, Any]) -> str | None:
     value = item.get("id") or item.get("_id")
     return value if isinstance(value, str) and value else None
+
+
+def _ids(items: list[dict[str, Any]]) -> set[str | None]:
+    return {_item_id(i) for i in items}
 
 
 def _dedupe(items: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:

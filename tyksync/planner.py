@@ -162,9 +162,10 @@ def _reconcile(
 
     ordered = sorted(lives, key=_keep_order(d))
     keep = ordered[0]
-    # A duplicate is deleted only where this file may delete: it carries this owner's mark,
-    # or the file prunes every request of its developers. Others are pointed out, untouched.
-    duplicates = [r for r in ordered[1:] if r.owner == d.owner or prune == "developers"]
+    # Duplicates are deleted (SPEC section 4), except that a file with prune: none deletes
+    # only duplicates carrying its own owner's mark (tyksync's own leftovers); others are
+    # pointed out and left alone.
+    duplicates = [r for r in ordered[1:] if prune != "none" or r.owner == d.owner]
     untouchable = [r for r in ordered[1:] if r not in duplicates]
     actions = [
         Action(
