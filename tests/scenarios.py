@@ -65,17 +65,9 @@ Identity = tuple[str, frozenset[str]]  # (developer id, policy `_id`s)
 
 # Open bugs in tyksync that these scenarios run into, each pinned by a strict xfail test in
 # test_fault_scenarios.py. A violation with exactly such a bug's signature is counted under
-# its name (and printed by scripts/fault_scenarios.py) instead of failing the scenario, so
-# that CI stays green while the deep run still measures how often it happens. Delete an
-# entry, and its classification below, once the bug is fixed.
-KNOWN_BUGS = {
-    "interrupted-replace": "tyksync/planner.py:167 leaves an unowned request whose replace "
-    "was interrupted (see test_a_replace_interrupted_before_its_delete_is_finished_by_the_"
-    "next_apply)",
-    "paged-listing-race": "tyksync/client.py:234 _walk is no snapshot: racing applies both "
-    "approve when a delete shifts a request across pages (see test_racing_applies_issue_"
-    "one_key_even_when_the_listing_is_paged)",
-}
+# its name (and printed by scripts/fault_scenarios.py) instead of failing the scenario.
+# Empty now: add an entry, and its classification in run_scenario, for a new open bug.
+KNOWN_BUGS: dict[str, str] = {}
 
 
 # ---- the world ---------------------------------------------------------------------------
@@ -612,19 +604,14 @@ def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
     if result.end_state != control.end_state:
         only_faulted = result.end_state - control.end_state
         only_control = control.end_state - result.end_state
-        leftovers = not only_control and all(
-            _unowned_leftover(scenario, str(state[0])) for state in only_faulted
-        )
         result.violation(
             "end state differs from the fault-free run: only with faults "
             f"{sorted(only_faulted.elements())}, only without {sorted(only_control.elements())}",
-            known="interrupted-replace" if leftovers else None,
         )
     if result.new_keys != control.new_keys:
         result.violation(
             f"keys issued differ from the fault-free run: {dict(result.new_keys)} with faults, "
             f"{dict(control.new_keys)} without",
-            known=_paged_race(scenario),
         )
     result.wall += control.wall
     result.problems = [f"[{scenario.describe()}] {p}" for p in result.problems]
@@ -802,27 +789,6 @@ def _prunable(scenario: Scenario, record: Mapping[str, Any]) -> bool:
     return False
 
 
-def _unowned_leftover(scenario: Scenario, request_id: str) -> bool:
-    """A request there before, for a declared identity, without the declaring owner's mark,
-    in a file that does not prune its developers: what "interrupted-replace" leaves."""
-    spec = next((r for r in scenario.live if r["id"] == request_id), None)
-    if spec is None or not spec.get("policies"):
-        return False
-    identity = (spec["developer_id"], frozenset(map(scenario.policy_db_id, spec["policies"])))
-    found = scenario.declared().get(identity)
-    if found is None:
-        return False
-    m, _ = found
-    return spec["fields"].get(OWNER_FIELD) != m.owner and m.prune_mode != "developers"
-
-
-def _paged_race(scenario: Scenario) -> str | None:
-    """Racing applies against a Dashboard that pages its listings: "paged-listing-race"."""
-    return (
-        "paged-listing-race" if scenario.concurrent and scenario.profile.name == "paging" else None
-    )
-
-
 def _keep_rank(r: Mapping[str, Any], owner: str) -> tuple[bool, bool]:
     """SPEC's first two keep criteria: approved, then carrying the declaring owner."""
     return (not r["approved"], r["fields"].get(OWNER_FIELD) != owner)
@@ -849,10 +815,10 @@ def check_outcome(
             by_identity.setdefault(identity, []).append(r)
 
     # Per declared identity: one request kept, in the declared state. SPEC section 4 lets
-    # tyksync delete a duplicate it does not own ("may"), so other requests for the
-    # identity may remain only if they were there before, do not carry the declaring
-    # file's owner mark, and that file does not prune its developers. Any other extra is a
-    # duplicate. (Whether the tolerated ones go is then pinned by the control run.)
+    # tyksync delete a duplicate it does not own ("may"); tyksync does, except under
+    # `prune: none`, which touches nothing unowned. So other requests for the identity may
+    # remain only if they were there before, do not carry the declaring file's owner mark,
+    # and that file says `prune: none`. Any other extra is a duplicate.
     for identity, (m, d) in declared.items():
         lives = by_identity.get(identity, [])
         name = _name(scenario, identity)
@@ -860,13 +826,7 @@ def check_outcome(
             result.missing += 1
             problems.append(f"no live request for declared {name}")
             continue
-        tolerated = [
-            r
-            for r in lives
-            if r["id"] in before
-            and r["fields"].get(OWNER_FIELD) != m.owner
-            and m.prune_mode != "developers"
-        ]
+        tolerated: list[Record] = []  # duplicates are deleted whatever the prune mode
         touchable = len(lives) - len(tolerated)
         if touchable > 1:
             result.duplicates += touchable - 1
@@ -924,24 +884,18 @@ def check_outcome(
         if key not in keys_before
     )
     result.keys_issued = sum(issued.values())
-    race = _paged_race(scenario)
     for identity, count in issued.items():
         bound = 1 if identity in intents else 0
         if count > bound:
-            result.violation(
-                f"{count} keys issued for {_name(scenario, identity)} (bound {bound})", known=race
-            )
+            problems.append(f"{count} keys issued for {_name(scenario, identity)} (bound {bound})")
     for identity in intents - pre_approved:
         if issued[identity] != 1:
-            result.violation(
+            problems.append(
                 f"{issued[identity]} keys issued for {_name(scenario, identity)}, "
-                "declared approved with no approved request before: expected exactly 1",
-                known=race if issued[identity] > 1 else None,
+                "declared approved with no approved request before: expected exactly 1"
             )
     if result.keys_issued > result.approve_intents:
-        result.violation(
-            f"{result.keys_issued} keys for {result.approve_intents} approve-intents", known=race
-        )
+        problems.append(f"{result.keys_issued} keys for {result.approve_intents} approve-intents")
     result.new_keys = issued
     result.end_state = Counter(
         (

@@ -168,9 +168,10 @@ def test_the_oracle_fails_on_a_duplicate_and_on_a_protected_delete(tmp_path: Pat
 
 
 # ---- bugs found by these scenarios -----------------------------------------------------------
-# The first two failed at commit 3cfa124 and pass with the fixes made since; they stay as
-# regression tests. The third is open (xfail, strict: it turns red once fixed, to be
-# promoted to a plain test).
+# Regression tests for bugs these scenarios found: the legacy one failed at 3cfa124 (fixed in
+# 8ffca4f), the reissue one at 3cfa124 (fixed in 71e429e), the paged race at 8ffca4f (fixed
+# in 328169b). The interrupted replace under `prune: none` is open: xfail, strict, so it
+# turns red once fixed, to be promoted to a plain test (and dropped from sc.KNOWN_BUGS).
 
 
 def _manifest(folder: Path, body: str) -> Path:
@@ -254,17 +255,14 @@ def test_reissue_after_a_failed_delete_issues_one_new_key(tmp_path: Path) -> Non
         assert survivors == [new_id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tyksync/planner.py:167 (working tree after 3cfa124): a duplicate without this "
-    "owner's mark is now left alone, so when a replace of an unowned pending request "
-    "created the new one but failed to delete the old, no later apply deletes it (a "
-    "warning only): the end state depends on the fault, unlike a fault-free apply.",
-)
 def test_a_replace_interrupted_before_its_delete_is_finished_by_the_next_apply(
     tmp_path: Path,
 ) -> None:
-    folder = _manifest(tmp_path / "m", NEW_FIELDS)
+    # Even under prune: none: the old request left behind is a duplicate of a declared
+    # identity, and duplicates are reduced to one whatever the prune mode.
+    folder = _manifest(
+        tmp_path / "m", NEW_FIELDS.replace("owner: team\n", "owner: team\nprune: none\n")
+    )
     ends = []
     for fault in (Faults(), Faults(error_rates={"DELETE": 1.0})):
         with Sandbox(sc.SECRET) as sandbox:
@@ -338,12 +336,8 @@ def test_racing_applies_issue_one_key(tmp_path: Path) -> None:
     assert _paged_race(tmp_path, delete_between_pages=False) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG tyksync/client.py:234 (_walk): a paged listing is no snapshot. A delete "
-    "between two page reads shifts a request from page two to page one, the walk misses it "
-    "(the count still fits `Pages`), and the applier's concurrent-apply check "
-    "(applier.py:159) sees no earlier rival: both applies approve, two keys for one identity.",
-)
 def test_racing_applies_issue_one_key_even_when_the_listing_is_paged(tmp_path: Path) -> None:
+    """At 8ffca4f a page-by-page listing was no snapshot: a delete between two page reads
+    shifted a request onto a page already read, the walk missed it (the count still fit
+    `Pages`), and the concurrent-apply check saw no earlier rival: two keys."""
     assert _paged_race(tmp_path, delete_between_pages=True) == 1

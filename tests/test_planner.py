@@ -161,17 +161,15 @@ def test_several_live_keep_approved_first_rest_duplicates() -> None:
     assert not any(a.action == "approve" for a in plan.actions)
 
 
-def test_prune_none_deletes_only_its_own_duplicates() -> None:
+def test_duplicates_are_deleted_whatever_the_prune_mode() -> None:
     live = [
         live_req("1", approved=True, date="2026-01-01T00:00:00Z"),
-        live_req("2", date="2026-01-02T00:00:00Z"),
-        live_req("3", owner=None, date="2026-01-03T00:00:00Z"),
+        live_req("2", owner=None, date="2026-01-02T00:00:00Z"),
+        live_req("3", owner="other-team", date="2026-01-03T00:00:00Z"),
     ]
-    plan = run([want()], live, prune="none")
-    assert kinds(plan) == [("delete", "c" * 23 + "2")]
-    assert len(plan.warnings) == 1
-    assert plan.warnings[0].request_id == "c" * 23 + "3"
-    assert "left alone" in plan.warnings[0].message
+    for prune in ("owned", "developers", "none"):
+        plan = run([want()], live, prune=prune)
+        assert sorted(r for _, r in kinds(plan)) == ["c" * 23 + "2", "c" * 23 + "3"]
 
 
 def test_prune_developers_deletes_unowned_duplicates_too() -> None:

@@ -15,10 +15,8 @@ and at the moments that matter:
   only for declared `approved: true` identities, at most one each;
 - converging (faults off, at most MAX_APPLIES applies) ends with one live request per
   declared identity, approved where declared so, with the declared fields unless it is an
-  approved one that only --reissue would replace. Extra requests for the identity remain
-  only where SPEC section 4 leaves deleting them to tyksync ("may"): made out of band,
-  without the declaring file's owner mark, in a file that does not prune its developers.
-  Anything tyksync made, or carrying that owner's mark, is exactly one.
+  approved one that only --reissue would replace. Duplicates are reduced to one whatever
+  the prune mode (the prune mode governs undeclared requests only).
 """
 
 from __future__ import annotations
@@ -495,19 +493,10 @@ class TyksyncMachine(RuleBasedStateMachine):
         by_identity: dict[Identity | None, list[Record]] = {}
         for r in self.sandbox.store.requests():
             by_identity.setdefault(_identity(r), []).append(r)
-        for identity, (model, decl) in self.declared().items():
+        for identity, (_model, decl) in self.declared().items():
             lives = by_identity.get(identity, [])
             assert lives, f"no live request for declared {identity}"
-            # One request per identity, except duplicates SPEC lets tyksync keep: made out
-            # of band, without the declaring owner's mark, the file not pruning developers.
-            touchable = [
-                r
-                for r in lives
-                if r["id"] not in self.out_of_band
-                or r["fields"].get(OWNER_FIELD) == model.owner
-                or model.prune == "developers"
-            ]
-            assert len(touchable) <= 1, f"duplicates for declared {identity}: {lives}"
+            assert len(lives) == 1, f"duplicates for declared {identity}: {lives}"
             assert any(
                 (r["approved"] or not decl.approved)
                 and (r["approved"] or _user_fields(r) == decl.fields)

@@ -172,7 +172,9 @@ class Applier:
         # Requests the plan already deals with are no rivals, unless they were approved
         # since it was made: then another apply got there first.
         pending_then = {a.request_id for a in plan.actions if a.request_id and not a.approved}
-        known = {a.request_id for a in plan.actions if a.request_id}
+        known = {a.request_id for a in plan.actions if a.request_id} | {
+            w.request_id for w in plan.warnings if w.request_id
+        }
         self._approved_since_plan = {r.id for r in live if r.approved and r.id in pending_then}
         by_identity: dict[tuple[str, frozenset[str]], list[KeyRequest]] = {}
         for r in live:

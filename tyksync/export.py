@@ -96,8 +96,8 @@ def export_manifest(
     header = f"# Exported by tyksync {__version__}: {len(chosen)} request(s).\n"
     if prune == "none":
         header += (
-            "# prune: none: applying this file deletes no undeclared request. Review before\n"
-            "# changing it.\n"
+            "# prune: none: applying this file deletes no undeclared request (duplicates of a\n"
+            "# declared one are still reduced to one). Review before changing it.\n"
         )
     body = dump_manifest(doc)
     return header + body, notes

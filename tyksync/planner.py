@@ -48,11 +48,10 @@ def make_plan(
     actions: list[Action] = []
     warnings: list[PlanWarning] = []
     matched: set[str] = set()
-    prune_of = {s.path: s.prune for s in desired.scopes}
     for d in sorted(desired.requests, key=lambda d: (d.file, d.line)):
         lives = by_identity.get(d.identity, [])
         matched.update(r.id for r in lives)
-        a, w = _reconcile(d, lives, reissue, prune_of.get(d.file, "owned"))
+        a, w = _reconcile(d, lives, reissue)
         actions.extend(a)
         warnings.extend(w)
 
@@ -137,7 +136,7 @@ def _keep_order(
 
 
 def _reconcile(
-    d: DesiredRequest, lives: list[KeyRequest], reissue: bool, prune: str
+    d: DesiredRequest, lives: list[KeyRequest], reissue: bool
 ) -> tuple[list[Action], list[PlanWarning]]:
     dev = DevRef(d.developer.id, d.developer.email)
     pols = tuple(_ref(p) for p in d.policies)
@@ -162,11 +161,9 @@ def _reconcile(
 
     ordered = sorted(lives, key=_keep_order(d))
     keep = ordered[0]
-    # Duplicates are deleted (SPEC section 4), except that a file with prune: none deletes
-    # only duplicates carrying its own owner's mark (tyksync's own leftovers); others are
-    # pointed out and left alone.
-    duplicates = [r for r in ordered[1:] if prune != "none" or r.owner == d.owner]
-    untouchable = [r for r in ordered[1:] if r not in duplicates]
+    # Duplicates are deleted whatever the prune mode (SPEC section 4): they are requests for
+    # a declared identity, not undeclared ones. The prune mode governs the undeclared.
+    duplicates = ordered[1:]
     actions = [
         Action(
             action="delete",
@@ -181,16 +178,7 @@ def _reconcile(
         )
         for r in duplicates
     ]
-    warnings = [
-        PlanWarning(
-            dev,
-            pols,
-            f"duplicate of {keep.id}, left alone: it does not carry this owner's mark "
-            f"({d.owner}) and the file has prune: {prune}",
-            r.id,
-        )
-        for r in untouchable
-    ]
+    warnings: list[PlanWarning] = []
 
     def warn(message: str) -> None:
         warnings.append(PlanWarning(dev, pols, message, keep.id))
