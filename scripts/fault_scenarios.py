@@ -88,7 +88,7 @@ def _print(summary: scenarios.Summary, args: argparse.Namespace, wall: float) ->
     print(f"failed plan reads:        {summary.failed_plan_reads} (after the client's retries)")
     print(f"duplicates found:         {summary.duplicates}")
     print(f"declared but missing:     {summary.missing}")
-    print(f"unowned duplicates kept:  {summary.tolerated} (prune: none touches no unowned one)")
+    print(f"unowned duplicates kept:  {summary.tolerated}")
     print(f"creates committed:        {summary.creates_committed}")
     print(f"  one intent twice:       {summary.creates_committed_twice}")
     print("applies to converge:")
