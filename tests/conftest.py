@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+from clitools import CliResult, Tyk
 
+from tyksync.cli import run
 from tyksync.sandbox import DIALECTS, Sandbox
 
 SANDBOX_SECRET = "test-secret-canary-1234"
@@ -65,3 +68,18 @@ def portal(dialect_sandbox: Sandbox) -> Iterator[Portal]:
     client = Portal(dialect_sandbox)
     yield client
     client.close()
+
+
+@pytest.fixture
+def tyk(capsys: pytest.CaptureFixture[str]) -> Tyk:
+    """`tyksync ARGS...` in-process (`tyksync.cli.run`), its output captured."""
+
+    def invoke(*argv: str) -> CliResult:
+        capsys.readouterr()
+        started = time.perf_counter()
+        code = run(list(argv))
+        seconds = time.perf_counter() - started
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err, seconds)
+
+    return invoke

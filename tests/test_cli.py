@@ -6,31 +6,16 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clitools import Tyk
 
-from tyksync.cli import run
 from tyksync.sandbox import Faults, Sandbox
 
 SECRET = "cli-secret-CANARY-51d0e"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def all(self) -> str:
-        return self.out + self.err
-
-
-Tyk = Callable[..., Result]
 
 
 @pytest.fixture
@@ -44,17 +29,6 @@ def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
         monkeypatch.setenv("TYK_DASHBOARD_URL", sb.url)
         monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET)
         yield sb
-
-
-@pytest.fixture
-def tyk(capsys: pytest.CaptureFixture[str]) -> Tyk:
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        code = run(list(args))
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
 
 
 def keys_of(sb: Sandbox) -> list[str]:

@@ -17,14 +17,12 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clitools import Tyk
 
-from tyksync.cli import run
 from tyksync.errors import ManifestError
 from tyksync.manifest import load_manifests
 from tyksync.manifest.yamlload import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
@@ -54,17 +52,6 @@ NEEDLES = (CANARY, "HOSTILE-CANARY", NUMBER, OCTAL[1:], "1234567890123")
 HEAD = re.compile(r"Error: \d+ problems? in the manifests:")
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-    seconds: float
-
-
-Tyk = Callable[..., Result]
-
-
 @pytest.fixture
 def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
     monkeypatch.chdir(tmp_path)
@@ -73,19 +60,6 @@ def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
         monkeypatch.setenv("TYK_DASHBOARD_URL", sb.url)
         monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET)
         yield sb
-
-
-@pytest.fixture
-def tyk(capsys: pytest.CaptureFixture[str]) -> Tyk:
-    def invoke(*argv: str) -> Result:
-        capsys.readouterr()
-        started = time.perf_counter()
-        code = run(list(argv))
-        seconds = time.perf_counter() - started
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err, seconds)
-
-    return invoke
 
 
 def loader_problems(path: Path) -> list[str]:
