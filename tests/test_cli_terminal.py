@@ -84,3 +84,33 @@ def test_apply_asks_and_anything_else_cancels(dash: Sandbox, tmp_path: Path) -> 
     assert code == 3
     assert "cancelled" in screen
     assert dash.mutating_calls() == 0
+
+
+def test_ctrl_c_during_apply_points_at_the_journal(dash: Sandbox, tmp_path: Path) -> None:
+    import json
+    import signal
+
+    from tyksync.sandbox import Faults
+
+    dash.faults = Faults(slow={"POST": 0.5, "PUT": 0.5, "DELETE": 0.5})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tyksync", "apply", "manifests", "--auto-approve"],
+        cwd=tmp_path,
+        env={**os.environ, "TYK_DASHBOARD_URL": dash.url, "TYK_DASHBOARD_SECRET": SECRET},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    journal = tmp_path / ".tyksync" / "journal.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+        journal.exists() and "create.sent" in journal.read_text()
+    ):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "interrupted" in err and "journal" in err
+    assert "Traceback" not in err
+    events = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
+    assert events[-1] == "apply.interrupted"

@@ -338,9 +338,16 @@ def apply(
             the_journal.write(
                 "apply.start", None, dashboard=conn.label, actions=len(the_plan.actions)
             )
-            result = Applier(
-                conn.client, key_sink=sink, journal=the_journal, parallelism=parallelism
-            ).apply(the_plan)
+            try:
+                result = Applier(
+                    conn.client, key_sink=sink, journal=the_journal, parallelism=parallelism
+                ).apply(the_plan)
+            except KeyboardInterrupt:
+                the_journal.write("apply.interrupted", None)
+                raise TyksyncError(
+                    f"interrupted: what was sent is in the journal ({journal}); "
+                    "run apply again to finish, it converges"
+                ) from None
             the_journal.write("apply.end", None, ok=result.ok)
         finally:
             the_journal.close()
