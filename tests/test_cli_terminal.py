@@ -108,7 +108,7 @@ def test_ctrl_c_during_apply_points_at_the_journal(dash: Sandbox, tmp_path: Path
     ):
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert "interrupted" in err and "journal" in err
     assert "Traceback" not in err
