@@ -539,3 +539,17 @@ def test_redirects_are_not_followed(dash: Sandbox, tyk: Tyk) -> None:
     assert r.code == 1
     assert "redirected" in r.err and dash.url in r.err
     assert dash.counts() == {}
+
+
+def test_validate_online_refuses_multi_policy_on_a_legacy_dashboard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tyk: Tyk
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with Sandbox(SECRET, dialect="legacy", seed="demo") as sb:
+        monkeypatch.setenv("TYK_DASHBOARD_URL", sb.url)
+        monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET)
+        shutil.copytree(EXAMPLES, tmp_path / "manifests")
+        r = tyk("validate", "manifests", "--online")
+        assert r.code == 1
+        assert "payments.yaml:14:" in r.err and "one policy per request" in r.err
+        assert sb.mutating_calls() == 0

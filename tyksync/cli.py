@@ -28,7 +28,7 @@ from tyksync.journal import Journal
 from tyksync.keysink import KeySink
 from tyksync.manifest import Manifests, load_manifests, manifest_json_schema, resolve
 from tyksync.plan import Plan, check_not_stale, digest
-from tyksync.planner import make_plan
+from tyksync.planner import check_dialect, make_plan
 from tyksync.render import Format, render, render_text, use_color
 
 log = logging.getLogger("tyksync")
@@ -169,7 +169,7 @@ def validate(paths: tuple[Path, ...], online: bool, **kwargs: Any) -> int:
     if online:
         with connect(settings, os.environ) as conn:
             live = conn.client.read_live()
-        resolve(manifests, live)
+        check_dialect(resolve(manifests, live), live)
     where = "resolved against the Dashboard" if online else "offline check"
     click.echo(
         f"{len(manifests.files)} file(s), {count} request(s): valid ({where}).",

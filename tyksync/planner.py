@@ -37,7 +37,7 @@ def make_plan(
     dashboard: str = "",
     reissue: bool = False,
 ) -> Plan:
-    _check_dialect(desired, live)
+    check_dialect(desired, live)
     policies = live.policy_index()
     developers = {d.id: d for d in live.developers}
     by_identity: dict[Identity, list[KeyRequest]] = defaultdict(list)
@@ -98,7 +98,7 @@ def make_plan(
     )
 
 
-def _check_dialect(desired: Desired, live: LiveState) -> None:
+def check_dialect(desired: Desired, live: LiveState) -> None:
     if not live.legacy:
         return
     problems = [
