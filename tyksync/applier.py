@@ -102,12 +102,12 @@ class Applier:
 
     def apply(self, plan: Plan) -> ApplyResult:
         result = ApplyResult()
-        self._approved_since_plan: set[str] = set()
         # A replace is a create here and a delete in the last phase; keyed by identity of
         # the action object so that two equal actions never share an outcome.
         replaced: dict[int, Outcome] = {}
         created = self._run(self._create, [a for a in plan.actions if a.creates])
-        for outcome in self._approve_created(plan, created):
+        finished, approved_since_plan = self._approve_created(plan, created)
+        for outcome in finished:
             if outcome.action.action == "replace":
                 replaced[id(outcome.action)] = outcome
             else:
@@ -118,7 +118,7 @@ class Applier:
 
         deletes: list[Action] = []
         for a in plan.actions:
-            if a.action == "delete" and a.request_id in self._approved_since_plan:
+            if a.action == "delete" and a.request_id in approved_since_plan:
                 # A duplicate the plan saw pending now holds a key: someone else chose it.
                 result.outcomes.append(
                     self._record(
@@ -144,8 +144,11 @@ class Applier:
             result.outcomes.append(outcome)
         return result
 
-    def _approve_created(self, plan: Plan, created: list[Outcome]) -> list[Outcome]:
+    def _approve_created(
+        self, plan: Plan, created: list[Outcome]
+    ) -> tuple[list[Outcome], set[str]]:
         """Approve what the create phase made, unless a concurrent apply got there first.
+        Also returns the requests the plan saw pending that were approved since.
 
         Two applies of the same manifests can both create a request for one identity. Each
         reads live state once, after its own creates: the earliest request of an identity
@@ -154,11 +157,11 @@ class Applier:
         """
         made = {id(o) for o in created if o.status == "done" and o.new_request_id}
         if not made:
-            return created
+            return created, set()
         try:
             live = self.client.list_requests()
         except TyksyncError as e:
-            return [
+            failed = [
                 _with(
                     o,
                     status="failed",
@@ -169,16 +172,17 @@ class Applier:
                 else o
                 for o in created
             ]
+            return failed, set()
         # Requests the plan already deals with are no rivals, unless they were approved
         # since it was made: then another apply got there first.
         pending_then = {a.request_id for a in plan.actions if a.request_id and not a.approved}
         known = {a.request_id for a in plan.actions if a.request_id} | {
             w.request_id for w in plan.warnings if w.request_id
         }
-        self._approved_since_plan = {r.id for r in live if r.approved and r.id in pending_then}
+        approved_since = {r.id for r in live if r.approved and r.id in pending_then}
         by_identity: dict[tuple[str, frozenset[str]], list[KeyRequest]] = {}
         for r in live:
-            if r.id not in known or r.id in self._approved_since_plan:
+            if r.id not in known or r.id in approved_since:
                 by_identity.setdefault((r.developer_id, frozenset(r.policies)), []).append(r)
         by_id = {r.id: r for r in live}
 
@@ -187,7 +191,7 @@ class Applier:
                 return outcome
             return self._finish_create(outcome, by_identity, by_id)
 
-        return self._run_outcomes(finish, created)
+        return self._run_outcomes(finish, created), approved_since
 
     def _finish_create(
         self,
@@ -477,7 +481,7 @@ def _merge_replace(create: Outcome, delete: Outcome) -> Outcome:
 def check_safety(plan: Plan, *, force: bool, max_deletes: int | None) -> None:
     """Refuse a plan that deletes too much (exit 3). --force lifts the 30% rule; an
     explicit --max-deletes is a hard cap that --force does not lift."""
-    deletes = plan.deletes
+    deletes = plan.count("delete")  # a replace's delete is no loss: it has a successor
     if max_deletes is not None and deletes > max_deletes:
         raise Refused(
             f"the plan deletes {deletes} requests, more than --max-deletes {max_deletes}; "

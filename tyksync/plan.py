@@ -191,11 +191,6 @@ class Plan:
     def count(self, kind: str) -> int:
         return sum(1 for a in self.actions if a.action == kind)
 
-    @property
-    def deletes(self) -> int:
-        """Requests this plan deletes outright (a replace's delete is not a loss)."""
-        return self.count("delete")
-
     def summary(self) -> dict[str, int]:
         counts = {kind: self.count(kind) for kind in KINDS}
         counts["warnings"] = len(self.warnings)

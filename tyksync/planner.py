@@ -42,7 +42,7 @@ def make_plan(
     developers = {d.id: d for d in live.developers}
     by_identity: dict[Identity, list[KeyRequest]] = defaultdict(list)
     for r in live.requests:
-        if r.policies:
+        if not r.is_legacy:
             by_identity[_identity(r, policies)].append(r)
 
     actions: list[Action] = []
@@ -226,7 +226,7 @@ def _prune_reason(r: KeyRequest, scopes: Iterable[FileScope]) -> str | None:
     for s in scopes:
         if s.prune == "developers" and r.developer_id in s.developer_ids:
             return f"not declared; its developer is listed in {s.path} (prune: developers)"
-        if s.prune == "owned" and r.policies and r.owner == s.owner:
+        if s.prune == "owned" and not r.is_legacy and r.owner == s.owner:
             return f"not declared; owned by {s.owner} (prune: owned in {s.path})"
     return None
 
