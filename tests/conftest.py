@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import requests
-from clitools import CliResult, Tyk
+from support import CliResult, Tyk
 
 from tyksync.cli import run
 from tyksync.sandbox import DIALECTS, Sandbox

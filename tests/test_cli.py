@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Tyk
+from support import Tyk
 
 from tyksync.sandbox import Faults, Sandbox
 

@@ -21,37 +21,20 @@ them) and each property a crash must keep is asserted on every trial:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from support import load_script
 
 from tyksync.cli import run
 from tyksync.sandbox import Faults, Sandbox
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _script(name: str) -> ModuleType:
-    """Import scripts/NAME.py (not a package) once, under its own name."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before exec: its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-crash: Any = _script("crash_trials")
+crash: Any = load_script("crash_trials")
 
 SEED = 20240611
 CHUNKS = 10

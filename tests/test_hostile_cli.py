@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from clitools import Tyk
+from support import Tyk
 
 from tyksync.errors import ManifestError
 from tyksync.manifest import load_manifests

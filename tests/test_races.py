@@ -15,18 +15,16 @@ in its scope, and apply it after a change out of its scope.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from support import load_script
 
 from tyksync.applier import Applier
 from tyksync.cli import run
@@ -37,23 +35,8 @@ from tyksync.plan import Plan, digest
 from tyksync.planner import make_plan
 from tyksync.sandbox import Faults, Sandbox
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _script(name: str) -> ModuleType:
-    """Import scripts/NAME.py (not a package) once, under its own name."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before exec: its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-_script("crash_trials")  # race_trials imports it by name
-race: Any = _script("race_trials")
+load_script("crash_trials")  # race_trials imports it by name
+race: Any = load_script("race_trials")
 SECRET: str = race.SECRET
 
 SEED = 20240612
