@@ -436,7 +436,6 @@ def test_sandbox_flag_wins_over_a_dashboard_in_the_environment(dash: Sandbox, ty
     assert r.code == 0, r.err
     assert "sandbox:s.json" in r.out
     assert dash.counts() == {}
-    assert Path(".tyksync").exists() is False or Path(".tyksync/.gitignore").is_file()
     r = tyk("plan", "manifests", "--sandbox", "--dashboard", dash.url)
     assert r.code == 1 and "choose one" in r.err
 
