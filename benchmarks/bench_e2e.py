@@ -18,9 +18,8 @@ from tempfile import TemporaryDirectory
 
 from tyksync.applier import Applier
 from tyksync.client import DashboardClient
-from tyksync.manifest import load_manifests, resolve
-from tyksync.plan import digest
-from tyksync.planner import make_plan
+from tyksync.manifest import load_manifests
+from tyksync.pipeline import plan_for, plan_live
 from tyksync.sandbox import Faults, Sandbox
 
 SECRET = "bench-secret"
@@ -82,8 +81,7 @@ def main() -> None:
         manifests = load_manifests([Path(tmp)])
         load_s = time.perf_counter() - started
         started = time.perf_counter()
-        desired = resolve(manifests, live)
-        plan = make_plan(desired, live, manifest_digest=digest(manifests.to_data()))
+        plan = plan_for(manifests, live)
         plan_s = time.perf_counter() - started
         print(f"load manifests:  {n} requests in {load_s * 1000:.0f} ms")
         print(f"resolve + plan:  {plan_s * 1000:.0f} ms, {len(plan.actions)} actions")
@@ -94,8 +92,7 @@ def main() -> None:
             write_manifest(Path(tmp), emails, args.creates)
             client = DashboardClient(sb.url, SECRET)
             manifests = load_manifests([Path(tmp)])
-            live = client.read_live()
-            plan = make_plan(resolve(manifests, live), live, manifest_digest="0" * 64)
+            plan = plan_live(client, manifests)
             sb.faults = Faults(latency=0.002)
             started = time.perf_counter()
             result = Applier(client, parallelism=parallelism).apply(plan)

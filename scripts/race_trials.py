@@ -44,13 +44,13 @@ from crash_trials import (
     read_journal,
 )
 
-from tyksync.applier import Applier, ApplyResult, check_safety
+from tyksync.applier import Applier, ApplyResult
 from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.errors import Refused
 from tyksync.journal import Journal
-from tyksync.manifest import load_manifests, resolve
-from tyksync.plan import digest
-from tyksync.planner import make_plan
+from tyksync.manifest import load_manifests
+from tyksync.pipeline import plan_live
+from tyksync.plan import check_safety
 from tyksync.sandbox import Faults, Sandbox
 
 Mode = Literal["together", "staggered", "processes"]
@@ -119,10 +119,7 @@ def _one_apply(
         client = DashboardClient(world.url, SECRET, retry=RetryPolicy(attempts=8))
         with client:
             manifests = load_manifests([world.manifests])
-            live = client.read_live()
-            plan = make_plan(
-                resolve(manifests, live), live, manifest_digest=digest(manifests.to_data())
-            )
+            plan = plan_live(client, manifests)
             side.actions = len(plan.actions)
             if start is not None:
                 # Both plans are made before either apply writes: the widest race.

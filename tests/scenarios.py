@@ -37,10 +37,10 @@ from tyksync.applier import Applier, ApplyResult
 from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.errors import ManifestError, TyksyncError
 from tyksync.journal import Journal
-from tyksync.manifest import Manifests, load_manifests, resolve
+from tyksync.manifest import Manifests, load_manifests
 from tyksync.models import OP_FIELD, OWNER_FIELD, RESERVED_PREFIX
-from tyksync.plan import Plan, digest
-from tyksync.planner import make_plan
+from tyksync.pipeline import plan_live
+from tyksync.plan import Plan
 from tyksync.render import FORMATS, render
 from tyksync.sandbox import CANARY_PREFIX, Faults, Sandbox
 from tyksync.sandbox.store import Record, request_policies
@@ -517,14 +517,7 @@ class ScenarioResult:
 def plan_once(
     client: DashboardClient, manifests: Manifests, *, reissue: bool, dashboard: str = ""
 ) -> Plan:
-    live = client.read_live()
-    return make_plan(
-        resolve(manifests, live),
-        live,
-        manifest_digest=digest(manifests.to_data()),
-        dashboard=dashboard,
-        reissue=reissue,
-    )
+    return plan_live(client, manifests, dashboard=dashboard, reissue=reissue)
 
 
 def plan_with_retries(

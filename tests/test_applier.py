@@ -15,10 +15,10 @@ from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.errors import ManifestError
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
-from tyksync.manifest import load_manifests, resolve
+from tyksync.manifest import load_manifests
 from tyksync.models import OP_FIELD, OWNER_FIELD
-from tyksync.plan import Plan, digest
-from tyksync.planner import make_plan
+from tyksync.pipeline import plan_for, plan_live
+from tyksync.plan import Plan
 from tyksync.sandbox import Faults, Sandbox
 
 SECRET = "applier-secret-CANARY-93e1"
@@ -36,9 +36,7 @@ def client(sb: Sandbox) -> DashboardClient:
 
 
 def plan_examples(c: DashboardClient) -> Plan:
-    manifests = load_manifests([EXAMPLES])
-    live = c.read_live()
-    return make_plan(resolve(manifests, live), live, manifest_digest=digest(manifests.to_data()))
+    return plan_live(c, load_manifests([EXAMPLES]))
 
 
 def identities(sb: Sandbox) -> Counter[tuple[str, tuple[str, ...]]]:
@@ -194,9 +192,8 @@ def test_empty_legacy_dashboard_is_detected_and_multi_policy_refused(tmp_path: P
     with legacy_without_requests() as legacy:
         live = client(legacy).read_live()
         assert live.requests == () and live.legacy  # told by the developer listing
-        desired = resolve(load_manifests([tmp_path]), live)
         with pytest.raises(ManifestError, match="one policy per request"):
-            make_plan(desired, live, manifest_digest="0" * 64)
+            plan_for(load_manifests([tmp_path]), live)
         assert legacy.mutating_calls() == 0
 
 
@@ -207,8 +204,7 @@ def test_request_stored_with_fewer_policies_is_deleted_not_approved(tmp_path: Pa
     with legacy_without_requests() as legacy:
         c = client(legacy)
         live = dataclasses.replace(c.read_live(), legacy=False)
-        desired = resolve(load_manifests([tmp_path]), live)
-        plan = make_plan(desired, live, manifest_digest="0" * 64)
+        plan = plan_for(load_manifests([tmp_path]), live)
         result = Applier(c).apply(plan)
         assert not result.ok
         assert "kept 1 of the 2 policies" in result.outcomes[0].detail

@@ -65,7 +65,7 @@ def test_read_live_parses_both_dialects(sandbox: Sandbox) -> None:
     assert bob.owner == "payments-team"
     assert bob.user_fields == {"ticket": "OPS-7"}
     legacy = requests["64c000000000000000000c06"]
-    assert legacy.policies == () and legacy.for_api and legacy.is_legacy
+    assert legacy.policies == () and legacy.for_api and legacy.is_v1
 
 
 def test_sensitive_embedded_members_are_dropped(sandbox: Sandbox) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from tyksync.errors import ManifestError, Problem
-from tyksync.manifest import Desired, FileScope, Manifests, load_manifests, resolve
-from tyksync.models import Developer, LiveState, Policy
+from tyksync.manifest import Manifests, load_manifests, resolve
+from tyksync.models import Desired, Developer, FileScope, LiveState, Policy
 
 ALICE = Developer("64b0000000000000000000a1", "alice@example.com", "org")
 BOB = Developer("64b0000000000000000000b2", "Bob@Example.com", "org")
@@ -182,3 +183,26 @@ def test_same_policies_for_different_developers_is_fine(tmp_path: Path) -> None:
         manifest("  alice@example.com:\n    - plan: Gold\n  bob@example.com:\n    - plan: Gold\n"),
     )
     assert len(resolve(loaded, LIVE).requests) == 2
+
+
+def test_multi_policy_request_against_legacy_dashboard_is_an_error(tmp_path: Path) -> None:
+    loaded = manifests(
+        tmp_path,
+        manifest(
+            "  alice@example.com:\n"  # 5
+            "    - plan: Gold\n"  # 6: one policy: fine on any Dashboard
+            "    - plans: [Gold, Reports]\n"  # 7
+        ),
+    )
+    legacy = dataclasses.replace(LIVE, legacy=True)
+    (problem,) = resolve_problems(loaded, legacy)
+    assert (problem.file, problem.line) == (str(tmp_path / "m0.yaml"), 7)
+    assert "for_plan" in problem.message and "one request per plan" in problem.message
+    assert (
+        len(
+            resolve(
+                manifests(tmp_path, manifest("  alice@example.com:\n    - plan: Gold\n")), legacy
+            ).requests
+        )
+        == 1
+    )

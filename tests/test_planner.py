@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tyksync.errors import ManifestError
-from tyksync.manifest.resolve import Desired, DesiredRequest, FileScope
-from tyksync.models import Developer, KeyRequest, LiveState, Policy
+from tyksync.models import (
+    Desired,
+    DesiredRequest,
+    Developer,
+    FileScope,
+    KeyRequest,
+    LiveState,
+    Policy,
+    Prune,
+)
 from tyksync.planner import make_plan
 
 ALICE = Developer("64a000000000000000000a01", "alice@example.com")
@@ -58,7 +63,7 @@ def live_req(
     )
 
 
-def scope(prune: str = "owned", developers: tuple[Developer, ...] = (ALICE,)) -> FileScope:
+def scope(prune: Prune = "owned", developers: tuple[Developer, ...] = (ALICE,)) -> FileScope:
     return FileScope(
         path="m.yaml", owner=OWNER, prune=prune, developer_ids=frozenset(d.id for d in developers)
     )
@@ -68,7 +73,7 @@ def run(
     wanted: list[DesiredRequest],
     live: list[KeyRequest],
     *,
-    prune: str = "owned",
+    prune: Prune = "owned",
     reissue: bool = False,
     legacy: bool = False,
     developers: tuple[Developer, ...] = (ALICE,),
@@ -76,8 +81,10 @@ def run(
     state = LiveState(
         developers=(ALICE, BOB), policies=(GOLD, SILVER), requests=tuple(live), legacy=legacy
     )
-    desired = Desired(requests=tuple(wanted), scopes=(scope(prune, developers),))
-    return make_plan(desired, state, manifest_digest="m" * 64, dashboard="test", reissue=reissue)
+    desired = Desired(
+        requests=tuple(wanted), scopes=(scope(prune, developers),), manifest_digest="m" * 64
+    )
+    return make_plan(desired, state, dashboard="test", reissue=reissue)
 
 
 def kinds(plan) -> list[tuple[str, str | None]]:  # type: ignore[no-untyped-def]
@@ -252,13 +259,6 @@ def test_legacy_requests_are_unmanaged_unless_prune_developers() -> None:
     assert run([], [legacy], prune="owned").actions == ()
     assert run([], [legacy], prune="owned").unmanaged == 1
     assert kinds(run([], [legacy], prune="developers")) == [("delete", "d" * 24)]
-
-
-def test_multi_policy_request_against_legacy_dashboard_is_an_error() -> None:
-    with pytest.raises(ManifestError) as e:
-        run([want(policies=(GOLD, SILVER), line=9)], [], legacy=True)
-    assert "m.yaml:9:" in str(e.value)
-    assert "for_plan" in str(e.value)
 
 
 def test_actions_are_in_stable_order_and_fingerprint_is_deterministic() -> None:

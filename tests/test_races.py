@@ -29,10 +29,10 @@ from support import load_script
 from tyksync.applier import Applier
 from tyksync.cli import run
 from tyksync.client import DashboardClient
-from tyksync.manifest import load_manifests, resolve
+from tyksync.manifest import load_manifests
 from tyksync.models import OWNER_FIELD, LiveState
-from tyksync.plan import Plan, digest
-from tyksync.planner import make_plan
+from tyksync.pipeline import plan_for
+from tyksync.plan import Plan
 from tyksync.sandbox import Faults, Sandbox
 
 load_script("crash_trials")  # race_trials imports it by name
@@ -96,8 +96,7 @@ def test_two_apply_processes_at_once(trial: int, tmp_path: Path) -> None:
 def _plan(client: DashboardClient, manifests: Path) -> tuple[Plan, LiveState]:
     loaded = load_manifests([manifests])
     live = client.read_live()
-    plan = make_plan(resolve(loaded, live), live, manifest_digest=digest(loaded.to_data()))
-    return plan, live
+    return plan_for(loaded, live), live
 
 
 def _wait_for(probe: Callable[[], str | None], limit: float = 10.0) -> str:

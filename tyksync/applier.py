@@ -23,20 +23,22 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from tyksync.client import DashboardClient
-from tyksync.errors import AnswerLost, ApiError, Refused, TyksyncError
+from tyksync.errors import AlreadyProcessed, AnswerLost, ApiError, Interrupted, TyksyncError
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
-from tyksync.models import OP_FIELD, OWNER_FIELD, KeyRequest
+from tyksync.models import OP_FIELD, OWNER_FIELD, Identity, KeyRequest, survivor_order
 from tyksync.plan import Action, Plan
 
 log = logging.getLogger("tyksync.apply")
 
 Status = Literal["done", "failed", "skipped"]
+# What became of the key an approval issued (None: no key was issued). The journal records
+# the same words; the key itself is never recorded anywhere but the key sink.
+KeyStatus = Literal["captured", "not captured", "lost", "sink failed"]
 T = TypeVar("T")
 SETTLE_TRIES = 3
 # Seconds to wait between reads when a write timed out and may still be in flight.
 PATIENCE = (0.0, 0.5, 1.0, 2.0, 4.0)
-ALREADY_PROCESSED = "already been processed"
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,15 @@ class Outcome:
     status: Status
     detail: str
     new_request_id: str | None = None
-    key_issued: bool = False
-    key_captured: bool = False
+    key: KeyStatus | None = None
+
+    @property
+    def key_issued(self) -> bool:
+        return self.key is not None
+
+    @property
+    def key_captured(self) -> bool:
+        return self.key == "captured"
 
 
 @dataclass
@@ -72,15 +81,14 @@ class ApplyResult:
 class _Failed(Exception):
     """One action's failure, with a message for the person reading the summary."""
 
-    def __init__(self, message: str, *, key_issued: bool = False) -> None:
+    def __init__(self, message: str, *, key: KeyStatus | None = None) -> None:
         super().__init__(message)
-        self.key_issued = key_issued
+        self.key = key
 
 
 @dataclass(frozen=True)
 class _Approval:
-    issued: bool
-    captured: bool
+    key: KeyStatus | None
     note: str = ""
 
 
@@ -101,23 +109,40 @@ class Applier:
         self.parallelism = max(1, parallelism)
 
     def apply(self, plan: Plan) -> ApplyResult:
+        """Apply every action; the journal records the run's start and its end (or that it
+        was interrupted, so a person knows to look at what was sent)."""
+        self.journal.write("apply.start", None, dashboard=plan.dashboard, actions=len(plan.actions))
+        try:
+            result = self._apply(plan)
+        except KeyboardInterrupt:
+            self.journal.write("apply.interrupted", None)
+            raise Interrupted(
+                f"interrupted: what was sent is in the journal ({self.journal.path}); "
+                "run apply again to finish, it converges"
+            ) from None
+        self.journal.write("apply.end", None, ok=result.ok)
+        return result
+
+    def _apply(self, plan: Plan) -> ApplyResult:
         result = ApplyResult()
-        # A replace is a create here and a delete in the last phase; keyed by identity of
-        # the action object so that two equal actions never share an outcome.
-        replaced: dict[int, Outcome] = {}
-        created = self._run(self._create, [a for a in plan.actions if a.creates])
+        actions = plan.actions
+        # A replace is a create here and a delete in the last phase: its create's outcome is
+        # kept by the action's position in the plan until its delete is done.
+        creating = [i for i, a in enumerate(actions) if a.creates]
+        created = self._run(self._create, [actions[i] for i in creating])
         finished, approved_since_plan = self._approve_created(plan, created)
-        for outcome in finished:
+        replaced: dict[int, Outcome] = {}
+        for i, outcome in zip(creating, finished, strict=True):
             if outcome.action.action == "replace":
-                replaced[id(outcome.action)] = outcome
+                replaced[i] = outcome
             else:
                 result.outcomes.append(outcome)
 
-        approvals = [a for a in plan.actions if a.action == "approve"]
+        approvals = [a for a in actions if a.action == "approve"]
         result.outcomes.extend(self._run(self._approve_existing, approvals))
 
-        deletes: list[Action] = []
-        for a in plan.actions:
+        deleting: list[int] = []
+        for i, a in enumerate(actions):
             if a.action == "delete" and a.request_id in approved_since_plan:
                 # A duplicate the plan saw pending now holds a key: someone else chose it.
                 result.outcomes.append(
@@ -129,18 +154,19 @@ class Applier:
                     )
                 )
             elif a.action == "delete":
-                deletes.append(a)
+                deleting.append(i)
             elif a.action == "replace":
-                outcome = replaced[id(a)]
-                if outcome.status == "done":
-                    deletes.append(a)
+                if replaced[i].status == "done":
+                    deleting.append(i)
                 else:
+                    kept = replaced[i]
                     result.outcomes.append(
-                        _with(outcome, detail=f"{outcome.detail}; the old request was kept")
+                        _with(kept, detail=f"{kept.detail}; the old request was kept")
                     )
-        for outcome in self._run(self._delete, deletes):
-            if outcome.action.action == "replace":
-                outcome = _merge_replace(replaced[id(outcome.action)], outcome)
+        deleted = self._run(self._delete, [actions[i] for i in deleting])
+        for i, outcome in zip(deleting, deleted, strict=True):
+            if i in replaced:
+                outcome = _merge_replace(replaced[i], outcome)
             result.outcomes.append(outcome)
         return result
 
@@ -155,48 +181,49 @@ class Applier:
         (or an approved one) wins, and the others delete themselves rather than issue a
         second key. Everyone who looks after creating sees the earliest one, so all agree.
         """
-        made = {id(o) for o in created if o.status == "done" and o.new_request_id}
-        if not made:
+        if not any(o.status == "done" and o.new_request_id for o in created):
             return created, set()
         try:
-            live = self.client.list_requests()
+            # Policies too, not requests alone: a rival may name a policy by its explicit
+            # `id` where ours names its `_id`, and only the policies tell that they agree.
+            live = self.client.read_live()
         except TyksyncError as e:
-            failed = [
+            return [
                 _with(
                     o,
                     status="failed",
                     detail=f"{o.detail}; reading live state to check for concurrent "
                     f"duplicates failed ({e}), so it was not approved; run apply again",
                 )
-                if id(o) in made
+                if _made(o)
                 else o
                 for o in created
-            ]
-            return failed, set()
+            ], set()
+        policies = live.policy_index()
         # Requests the plan already deals with are no rivals, unless they were approved
         # since it was made: then another apply got there first.
         pending_then = {a.request_id for a in plan.actions if a.request_id and not a.approved}
         known = {a.request_id for a in plan.actions if a.request_id} | {
             w.request_id for w in plan.warnings if w.request_id
         }
-        approved_since = {r.id for r in live if r.approved and r.id in pending_then}
-        by_identity: dict[tuple[str, frozenset[str]], list[KeyRequest]] = {}
-        for r in live:
+        approved_since = {r.id for r in live.requests if r.approved and r.id in pending_then}
+        rivals: dict[Identity, list[KeyRequest]] = {}
+        for r in live.requests:
             if r.id not in known or r.id in approved_since:
-                by_identity.setdefault((r.developer_id, frozenset(r.policies)), []).append(r)
-        by_id = {r.id: r for r in live}
+                rivals.setdefault(policies.identity(r), []).append(r)
+        by_id = {r.id: r for r in live.requests}
 
         def finish(outcome: Outcome) -> Outcome:
-            if id(outcome) not in made:
+            if not _made(outcome):
                 return outcome
-            return self._finish_create(outcome, by_identity, by_id)
+            return self._finish_create(outcome, rivals, by_id)
 
-        return self._run_outcomes(finish, created), approved_since
+        return self._run(finish, created), approved_since
 
     def _finish_create(
         self,
         outcome: Outcome,
-        by_identity: dict[tuple[str, frozenset[str]], list[KeyRequest]],
+        rivals: dict[Identity, list[KeyRequest]],
         by_id: dict[str, KeyRequest],
     ) -> Outcome:
         action, new_id = outcome.action, outcome.new_request_id
@@ -215,8 +242,9 @@ class Applier:
                 f"the Dashboard kept {len(mine.policies)} of the {len(wanted)} policies of "
                 f"request {new_id} (apply_policies unsupported?); deleted it, not approved"
             )
-        rivals = by_identity.get((action.developer.id, wanted), [])
-        winner = min(rivals, key=lambda r: (not r.approved, r.date_created, r.id), default=mine)
+        winner = min(
+            rivals.get((action.developer.id, wanted), []), key=survivor_order, default=mine
+        )
         if winner.id != new_id:
             return self._yield_to(action, new_id, winner)
         if not action.approve:
@@ -229,14 +257,14 @@ class Applier:
                 "failed",
                 f"created request {new_id}, but approval failed: {e}",
                 new_id,
-                _lost_key(e),
+                e.key,
             )
         return self._record(
             action,
             "done",
             f"created and approved request {new_id}{approval.note}",
             new_id,
-            approval,
+            approval.key,
         )
 
     def _yield_to(self, action: Action, new_id: str, winner: KeyRequest) -> Outcome:
@@ -252,7 +280,9 @@ class Applier:
         if not action.approve or winner.approved or winner.user_fields != dict(action.fields):
             return self._record(action, "done", detail)
         approval = self._approve(action, winner.id)
-        return self._record(action, "done", f"{detail}; approved it{approval.note}", None, approval)
+        return self._record(
+            action, "done", f"{detail}; approved it{approval.note}", None, approval.key
+        )
 
     def _delete_quietly(self, action: Action, request_id: str) -> None:
         try:
@@ -260,36 +290,26 @@ class Applier:
         except TyksyncError as e:
             raise _Failed(f"deleting the new request {request_id} failed: {e}") from None
 
-    def _run(self, step: Callable[[Action], Outcome], actions: list[Action]) -> list[Outcome]:
-        def guarded(action: Action) -> Outcome:
+    def _run(self, step: Callable[[T], Outcome], items: list[T]) -> list[Outcome]:
+        """`step` over actions, or over the outcomes of an earlier phase, in parallel; a
+        failure becomes that item's failed outcome (after the earlier phase's detail)."""
+
+        def guarded(item: T) -> Outcome:
             try:
-                return step(action)
-            except _Failed as e:
-                return self._record(action, "failed", str(e), approval=_lost_key(e))
-            except TyksyncError as e:
-                return self._record(action, "failed", str(e))
+                return step(item)
+            except (_Failed, TyksyncError) as e:
+                if isinstance(item, Outcome):
+                    action, detail = item.action, f"{item.detail}; {e}"
+                else:
+                    assert isinstance(item, Action)
+                    action, detail = item, str(e)
+                key = e.key if isinstance(e, _Failed) else None
+                return self._record(action, "failed", detail, key=key)
 
-        return self._parallel(guarded, actions)
-
-    def _run_outcomes(
-        self, step: Callable[[Outcome], Outcome], outcomes: list[Outcome]
-    ) -> list[Outcome]:
-        def guarded(outcome: Outcome) -> Outcome:
-            try:
-                return step(outcome)
-            except _Failed as e:
-                detail = f"{outcome.detail}; {e}"
-                return self._record(outcome.action, "failed", detail, approval=_lost_key(e))
-            except TyksyncError as e:
-                return self._record(outcome.action, "failed", f"{outcome.detail}; {e}")
-
-        return self._parallel(guarded, outcomes)
-
-    def _parallel(self, fn: Callable[[T], Outcome], items: list[T]) -> list[Outcome]:
         if self.parallelism == 1 or len(items) <= 1:
-            return [fn(x) for x in items]
+            return [guarded(x) for x in items]
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-            return list(pool.map(fn, items))
+            return list(pool.map(guarded, items))
 
     # ---- steps -------------------------------------------------------------------------
 
@@ -307,7 +327,7 @@ class Applier:
                 break
             except AnswerLost as e:
                 self.journal.write("create.lost", action, op=op, detail=str(e))
-                new_id = self._find_by_op(op, patient=e.in_flight)
+                new_id = self._poll(lambda: self._find_by_op(op), patient=e.in_flight)
                 if new_id is not None:
                     log.info("create for %s settled: it was committed", action.developer.email)
                     break
@@ -330,7 +350,11 @@ class Applier:
         assert action.request_id is not None
         approval = self._approve(action, action.request_id)
         return self._record(
-            action, "done", f"approved request {action.request_id}{approval.note}", None, approval
+            action,
+            "done",
+            f"approved request {action.request_id}{approval.note}",
+            None,
+            approval.key,
         )
 
     def _approve(self, action: Action, request_id: str) -> _Approval:
@@ -347,39 +371,40 @@ class Applier:
             except AnswerLost as e:
                 lost = True
                 self.journal.write("approve.lost", action, request_id=request_id, detail=str(e))
-                if self._approved_now(request_id, patient=e.in_flight):
-                    return self._key_lost(action, request_id)
+                if self._poll(lambda: self._approved_now(request_id), patient=e.in_flight):
+                    return self._approved(action, request_id, "lost")
                 continue  # not approved: a second PUT cannot issue a second key
+            except AlreadyProcessed as e:
+                if not self._approved_now(request_id):
+                    raise _Failed(f"approve {request_id}: {e}") from None
+                if lost:
+                    return self._approved(action, request_id, "lost")
+                return self._approved(action, request_id, None)
             except ApiError as e:
-                processed = e.status == 400 and ALREADY_PROCESSED in e.dashboard_message
-                if processed and self._approved_now(request_id):
-                    if lost:
-                        return self._key_lost(action, request_id)
-                    self.journal.write("approve.done", action, request_id=request_id)
-                    return _Approval(False, False, " (it was already approved)")
                 raise _Failed(f"approve {request_id}: {e}") from None
             try:
-                captured = self._capture(action, request_id, key)
+                status: KeyStatus = (
+                    "captured" if self._capture(action, request_id, key) else "not captured"
+                )
             except TyksyncError as e:
                 self.journal.write("approve.done", action, request_id=request_id, key="sink failed")
                 raise _Failed(
                     f"approved request {request_id}, but its key could not be captured: {e}; "
                     "rotate that key in the Dashboard",
-                    key_issued=True,
+                    key="sink failed",
                 ) from None
-            self.journal.write(
-                "approve.done",
-                action,
-                request_id=request_id,
-                key="captured" if captured else "not captured",
-            )
-            return _Approval(True, captured)
+            return self._approved(action, request_id, status)
         raise _Failed(f"approve {request_id}: no answer after {SETTLE_TRIES} tries")
 
-    def _key_lost(self, action: Action, request_id: str) -> _Approval:
-        # Approved, but the key went down with the answer: it cannot be read back.
-        self.journal.write("approve.done", action, request_id=request_id, key="lost")
-        return _Approval(True, False, "; its key was issued but the answer was lost")
+    def _approved(self, action: Action, request_id: str, key: KeyStatus | None) -> _Approval:
+        """Journal an approval; `key` None: it was approved already, and issued no key now."""
+        if key is None:
+            self.journal.write("approve.done", action, request_id=request_id)
+            return _Approval(None, " (it was already approved)")
+        self.journal.write("approve.done", action, request_id=request_id, key=key)
+        # A lost answer took the key with it: it cannot be read back.
+        note = "; its key was issued but the answer was lost" if key == "lost" else ""
+        return _Approval(key, note)
 
     def _delete(self, action: Action) -> Outcome:
         assert action.request_id is not None
@@ -397,40 +422,37 @@ class Applier:
 
     # ---- helpers -----------------------------------------------------------------------
 
-    def _find_by_op(self, op: str, *, patient: bool = False) -> str | None:
-        """The request this create made, if live state shows it. `patient`: the create
-        may still be in flight, so look a few more times before concluding."""
-        waits = PATIENCE if patient else (0.0,)
-        for wait in waits:
+    def _poll(self, look: Callable[[], T | None], *, patient: bool) -> T | None:
+        """`look` once, or, when a write timed out and may still be in flight, a few times
+        over several seconds before concluding that it did not land."""
+        for wait in PATIENCE if patient else (0.0,):
             if wait:
                 self._sleep(wait)
-            try:
-                requests = self.client.list_requests()
-            except TyksyncError as e:
-                raise _Failed(
-                    f"create: answer lost, and reading live state to settle it failed: {e}"
-                ) from None
-            for r in requests:
-                if r.op == op:
-                    return r.id
+            found = look()
+            if found is not None:
+                return found
         return None
 
-    def _approved_now(self, request_id: str, *, patient: bool = False) -> bool:
-        waits = PATIENCE if patient else (0.0,)
-        for wait in waits:
-            if wait:
-                self._sleep(wait)
-            try:
-                live = self.client.get_request(request_id)
-            except TyksyncError as e:
-                raise _Failed(
-                    f"approve {request_id}: answer lost, and reading it back failed: {e}"
-                ) from None
-            if live is None:
-                raise _Failed(f"approve {request_id}: the request no longer exists")
-            if live.approved:
-                return True
-        return False
+    def _find_by_op(self, op: str) -> str | None:
+        """The id of the request a create marked with `op` made, if live state shows it."""
+        try:
+            requests = self.client.list_requests()
+        except TyksyncError as e:
+            raise _Failed(
+                f"create: answer lost, and reading live state to settle it failed: {e}"
+            ) from None
+        return next((r.id for r in requests if r.op == op), None)
+
+    def _approved_now(self, request_id: str) -> Literal[True] | None:
+        try:
+            live = self.client.get_request(request_id)
+        except TyksyncError as e:
+            raise _Failed(
+                f"approve {request_id}: answer lost, and reading it back failed: {e}"
+            ) from None
+        if live is None:
+            raise _Failed(f"approve {request_id}: the request no longer exists")
+        return True if live.approved else None
 
     def _capture(self, action: Action, request_id: str, key: str) -> bool:
         if self.key_sink is None:
@@ -449,19 +471,17 @@ class Applier:
         status: Status,
         detail: str,
         new_id: str | None = None,
-        approval: _Approval | None = None,
+        key: KeyStatus | None = None,
     ) -> Outcome:
-        outcome = Outcome(
-            action=action,
-            status=status,
-            detail=detail,
-            new_request_id=new_id,
-            key_issued=bool(approval and approval.issued),
-            key_captured=bool(approval and approval.captured),
-        )
+        outcome = Outcome(action, status, detail, new_request_id=new_id, key=key)
         if status != "done":
             self.journal.write(f"{action.action}.{status}", action, detail=detail)
         return outcome
+
+
+def _made(outcome: Outcome) -> bool:
+    """A create that made a request, still to be checked for rivals and approved."""
+    return outcome.status == "done" and outcome.new_request_id is not None
 
 
 def _with(outcome: Outcome, **changes: object) -> Outcome:
@@ -476,23 +496,3 @@ def _merge_replace(create: Outcome, delete: Outcome) -> Outcome:
         status="failed",
         detail=f"{create.detail}; but the old request was not deleted: {delete.detail}",
     )
-
-
-def check_safety(plan: Plan, *, force: bool, max_deletes: int | None) -> None:
-    """Refuse a plan that deletes too much (exit 3). --force lifts the 30% rule; an
-    explicit --max-deletes is a hard cap that --force does not lift."""
-    deletes = plan.count("delete")  # a replace's delete is no loss: it has a successor
-    if max_deletes is not None and deletes > max_deletes:
-        raise Refused(
-            f"the plan deletes {deletes} requests, more than --max-deletes {max_deletes}; "
-            "review it and raise the cap if it is right"
-        )
-    if not force and plan.managed >= 10 and deletes * 10 > plan.managed * 3:
-        raise Refused(
-            f"the plan deletes {deletes} of {plan.managed} managed requests (over 30%); "
-            "review it, then use --force to apply anyway"
-        )
-
-
-def _lost_key(e: _Failed) -> _Approval | None:
-    return _Approval(True, False) if e.key_issued else None

@@ -7,28 +7,29 @@ exceptions to codes; no traceback reaches a user.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
 
 import click
 
 from tyksync import __version__, redact
-from tyksync.applier import Applier, ApplyResult, check_safety
-from tyksync.connection import DEFAULT_SANDBOX_STATE, Connection, ConnectionSettings, connect
+from tyksync.applier import Applier, ApplyResult
+from tyksync.connection import DEFAULT_SANDBOX_STATE, ConnectionSettings, connect
 from tyksync.errors import Refused, TyksyncError
-from tyksync.export import export_manifest
 from tyksync.fileutil import atomic_write
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
-from tyksync.manifest import Manifests, load_manifests, manifest_json_schema, resolve
-from tyksync.plan import Plan, check_not_stale, digest
-from tyksync.planner import check_dialect, make_plan
+from tyksync.manifest import load_manifests, manifest_json_schema, resolve
+from tyksync.manifest.export import export_manifest
+from tyksync.pipeline import plan_live
+from tyksync.plan import Plan, check_not_stale, check_safety
 from tyksync.render import Format, render, render_text, use_color
 
 log = logging.getLogger("tyksync")
@@ -168,8 +169,7 @@ def validate(paths: tuple[Path, ...], online: bool, **kwargs: Any) -> int:
     count = sum(len(f.requests) for f in manifests.files)
     if online:
         with connect(settings, os.environ) as conn:
-            live = conn.client.read_live()
-        check_dialect(resolve(manifests, live), live)
+            resolve(manifests, conn.client.read_live())
     where = "resolved against the Dashboard" if online else "offline check"
     click.echo(
         f"{len(manifests.files)} file(s), {count} request(s): valid ({where}).",
@@ -186,18 +186,6 @@ def schema() -> int:
 
 
 # ---- plan ------------------------------------------------------------------------------
-
-
-def _make_plan(conn: Connection, manifests: Manifests, *, reissue: bool) -> Plan:
-    live = conn.client.read_live()
-    desired = resolve(manifests, live)
-    return make_plan(
-        desired,
-        live,
-        manifest_digest=digest(manifests.to_data()),
-        dashboard=conn.label,
-        reissue=reissue,
-    )
 
 
 @cli.command()
@@ -228,7 +216,7 @@ def plan(
     settings = _settings(kwargs)
     manifests = load_manifests(paths)  # bad manifests fail before any network call
     with connect(settings, os.environ) as conn:
-        the_plan = _make_plan(conn, manifests, reissue=reissue)
+        the_plan = plan_live(conn.client, manifests, dashboard=conn.label, reissue=reissue)
     render(the_plan, sys.stdout, cast(Format, fmt), color=use_color(sys.stdout, os.environ))
     try:
         check_safety(the_plan, force=False, max_deletes=None)
@@ -316,45 +304,46 @@ def apply(
         raise click.UsageError("give manifest PATHS or --plan FILE (one of the two)")
     saved = _read_plan(plan_file) if plan_file else None
     manifests = load_manifests(paths) if paths else None  # bad manifests fail before the network
-    color = use_color(sys.stdout, os.environ)
     with connect(settings, os.environ) as conn:
         if saved is not None:
-            live = conn.client.read_live()
-            check_not_stale(saved, live, conn.label)
+            check_not_stale(saved, conn.client.read_live(), conn.label)
             the_plan = saved
         else:
             assert manifests is not None
-            the_plan = _make_plan(conn, manifests, reissue=reissue)
-        render_text(the_plan, sys.stdout, color=color)
+            the_plan = plan_live(conn.client, manifests, dashboard=conn.label, reissue=reissue)
+        render_text(the_plan, sys.stdout, color=use_color(sys.stdout, os.environ))
         if not the_plan.has_changes:
             return 0
         check_safety(the_plan, force=force, max_deletes=max_deletes)
         # Opened before asking: a sink that will be refused should fail before a "yes".
-        sink = KeySink(key_sink) if key_sink else None
-        the_journal = Journal(journal)
-        try:
+        with _apply_outputs(key_sink, journal) as (sink, the_journal):
             if saved is None and not auto_approve:
                 _confirm(the_plan, conn.label)
-            the_journal.write(
-                "apply.start", None, dashboard=conn.label, actions=len(the_plan.actions)
+            applier = Applier(
+                conn.client, key_sink=sink, journal=the_journal, parallelism=parallelism
             )
-            try:
-                result = Applier(
-                    conn.client, key_sink=sink, journal=the_journal, parallelism=parallelism
-                ).apply(the_plan)
-            except KeyboardInterrupt:
-                the_journal.write("apply.interrupted", None)
-                raise TyksyncError(
-                    f"interrupted: what was sent is in the journal ({journal}); "
-                    "run apply again to finish, it converges"
-                ) from None
-            the_journal.write("apply.end", None, ok=result.ok)
-        finally:
-            the_journal.close()
-            if sink is not None:
-                sink.close()
+            result = applier.apply(the_plan)
     _print_result(result, key_sink, sys.stdout)
     return 0 if result.ok else 1
+
+
+@contextlib.contextmanager
+def _apply_outputs(
+    key_sink: Path | None, journal: Path
+) -> Iterator[tuple[KeySink | None, Journal]]:
+    sink = KeySink(key_sink) if key_sink else None
+    try:
+        the_journal = Journal(journal)
+    except BaseException:
+        if sink is not None:
+            sink.close()
+        raise
+    try:
+        yield sink, the_journal
+    finally:
+        the_journal.close()
+        if sink is not None:
+            sink.close()
 
 
 def _confirm(the_plan: Plan, label: str) -> None:

@@ -29,6 +29,7 @@ import requests.auth
 
 from tyksync import __version__, redact
 from tyksync.errors import (
+    AlreadyProcessed,
     AnswerLost,
     ApiError,
     ConfigError,
@@ -189,7 +190,12 @@ class DashboardClient:
     def approve_request(self, request_id: str) -> str:
         """Approve; return the RawKey (a live credential: never log or print it)."""
         path = f"/api/portal/requests/approve/{_seg(request_id)}"
-        answer = self._write("PUT", path, None)
+        try:
+            answer = self._write("PUT", path, None)
+        except ApiError as e:
+            if e.status == 400 and "already been processed" in e.dashboard_message:
+                raise AlreadyProcessed(e.method, e.path, e.status, e.dashboard_message) from None
+            raise
         key = answer.get("RawKey") if isinstance(answer, dict) else None
         if not isinstance(key, str) or not key:
             raise NetworkError("PUT", path, "the approval answer held no key")

@@ -66,6 +66,10 @@ class ApiError(TyksyncError):
         )
 
 
+class AlreadyProcessed(ApiError):
+    """An approval of a request that is no longer pending (the Dashboard's 400)."""
+
+
 _HINTS = {
     401: "check TYK_DASHBOARD_SECRET or --secret-file: the Dashboard did not accept the secret",
     403: "the Dashboard user behind this secret lacks the portal permissions",
@@ -97,6 +101,10 @@ class AnswerLost(NetworkError):
 
 class IncompleteListing(TyksyncError):
     """A list answer did not hold the number of items its `Pages` promised."""
+
+
+class Interrupted(TyksyncError):
+    """The person stopped an apply (Ctrl-C); the journal says what was sent."""
 
 
 class Refused(TyksyncError):

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 OWNER_FIELD = "tyksync_owner"
 OP_FIELD = "tyksync_op"
 RESERVED_PREFIX = "tyksync_"
+
+Prune = Literal["owned", "developers", "none"]
+
+# What a request is: (developer id, set of canonical policy `_id`s). Two requests with one
+# identity grant the same access, so the Dashboard should hold at most one of them.
+Identity = tuple[str, frozenset[str]]
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,8 @@ class KeyRequest:
         return {k: v for k, v in self.fields.items() if not k.startswith(RESERVED_PREFIX)}
 
     @property
-    def is_legacy(self) -> bool:
+    def is_v1(self) -> bool:
+        """A v1 request for an API (`for_api`), naming no policy."""
         return not self.policies
 
 
@@ -74,7 +82,8 @@ class LiveState:
     developers: tuple[Developer, ...]
     policies: tuple[Policy, ...]
     requests: tuple[KeyRequest, ...]
-    # A Dashboard before 1.9.2 keeps only `for_plan`: no multi-policy requests there.
+    # The legacy dialect: a Dashboard before 1.9.2 (`_id` for ids, pages from 0). It keeps
+    # only `for_plan`, so a request there names one policy.
     legacy: bool = False
 
     def developer_index(self) -> DeveloperIndex:
@@ -121,3 +130,54 @@ class PolicyIndex:
         """The `_id` that a live request's reference means, or the reference itself."""
         found = self.lookup(ref)
         return found[0].db_id if len(found) == 1 else ref
+
+    def identity(self, request: KeyRequest) -> Identity:
+        """A live request's identity: its policies may be named by `_id` or explicit `id`."""
+        return (request.developer_id, frozenset(self.canonical(p) for p in request.policies))
+
+
+def survivor_order(request: KeyRequest) -> tuple[bool, str, str]:
+    """Which of several live requests of one identity survives when nothing else decides:
+    approved first (it holds a key), then the oldest. Every reader of the same live state
+    picks the same one, whatever it declares: concurrent applies rely on that to agree."""
+    return (not request.approved, request.date_created, request.id)
+
+
+# ---- desired state: what the manifests want, resolved against one read of live state ----
+
+
+@dataclass(frozen=True)
+class DesiredRequest:
+    developer: Developer
+    policies: tuple[Policy, ...]  # declared order (the first one becomes for_plan)
+    approved: bool
+    fields: Mapping[str, str]  # user fields only (no tyksync_*)
+    owner: str
+    file: str
+    line: int
+
+    @property
+    def identity(self) -> Identity:
+        return (self.developer.id, frozenset(p.db_id for p in self.policies))
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class FileScope:
+    """What one manifest file manages, for pruning."""
+
+    path: str
+    owner: str
+    prune: Prune
+    developer_ids: frozenset[str]  # every developer listed, `bob: []` included
+
+
+@dataclass(frozen=True)
+class Desired:
+    requests: tuple[DesiredRequest, ...]
+    scopes: tuple[FileScope, ...]
+    # Digest of the manifests these came from: a saved plan is bound to it.
+    manifest_digest: str

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tyksync import __version__
-from tyksync.errors import StalePlan
+from tyksync.errors import Refused, StalePlan
 from tyksync.models import KeyRequest, LiveState
 
 FORMAT_VERSION = 1
@@ -293,4 +293,20 @@ def check_not_stale(plan: Plan, live: LiveState, dashboard: str) -> None:
             "the saved plan is stale: the live key requests it was computed from have "
             "changed since (or the plan file was edited); run `tyksync plan --out` again "
             "and review the new plan"
+        )
+
+
+def check_safety(plan: Plan, *, force: bool, max_deletes: int | None) -> None:
+    """Refuse a plan that deletes too much (exit 3). --force lifts the 30% rule; an
+    explicit --max-deletes is a hard cap that --force does not lift."""
+    deletes = plan.count("delete")  # a replace's delete is no loss: it has a successor
+    if max_deletes is not None and deletes > max_deletes:
+        raise Refused(
+            f"the plan deletes {deletes} requests, more than --max-deletes {max_deletes}; "
+            "review it and raise the cap if it is right"
+        )
+    if not force and plan.managed >= 10 and deletes * 10 > plan.managed * 3:
+        raise Refused(
+            f"the plan deletes {deletes} of {plan.managed} managed requests (over 30%); "
+            "review it, then use --force to apply anyway"
         )

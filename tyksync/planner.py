@@ -12,9 +12,17 @@ from collections.abc import Callable, Iterable, Mapping
 
 from deepdiff import DeepDiff
 
-from tyksync.errors import ManifestError, Problem
-from tyksync.manifest.resolve import Desired, DesiredRequest, FileScope
-from tyksync.models import KeyRequest, LiveState, Policy, PolicyIndex
+from tyksync.models import (
+    Desired,
+    DesiredRequest,
+    FileScope,
+    Identity,
+    KeyRequest,
+    LiveState,
+    Policy,
+    PolicyIndex,
+    survivor_order,
+)
 from tyksync.plan import (
     Action,
     DevRef,
@@ -26,24 +34,20 @@ from tyksync.plan import (
     live_digest,
 )
 
-Identity = tuple[str, frozenset[str]]
-
 
 def make_plan(
     desired: Desired,
     live: LiveState,
     *,
-    manifest_digest: str,
     dashboard: str = "",
     reissue: bool = False,
 ) -> Plan:
-    check_dialect(desired, live)
     policies = live.policy_index()
     developers = {d.id: d for d in live.developers}
     by_identity: dict[Identity, list[KeyRequest]] = defaultdict(list)
     for r in live.requests:
-        if not r.is_legacy:
-            by_identity[_identity(r, policies)].append(r)
+        if not r.is_v1:
+            by_identity[policies.identity(r)].append(r)
 
     actions: list[Action] = []
     warnings: list[PlanWarning] = []
@@ -92,45 +96,26 @@ def make_plan(
         unmanaged=unmanaged,
         managed=len(live.requests) - unmanaged,
         scope=scope,
-        manifest_digest=manifest_digest,
-        fingerprint=fingerprint(live_digest(live, scope), manifest_digest, ordered),
+        manifest_digest=desired.manifest_digest,
+        fingerprint=fingerprint(live_digest(live, scope), desired.manifest_digest, ordered),
         dashboard=dashboard,
     )
-
-
-def check_dialect(desired: Desired, live: LiveState) -> None:
-    if not live.legacy:
-        return
-    problems = [
-        Problem(
-            d.file,
-            d.line,
-            "this Dashboard predates 1.9.2 and keeps one policy per request (for_plan); "
-            "declare one request per plan",
-        )
-        for d in desired.requests
-        if len(d.policies) > 1
-    ]
-    if problems:
-        raise ManifestError(problems)
-
-
-def _identity(r: KeyRequest, policies: PolicyIndex) -> Identity:
-    return (r.developer_id, frozenset(policies.canonical(p) for p in r.policies))
 
 
 def _keep_order(
     d: DesiredRequest,
 ) -> Callable[[KeyRequest], tuple[bool, bool, bool, str, str]]:
-    """Which of several live requests for one identity to keep: approved first (it holds a
-    key), then one this owner made, then (refining SPEC's "oldest") one whose fields already
-    match, then the oldest. The fields rule matters when an apply races another apply's
-    replace: it keeps the new request instead of replacing the old one a second time,
-    which would issue a second key."""
+    """Which of several live requests for one identity to keep: `survivor_order` (approved,
+    then oldest), refined by what the declaration says: after approval, one this owner
+    made, then one whose fields already match. The fields rule matters when an apply races
+    another apply's replace: it keeps the new request instead of replacing the old one a
+    second time, which would issue a second key. (The applier and export have no
+    declaration to refine with, and use `survivor_order` alone.)"""
 
     def key(r: KeyRequest) -> tuple[bool, bool, bool, str, str]:
+        approved_last, date_created, rid = survivor_order(r)
         differs = r.user_fields != dict(d.fields)
-        return (not r.approved, r.owner != d.owner, differs, r.date_created, r.id)
+        return (approved_last, r.owner != d.owner, differs, date_created, rid)
 
     return key
 
@@ -140,7 +125,7 @@ def _reconcile(
 ) -> tuple[list[Action], list[PlanWarning]]:
     dev = DevRef(d.developer.id, d.developer.email)
     pols = tuple(_ref(p) for p in d.policies)
-    where = f"{d.file}:{d.line}"
+    where = d.where
 
     def new(kind: str, reason: str, old: KeyRequest | None = None) -> Action:
         return Action(
@@ -226,7 +211,7 @@ def _prune_reason(r: KeyRequest, scopes: Iterable[FileScope]) -> str | None:
     for s in scopes:
         if s.prune == "developers" and r.developer_id in s.developer_ids:
             return f"not declared; its developer is listed in {s.path} (prune: developers)"
-        if s.prune == "owned" and not r.is_legacy and r.owner == s.owner:
+        if s.prune == "owned" and not r.is_v1 and r.owner == s.owner:
             return f"not declared; owned by {s.owner} (prune: owned in {s.path})"
     return None
 

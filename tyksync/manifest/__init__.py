@@ -15,16 +15,13 @@ from tyksync.manifest.loader import (
     load_manifests,
 )
 from tyksync.manifest.model import Defaults, ManifestDoc, RequestDecl
-from tyksync.manifest.resolve import Desired, DesiredRequest, FileScope, resolve
+from tyksync.manifest.resolve import resolve
 from tyksync.manifest.schema import manifest_json_schema
 
 __all__ = [
     "DeclaredDeveloper",
     "DeclaredRequest",
     "Defaults",
-    "Desired",
-    "DesiredRequest",
-    "FileScope",
     "ManifestDoc",
     "ManifestFile",
     "Manifests",

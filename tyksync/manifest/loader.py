@@ -7,16 +7,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from tyksync.errors import ManifestError, Problem
 from tyksync.manifest.model import ManifestDoc
 from tyksync.manifest.validate import validate_doc
 from tyksync.manifest.yamlload import YamlDoc, read_yaml_file
+from tyksync.models import Prune
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
-
-PruneMode = Literal["owned", "developers", "none"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class DeclaredDeveloper:
 class ManifestFile:
     path: str
     owner: str
-    prune: PruneMode
+    prune: Prune
     developers: tuple[DeclaredDeveloper, ...]
     requests: tuple[DeclaredRequest, ...]
 

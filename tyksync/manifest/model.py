@@ -20,9 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from tyksync.models import RESERVED_PREFIX
-
-Prune = Literal["owned", "developers", "none"]
+from tyksync.models import RESERVED_PREFIX, Prune
 
 OWNER_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 # An email (checked loosely: the Dashboard decides who exists) or a 24-hex ObjectId.
@@ -50,7 +48,8 @@ Fields = Annotated[
         json_schema_extra={"propertyNames": {"not": {"pattern": f"^{RESERVED_PREFIX}"}}},
     ),
 ]
-PolicyRef = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# A policy as written: its name, explicit `id` or `_id` (resolved later, against live state).
+PolicyName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 DeveloperRef = Annotated[str, StringConstraints(pattern=DEVELOPER_PATTERN)]
 Owner = Annotated[str, StringConstraints(pattern=OWNER_PATTERN)]
 
@@ -71,10 +70,10 @@ class Defaults(_Strict):
 class RequestDecl(_Strict):
     """One key request: exactly one of `plan` or `plans`."""
 
-    plan: PolicyRef | None = Field(
+    plan: PolicyName | None = Field(
         default=None, description="A policy's name, explicit `id` or `_id`."
     )
-    plans: Annotated[list[PolicyRef], Field(min_length=1)] | None = Field(
+    plans: Annotated[list[PolicyName], Field(min_length=1)] | None = Field(
         default=None,
         description="Several policies for one request (apply_policies); the first is for_plan.",
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from tyksync.errors import ManifestError, Problem
 from tyksync.manifest.loader import (
@@ -13,39 +12,18 @@ from tyksync.manifest.loader import (
     Manifests,
     declared_twice,
 )
-from tyksync.models import Developer, DeveloperIndex, LiveState, Policy, PolicyIndex
-
-
-@dataclass(frozen=True)
-class DesiredRequest:
-    developer: Developer
-    policies: tuple[Policy, ...]  # declared order (the first one becomes for_plan)
-    approved: bool
-    fields: Mapping[str, str]  # user fields only (no tyksync_*)
-    owner: str
-    file: str
-    line: int
-
-    @property
-    def identity(self) -> tuple[str, frozenset[str]]:
-        """(developer id, policy `_id`s): what a live request is matched on."""
-        return (self.developer.id, frozenset(p.db_id for p in self.policies))
-
-
-@dataclass(frozen=True)
-class FileScope:
-    """What one manifest file manages, for pruning."""
-
-    path: str
-    owner: str
-    prune: str
-    developer_ids: frozenset[str]  # every developer listed, `bob: []` included
-
-
-@dataclass(frozen=True)
-class Desired:
-    requests: tuple[DesiredRequest, ...]
-    scopes: tuple[FileScope, ...]
+from tyksync.models import (
+    Desired,
+    DesiredRequest,
+    Developer,
+    DeveloperIndex,
+    FileScope,
+    Identity,
+    LiveState,
+    Policy,
+    PolicyIndex,
+)
+from tyksync.plan import digest
 
 
 def resolve(manifests: Manifests, live: LiveState) -> Desired:
@@ -60,13 +38,13 @@ def resolve(manifests: Manifests, live: LiveState) -> Desired:
         developers = {d.ref: resolver.developer(d) for d in manifest.developers}
         scopes.append(_scope(manifest, developers))
         for declared in manifest.requests:
-            desired = resolver.request(declared, developers[declared.developer])
+            desired = resolver.request(declared, developers[declared.developer], live.legacy)
             if desired is not None:
                 requests.append(desired)
     resolver.problems.extend(_declared_twice(requests))
     if resolver.problems:
         raise ManifestError(resolver.problems)
-    return Desired(tuple(requests), tuple(scopes))
+    return Desired(tuple(requests), tuple(scopes), digest(manifests.to_data()))
 
 
 def _scope(manifest: ManifestFile, developers: Mapping[str, Developer | None]) -> FileScope:
@@ -104,7 +82,7 @@ class _Resolver:
         return developer
 
     def request(
-        self, declared: DeclaredRequest, developer: Developer | None
+        self, declared: DeclaredRequest, developer: Developer | None, legacy: bool
     ) -> DesiredRequest | None:
         policies: list[Policy] = []
         ok = developer is not None
@@ -122,6 +100,14 @@ class _Resolver:
                 ok = False
             else:
                 policies.append(policy)
+        if ok and legacy and len(policies) > 1:
+            self._problem(
+                declared.file,
+                declared.line,
+                "this Dashboard predates 1.9.2 and keeps one policy per request (for_plan); "
+                "declare one request per plan",
+            )
+            ok = False
         if not ok or developer is None:
             return None
         return DesiredRequest(
@@ -163,7 +149,7 @@ class _Resolver:
 def _declared_twice(requests: list[DesiredRequest]) -> list[Problem]:
     """Identities that only coincide after resolution: `Gold` and its `_id`, or an email
     and the id of the same developer. Textual duplicates were refused when loading."""
-    first: dict[tuple[str, frozenset[str]], DesiredRequest] = {}
+    first: dict[Identity, DesiredRequest] = {}
     problems: list[Problem] = []
     for request in requests:
         earlier = first.setdefault(request.identity, request)

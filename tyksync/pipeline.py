@@ -1,0 +1,28 @@
+"""The one pipeline from manifests to a plan: read live state, resolve, plan.
+
+The CLI, the tests and the benchmarks all plan through here, so there is one way to get
+from manifests on disk and a Dashboard to a Plan.
+"""
+
+from __future__ import annotations
+
+from tyksync.client import DashboardClient
+from tyksync.manifest import Manifests, resolve
+from tyksync.models import LiveState
+from tyksync.plan import Plan
+from tyksync.planner import make_plan
+
+
+def plan_live(
+    client: DashboardClient, manifests: Manifests, *, dashboard: str = "", reissue: bool = False
+) -> Plan:
+    """Read the Dashboard once (three list calls) and plan against what it holds."""
+    return plan_for(manifests, client.read_live(), dashboard=dashboard, reissue=reissue)
+
+
+def plan_for(
+    manifests: Manifests, live: LiveState, *, dashboard: str = "", reissue: bool = False
+) -> Plan:
+    """Resolve the manifests against one read of live state and plan. Raises
+    ManifestError for every reference the Dashboard cannot resolve."""
+    return make_plan(resolve(manifests, live), live, dashboard=dashboard, reissue=reissue)
