@@ -243,3 +243,30 @@ def test_key_sink_failure_stops_further_keys(sb: Sandbox, tmp_path: Path) -> Non
     assert len(sb.store.issued_keys()) == 3 + 1  # the demo's own, and the one lost
     for key in sb.store.issued_keys():
         assert key not in done.stdout + done.stderr
+
+
+def test_rival_naming_the_policy_by_its_explicit_id_is_seen(tmp_path: Path, sb: Sandbox) -> None:
+    """A request made between plan and apply that names Gold by its explicit `id` ("gold")
+    is the same identity as ours, which names Gold's `_id`: the applier yields to it
+    (it is older) instead of approving a second request for alice's Gold."""
+    (tmp_path / "m.yaml").write_text(
+        "version: 1\nowner: team\nprune: none\ndevelopers:\n"
+        "  alice@example.com:\n    - plan: Gold\n"
+    )
+    c = client(sb)
+    plan = plan_live(c, load_manifests([tmp_path]))
+    assert [a.action for a in plan.actions] == ["create"]
+    alice = "64a000000000000000000a01"
+    rival = sb.store.add_request(alice, ["gold"], date_created="2026-01-01T00:00:00Z")
+    keys_before = len(sb.store.issued_keys())
+    result = Applier(c).apply(plan)
+    assert result.ok, result.outcomes
+    (outcome,) = result.outcomes
+    assert "kept it and deleted the new" in outcome.detail
+    golds = [
+        r
+        for r in sb.store.requests()
+        if r["by_user"] == alice and r["for_plan"] in ("gold", "64b000000000000000000b01")
+    ]
+    assert [(r["id"], r["approved"]) for r in golds] == [(rival["id"], True)]
+    assert outcome.key_issued and len(sb.store.issued_keys()) == keys_before + 1
