@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tyksync.escape import printable
+
 
 class TyksyncError(Exception):
     """Base of every error tyksync raises on purpose. Exit code 1 unless a subclass says."""
@@ -30,14 +32,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{printable(self.file)}:{self.line}: {self.message}"
-
-
-def printable(text: str) -> str:
-    """Control characters shown as escapes, so a file name cannot forge an error line or
-    drive the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ManifestError(TyksyncError):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, TextIO
 
 from tyksync import __version__
+from tyksync.escape import printable
 from tyksync.plan import Action, DevRef, Plan, PlanWarning, PolicyRef
 
 Format = Literal["text", "json", "markdown"]
@@ -66,7 +67,6 @@ _YELLOW: Final = "\x1b[33m"
 _RED: Final = "\x1b[31m"
 _KIND_COLOR: Final = {"create": _GREEN, "approve": _YELLOW, "replace": _YELLOW, "delete": _RED}
 
-_NAMED_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A field key or value made of these prints bare; anything else is quoted so that spaces,
 # commas or `=` inside a value cannot be read as a separator.
 _BARE_TOKEN: Final = re.compile(r"[\w.:/@+#-]+")
@@ -88,31 +88,9 @@ def use_color(stream: TextIO, env: Mapping[str, str]) -> bool:
         return False
 
 
-def _escape_char(c: str) -> str:
-    if c in _NAMED_ESCAPES:
-        return _NAMED_ESCAPES[c]
-    code = ord(c)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def _clean(text: str) -> str:
-    """Make control, format and separator characters visible as escapes.
-
-    Keeps user data from moving the cursor, recolouring the terminal (ESC), reordering the
-    line (bidi overrides) or breaking the one-line-per-action layout (newlines).
-    """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
-
-
 def _quote(text: str) -> str:
     inner = text.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{_clean(inner)}"'
+    return f'"{printable(inner)}"'
 
 
 def _token(text: str) -> str:
@@ -120,7 +98,7 @@ def _token(text: str) -> str:
 
 
 def _policy_name(name: str) -> str:
-    return _quote(name) if _NAME_NEEDS_QUOTES.search(name) else _clean(name)
+    return _quote(name) if _NAME_NEEDS_QUOTES.search(name) else printable(name)
 
 
 def _text_policies(policies: Sequence[PolicyRef]) -> str:
@@ -137,9 +115,9 @@ def _text_request(action: Action) -> str:
     """`request <id>: <reason>`, the part that names what is approved, replaced or deleted."""
     parts = []
     if action.request_id is not None:
-        parts.append(f"request {_clean(action.request_id)}")
+        parts.append(f"request {printable(action.request_id)}")
     if action.action != "approve" and action.reason:
-        parts.append(_clean(action.reason))
+        parts.append(printable(action.reason))
     text = ": ".join(parts)
     if action.deletes and action.approved:
         text += f" ({_STAYS_VALID})"
@@ -150,9 +128,9 @@ def _text_context(action: Action) -> str:
     """`(owner payments-team, manifests/payments.yaml:12)`: where the action comes from."""
     parts = []
     if action.owner:
-        parts.append(f"owner {_clean(action.owner)}")
+        parts.append(f"owner {printable(action.owner)}")
     if action.declared_at:
-        parts.append(_clean(action.declared_at))
+        parts.append(printable(action.declared_at))
     return f"({', '.join(parts)})" if parts else ""
 
 
@@ -160,7 +138,7 @@ def _text_action(action: Action, paint: Callable[[str, str], str]) -> str:
     # Colour the symbol and the verb, not the padding that aligns the columns after them.
     head = paint(f"{_SYMBOL[action.action]:>3} {action.action}", _KIND_COLOR[action.action])
     parts = [head + " " * (len("approve") - len(action.action))]
-    parts.append(_clean(action.developer.email or action.developer.id))
+    parts.append(printable(action.developer.email or action.developer.id))
     parts.append(_text_policies(action.policies))
     if action.action != "create":
         parts.append(_text_request(action))
@@ -173,11 +151,11 @@ def _text_action(action: Action, paint: Callable[[str, str], str]) -> str:
 
 
 def _text_warning(warning: PlanWarning, paint: Callable[[str, str], str]) -> str:
-    who = _clean(warning.developer.email or warning.developer.id)
+    who = printable(warning.developer.email or warning.developer.id)
     where = f"{who} {_text_policies(warning.policies)}"
     if warning.request_id is not None:
-        where += f"  request {_clean(warning.request_id)}"
-    return f"{paint('! warning:', _YELLOW)} {where}: {_clean(warning.message)}"
+        where += f"  request {printable(warning.request_id)}"
+    return f"{paint('! warning:', _YELLOW)} {where}: {printable(warning.message)}"
 
 
 def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
@@ -189,7 +167,7 @@ def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
 
     blocks: list[list[str]] = []
     if plan.dashboard:
-        blocks.append([f"Dashboard: {_clean(plan.dashboard)}"])
+        blocks.append([f"Dashboard: {printable(plan.dashboard)}"])
     if plan.actions:
         blocks.append([_text_action(a, paint) for a in plan.actions])
     if plan.warnings:
@@ -228,7 +206,7 @@ _TRUNCATED: Final = (
 
 def _md(text: str) -> str:
     """User data as inert Markdown: one line, no HTML, no formatting of its own."""
-    return "".join(_MD_ESCAPES.get(c, c) for c in _clean(text))
+    return "".join(_MD_ESCAPES.get(c, c) for c in printable(text))
 
 
 def _md_code(text: str) -> str:

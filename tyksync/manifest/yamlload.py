@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from tyksync.errors import Problem
+from tyksync.escape import printable
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -370,7 +371,7 @@ def quote_key(text: str, limit: int = 80) -> str:
     """Quote a key for a message, bounded and with control characters escaped."""
     if len(text) > limit:
         text = text[:limit] + "..."
-    return "'" + text.encode("unicode_escape").decode("ascii").replace("'", "\\'") + "'"
+    return "'" + printable(text.replace("\\", "\\\\"), ascii_only=True).replace("'", "\\'") + "'"
 
 
 def _tag_message(tag: str) -> str:

@@ -1,7 +1,7 @@
 """`tyksync sandbox serve`: the emulated Dashboard in the foreground.
 
-The lead attaches the group with `main.add_command(sandbox)`; until then (and in tests)
-`python -m tyksync.sandbox.cli serve ...` runs it alone.
+`tyksync.cli` attaches this group; `python -m tyksync.sandbox.cli serve ...` also runs it
+alone, without the rest of the CLI.
 """
 
 from __future__ import annotations
