@@ -361,8 +361,8 @@ def test_actions_without_a_request_id_or_details() -> None:
     assert "  ~ approve  bob@example.com  [Silver]" in lines
     assert "  - delete   erin@example.com  [Silver]  not declared" in lines
     md = markdown_of(plan).splitlines()
-    assert "- `~` **approve** Silver" in md
-    assert "- `-` **delete** Silver — not declared" in md
+    assert "- `~` **approve** `Silver`" in md
+    assert "- `-` **delete** `Silver` — `not declared`" in md
 
 
 def test_colour_only_when_asked() -> None:
@@ -461,21 +461,24 @@ def test_markdown_structure() -> None:
     out = markdown_of(FULL)
     lines = out.splitlines()
     assert lines[0] == "### tyksync plan"
-    assert "Dashboard: <code>https://dashboard.example.com</code>" in lines
+    assert "Dashboard: `https://dashboard.example.com`" in lines
     table = lines.index("| create | approve | replace | delete | warnings | unmanaged |")
     assert lines[table + 2] == "| 1 | 1 | 1 | 2 | 2 | 3 |"
-    assert "#### alice@example.com (1 change)" in lines
-    assert "#### erin@example.com (2 changes)" in lines
+    assert "#### `alice@example.com` (1 change)" in lines
+    assert "#### `erin@example.com` (2 changes)" in lines
     assert "#### Warnings" in lines
-    assert lines[-1] == f"<sub>fingerprint <code>{FINGERPRINT}</code> · tyksync {__version__}</sub>"
+    assert lines[-1] == f"<sub>fingerprint `{FINGERPRINT}` · tyksync {__version__}</sub>"
     assert "truncated" not in out
-    assert sum(line.startswith("- `") for line in lines) == len(FULL.actions)
+    assert sum(bool(ACTION_LINE.match(line)) for line in lines) == len(FULL.actions)
 
 
 def test_markdown_groups_a_developer_once_in_order_of_first_appearance() -> None:
     plan = make_plan(actions=(DELETE_APPROVED, CREATE, DELETE_LEGACY))
     headings = [line for line in markdown_of(plan).splitlines() if line.startswith("#### ")]
-    assert headings == ["#### erin@example.com (2 changes)", "#### alice@example.com (1 change)"]
+    assert headings == [
+        "#### `erin@example.com` (2 changes)",
+        "#### `alice@example.com` (1 change)",
+    ]
 
 
 def test_markdown_no_changes_keeps_the_table() -> None:
@@ -490,46 +493,91 @@ def test_markdown_approved_delete_says_the_key_stays_valid() -> None:
     assert "**approved: the key it issued stays valid**" in out
 
 
-def _outside_our_markup(markdown: str) -> str:
-    """The Markdown with the markup tyksync writes itself removed: what is left is user data
-    and fixed wording."""
-    body = []
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            continue  # the summary table: numbers only
-        line = re.sub(r"^- `(\+|~|-/\+|-)` ", "- ", line)
-        line = re.sub(r"</?(code|sub)>", "", line)
-        body.append(line)
-    return "\n".join(body)
+def _code_spans(line: str) -> tuple[list[str], str]:
+    """CommonMark code spans of one line, and the line without them: a backtick run opens
+    a span that the next run of the same length closes; one space is stripped from each
+    side of content that has a space on both."""
+    spans: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(line):
+        if line[i] != "`":
+            rest.append(line[i])
+            i += 1
+            continue
+        run = re.match(r"`+", line[i:])
+        assert run is not None
+        fence = run.group(0)
+        closing = re.compile(r"(?<!`)" + fence + r"(?!`)")
+        end = closing.search(line, i + len(fence))
+        if end is None:  # an unmatched run is literal text
+            rest.append(fence)
+            i += len(fence)
+            continue
+        content = line[i + len(fence) : end.start()]
+        if len(content) >= 2 and content[0] == content[-1] == " " and content.strip():
+            content = content[1:-1]
+        spans.append(content)
+        rest.append("\x00")  # where a span stood
+        i = end.end()
+    return spans, "".join(rest)
 
 
-def test_markdown_escapes_user_data() -> None:
+HOSTILE_STRINGS = (
+    "a|b",
+    "<script>alert('x')</script>",
+    "`rm -rf` ``x``",
+    "@security-team",
+    "fish & chips",
+    "[click](https://evil.example)",
+    "$x^2$ # not a heading ~~strike~~ *em* _em_",
+    "mallory<b>&co@example.com",
+    "Gold, *EU* [beta]",
+    "<img src=x onerror=alert(1)>",
+    "payments|team",
+    "manifests/we|rd.yaml:3",
+)
+
+
+def test_markdown_puts_every_outside_string_in_a_code_span() -> None:
     out = markdown_of(HOSTILE)
-    rest = _outside_our_markup(out)
-    for raw in ("<", ">", "|", "`"):
-        assert not re.search(r"(?<!\\)" + re.escape(raw), rest), raw
-    assert "&lt;script&gt;alert('x')&lt;/script&gt;" in out
-    assert "&lt;img src=x onerror=alert(1)&gt;" in out
-    assert "mallory&lt;b&gt;&amp;co@example.com" in out
-    assert "fish &amp; chips" in out
-    assert "a\\|b" in out
-    assert "\\`rm -rf\\` \\`\\`x\\`\\`" in out
-    assert "\\[click\\](https://evil.example)" in out
-    assert "\\$x^2\\$ \\# not a heading \\~\\~strike\\~\\~ \\*em\\* \\_em\\_" in out
-    # Every & is one we wrote as an entity.
-    assert not re.search(r"&(?!amp;|lt;|gt;)", out)
+    spans: list[str] = []
+    outside = []
+    for line in out.splitlines():
+        if line.startswith("|") or line.startswith("<sub>"):
+            continue  # the summary table (numbers) and our footer
+        found, rest = _code_spans(line)
+        spans += found
+        outside.append(rest)
+    # Nothing of the hostile input stands outside a code span (`\\[...\\]` is ours).
+    text = "\n".join(outside).replace("\\[", "").replace("\\]", "")
+    for raw in ("<", ">", "|", "@", "[", "http", "&", "$", "EU", "mallory", "Gold", "script"):
+        assert raw not in text, (raw, text)
+    # ... and each value is intact inside one (a field as `key=value`).
+    joined = "\n".join(spans)
+    for raw in HOSTILE_STRINGS:
+        assert raw in joined, raw
+    assert "mention=@security-team" in spans
     # No control characters, and one line per action and per warning.
     assert "\x1b" not in out
     assert "\r" not in out
     assert "\u202e" not in out
+    assert "ansi=\\x1b[31mred\\x1b[0m" in spans
     lines = out.splitlines()
-    assert sum(line.startswith("- `") for line in lines) == 2
+    assert sum(bool(re.match(r"- `(\+|-)` \*\*", line)) for line in lines) == 2
     warnings = lines[lines.index("#### Warnings") + 2 :]
-    assert warnings[0].startswith("- mallory") and warnings[0].endswith("next line")
+    assert warnings[0].startswith("- `mallory") and warnings[0].endswith("next line``")
 
 
-def test_markdown_field_values_are_in_code_so_mentions_do_not_ping() -> None:
-    assert "<code>mention=@security-team</code>" in markdown_of(HOSTILE)
+def test_markdown_code_span_holds_any_backtick_run() -> None:
+    for value in ("`", "``", "a`b", "` x `", " lead", "trail ", "", "```fence```"):
+        plan = make_plan(
+            actions=(
+                Action("create", HOSTILE_DEV, (GOLD,), "new", approve=True, fields={"k": value}),
+            )
+        )
+        spans, _ = _code_spans(next(x for x in markdown_of(plan).splitlines() if "k=" in x))
+        assert f"k={value}" in spans, value
 
 
 def test_markdown_truncates_2000_actions_under_the_limit() -> None:
@@ -549,7 +597,7 @@ def test_markdown_truncates_2000_actions_under_the_limit() -> None:
     # The head, the warnings and the footer survive; the cut is at a whole action.
     assert lines[0] == "### tyksync plan"
     assert "| 2000 | 0 | 0 | 0 | 2 | 0 |" in lines
-    assert sum(line.startswith("- bob@example.com") for line in lines) == 1
+    assert sum(line.startswith("- `bob@example.com`") for line in lines) == 1
     assert lines[-1].startswith("<sub>fingerprint ")
     assert full.startswith(out[: out.index("\n\n#### Warnings")])
     # No developer heading is left without an action under it.
@@ -566,6 +614,9 @@ def test_markdown_limit_is_strict() -> None:
     assert "output truncated" in at_limit
 
 
+ACTION_LINE = re.compile(r"- `(\+|~|-/\+|-)` \*\*")
+
+
 def test_markdown_any_limit_gives_output_under_it() -> None:
     full = markdown_of(FULL, limit=10**9)
     for limit in range(700, len(full) + 2):
@@ -575,8 +626,8 @@ def test_markdown_any_limit_gives_output_under_it() -> None:
             continue  # too small for even the summary: refused, never overrun
         assert len(out) < limit
         hidden = re.search(r"truncated: (\d+) more actions?(?: and (\d+) more warnings?)?", out)
-        shown_actions = sum(line.startswith("- `") for line in out.splitlines())
-        shown_warnings = out.count("\n- bob@") + out.count("\n- dave@")
+        shown_actions = sum(bool(ACTION_LINE.match(line)) for line in out.splitlines())
+        shown_warnings = out.count("\n- `bob@") + out.count("\n- `dave@")
         if hidden is None:
             assert out == full
         else:
@@ -591,7 +642,7 @@ def test_markdown_cuts_warnings_last() -> None:
     lines = out.splitlines()
     shown = sum(line.startswith("- `+`") for line in lines)
     assert 0 < shown < 20
-    assert "- bob@example.com" in out and "- dave@example.com" in out
+    assert "- `bob@example.com`" in out and "- `dave@example.com`" in out
     assert f"_… output truncated: {20 - shown} more actions not shown (full" in out
 
 
@@ -603,7 +654,7 @@ def test_markdown_cuts_warnings_when_they_alone_do_not_fit() -> None:
     plan = make_plan(actions=(CREATE,), warnings=many)
     out = markdown_of(plan, limit=2000)
     assert len(out) < 2000
-    shown = sum(line.startswith("- w") for line in out.splitlines())
+    shown = sum(line.startswith("- `w") for line in out.splitlines())
     assert 0 < shown < 50
     assert f"1 more action and {50 - shown} more warnings not shown" in out
 

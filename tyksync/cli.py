@@ -20,9 +20,10 @@ from typing import Any, TextIO, TypeVar, cast
 import click
 
 from tyksync import __version__, redact
-from tyksync.applier import Applier, ApplyResult
+from tyksync.applier import Applier, ApplyResult, Outcome
 from tyksync.connection import DEFAULT_SANDBOX_STATE, ConnectionSettings, connect
-from tyksync.errors import Refused, TyksyncError
+from tyksync.errors import ManifestError, Refused, TyksyncError
+from tyksync.escape import printable, printable_lines
 from tyksync.fileutil import atomic_write
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
@@ -224,7 +225,8 @@ def plan(
         log.warning("apply will refuse this plan without --force: %s", e)
     if out is not None:
         _write_plan(the_plan, out)
-        click.echo(f"Plan saved to {out}; apply it with: tyksync apply --plan {out}", err=True)
+        shown = printable(str(out))
+        click.echo(f"Plan saved to {shown}; apply it with: tyksync apply --plan {shown}", err=True)
     return 2 if detailed_exitcode and the_plan.has_changes else 0
 
 
@@ -353,7 +355,8 @@ def _confirm(the_plan: Plan, label: str) -> None:
             "then run again with --auto-approve (or apply a reviewed plan with --plan FILE)"
         )
     answer = click.prompt(
-        f"\nApply these {len(the_plan.actions)} changes to {label}?\n  Only 'yes' will be accepted",
+        f"\nApply these {len(the_plan.actions)} changes to {printable(label)}?\n"
+        "  Only 'yes' will be accepted",
         default="",
         show_default=False,
     )
@@ -362,35 +365,44 @@ def _confirm(the_plan: Plan, label: str) -> None:
 
 
 def _print_result(result: ApplyResult, key_sink: Path | None, out: TextIO) -> None:
-    symbol = {"done": "ok", "failed": "FAILED", "skipped": "skipped"}
-    for o in result.outcomes:
-        a = o.action
-        policies = ", ".join(p.name or p.id for p in a.policies)
-        who = a.developer.email or a.developer.id
-        line = f"  {symbol[o.status]:7} {a.action:8} {who} [{policies}]: {o.detail}"
-        out.write(redact.redact(line) + "\n")
+    lines = [_outcome_line(o) for o in result.outcomes]
     done = len(result.by_status("done"))
     failed = len(result.by_status("failed"))
     skipped = len(result.by_status("skipped"))
-    out.write(f"\nApply {'complete' if result.ok else 'INCOMPLETE'}: {done} done, {failed} failed")
-    out.write(f", {skipped} skipped.\n" if skipped else ".\n")
+    lines += [
+        "",
+        f"Apply {'complete' if result.ok else 'INCOMPLETE'}: {done} done, {failed} failed",
+    ]
+    lines[-1] += f", {skipped} skipped." if skipped else "."
     issued = result.keys_issued
     if issued:
         captured = result.keys_captured
         if key_sink is not None:
-            out.write(f"{issued} key(s) issued, {captured} written to {key_sink}.\n")
+            lines.append(f"{issued} key(s) issued, {captured} written to {key_sink}.")
             if captured < issued:
-                out.write(
+                lines.append(
                     f"{issued - captured} key(s) were issued but their answer was lost; "
-                    "rotate them in the Dashboard if the developer needs them.\n"
+                    "rotate them in the Dashboard if the developer needs them."
                 )
         else:
-            out.write(
+            lines.append(
                 f"{issued} key(s) issued and NOT captured (pass --key-sink PATH to capture "
-                "them); developers can see their keys in the portal.\n"
+                "them); developers can see their keys in the portal."
             )
     if not result.ok:
-        out.write("Run apply again to retry what failed; it converges.\n")
+        lines.append("Run apply again to retry what failed; it converges.")
+    # Details quote the Dashboard (ids, messages): each line is escaped and redacted.
+    out.write("".join(printable(redact.redact(line)) + "\n" for line in lines))
+
+
+_SYMBOL = {"done": "ok", "failed": "FAILED", "skipped": "skipped"}
+
+
+def _outcome_line(o: Outcome) -> str:
+    a = o.action
+    policies = ", ".join(p.name or p.id for p in a.policies)
+    who = a.developer.email or a.developer.id
+    return f"  {_SYMBOL[o.status]:7} {a.action:8} {who} [{policies}]: {o.detail}"
 
 
 # ---- export ----------------------------------------------------------------------------
@@ -456,7 +468,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         code = cli.main(args=list(argv) if argv is not None else None, prog_name="tyksync")
     except TyksyncError as e:
-        click.echo(redact.redact(f"Error: {e}"), err=True)
+        # Problems of a ManifestError are one a line, each escaped already; any other
+        # message is one line, and may quote the Dashboard.
+        escape = printable_lines if isinstance(e, ManifestError) else printable
+        click.echo(escape(redact.redact(f"Error: {e}")), err=True)
         return e.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

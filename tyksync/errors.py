@@ -31,7 +31,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{printable(self.file)}:{self.line}: {self.message}"
+        return f"{printable(self.file)}:{self.line}: {printable(self.message)}"
 
 
 class ManifestError(TyksyncError):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from tyksync.escape import printable
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
 MASK = "[REDACTED]"
@@ -32,7 +34,8 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Formats each record once and masks every registered secret in the result."""
+    """Formats each record once, masks every registered secret in the result and escapes
+    control characters: a log line may quote Dashboard text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -42,6 +45,6 @@ class RedactingFilter(logging.Filter):
             clean = f"{clean}: {redact(str(record.exc_info[1]))}"
             record.exc_info = None
             record.exc_text = None
-        record.msg = clean
+        record.msg = printable(clean)
         record.args = None
         return True

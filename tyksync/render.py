@@ -191,35 +191,30 @@ def render_json(plan: Plan, stream: TextIO) -> None:
 
 # --- Markdown ---------------------------------------------------------------------------
 
-_MD_ESCAPES: Final = {
-    "&": "&amp;",
-    "<": "&lt;",
-    ">": "&gt;",
-    # Backslash-escaped: emphasis, code spans, links, table cells, strikethrough, a
-    # heading's closing sequence and GitHub's `$math$`.
-    **{c: "\\" + c for c in "\\`*_[]|~#$"},
-}
 _TRUNCATED: Final = (
     "_… output truncated: {n} not shown (full plan: run tyksync plan --format json)._"
 )
 
 
-def _md(text: str) -> str:
-    """User data as inert Markdown: one line, no HTML, no formatting of its own."""
-    return "".join(_MD_ESCAPES.get(c, c) for c in printable(text))
-
-
 def _md_code(text: str) -> str:
-    # An HTML <code> element rather than a backtick span: its content can be escaped like
-    # any text (a backtick span cannot hold every string), and GitHub leaves @mentions
-    # inside code alone, so a field value "@org/team" pings nobody.
-    return f"<code>{_md(text)}</code>"
+    """Outside text (emails, names, ids, values, reasons quoting them) as a CommonMark code
+    span: nothing in it is live on a PR page, no mention, link, image, HTML, heading or
+    table break. Not an HTML <code> element, whose content other renderers (and GitHub,
+    for @mentions and bare URLs) still interpret."""
+    text = printable(text)
+    # The fence is one backtick longer than the longest run inside; a space pads content
+    # that starts or ends with a backtick or a space (CommonMark strips one from each side).
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    if not text or text[0] in "` " or text[-1] in "` ":
+        text = f" {text} "
+    return f"{fence}{text}{fence}"
 
 
 def _md_policies(policies: Sequence[PolicyRef]) -> str:
     if not policies:
         return f"_{_NO_POLICIES}_"
-    return ", ".join(_md(p.name) for p in policies)
+    return ", ".join(_md_code(p.name) for p in policies)
 
 
 def _md_action(action: Action) -> str:
@@ -227,7 +222,7 @@ def _md_action(action: Action) -> str:
     details = []
     request = [] if action.request_id is None else [f"request {_md_code(action.request_id)}"]
     if action.action in ("replace", "delete") and action.reason:
-        request.append(_md(action.reason))
+        request.append(_md_code(action.reason))
     if request:
         details.append(": ".join(request))
     if action.deletes and action.approved:
@@ -238,18 +233,18 @@ def _md_action(action: Action) -> str:
             pairs = (_md_code(f"{k}={v}") for k, v in sorted(action.fields.items()))
             details.append("fields: " + ", ".join(pairs))
     if action.owner:
-        details.append(f"owner {_md(action.owner)}")
+        details.append(f"owner {_md_code(action.owner)}")
     if action.declared_at:
         details.append(f"from {_md_code(action.declared_at)}")
     return f"{head} — {'; '.join(details)}" if details else head
 
 
 def _md_warning(warning: PlanWarning) -> str:
-    who = _md(warning.developer.email or warning.developer.id)
+    who = _md_code(warning.developer.email or warning.developer.id)
     where = f"{who} \\[{_md_policies(warning.policies)}\\]"
     if warning.request_id is not None:
         where += f" request {_md_code(warning.request_id)}"
-    return f"- {where}: {_md(warning.message)}"
+    return f"- {where}: {_md_code(warning.message)}"
 
 
 def _md_table(plan: Plan) -> list[str]:
@@ -282,7 +277,7 @@ class _Line:
 def _md_details(plan: Plan) -> list[_Line]:
     lines: list[_Line] = []
     for developer, actions in _by_developer(plan.actions).items():
-        who = _md(developer.email or developer.id)
+        who = _md_code(developer.email or developer.id)
         lines.append(_Line(""))
         lines.append(_Line(f"#### {who} ({_plural(len(actions), 'change')})"))
         lines.append(_Line(""))
