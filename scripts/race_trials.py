@@ -125,7 +125,7 @@ def _one_apply(
                 # Both plans are made before either apply writes: the widest race.
                 start.wait(timeout=30)
             try:
-                check_safety(plan, force=False, max_deletes=None)
+                check_safety(plan, force=False)
             except Refused as e:
                 side.refused = str(e)
                 return

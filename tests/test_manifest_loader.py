@@ -258,16 +258,15 @@ def test_to_data_is_plain_and_canonical() -> None:
     assert payments["developers"] == ["alice@example.com", "bob@example.com"]
 
 
-def test_to_data_ignores_comments_and_layout(tmp_path: Path) -> None:
+def test_to_data_holds_every_byte_comments_included(tmp_path: Path) -> None:
+    # SPEC section 9: any edit to the manifests, a comment too, makes a saved plan stale.
     one = write(tmp_path, "one/m.yaml", MANIFEST.format(owner="t"))
-    two = write(
-        tmp_path,
-        "two/m.yaml",
-        "# moved around\nowner: t\nversion: 1\n\ndevelopers: {alice@example.com: [{plan: Gold}]}\n",
-    )
+    two = write(tmp_path, "two/m.yaml", MANIFEST.format(owner="t") + "# reviewed\n")
     first, second = load_manifests([one]).to_data(), load_manifests([two]).to_data()
     first["files"][0]["path"] = second["files"][0]["path"] = ""
-    assert first == second
+    assert first != second
+    first["files"][0]["sha256"] = second["files"][0]["sha256"] = ""
+    assert first == second  # the declarations are the same: only the bytes differ
 
 
 def test_missing_path_and_empty_folder(tmp_path: Path) -> None:

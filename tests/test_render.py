@@ -328,8 +328,10 @@ def test_text_warnings_and_summary() -> None:
     ("plan", "last"),
     [
         (EMPTY, "No changes. The Dashboard matches the manifests."),
-        (QUIET, "No changes. The Dashboard matches the manifests. 1 warning, 1 unmanaged "
-         "request left alone."),
+        (QUIET, "Nothing will be applied, but 1 difference needs a person (see the warnings). "
+         "1 unmanaged request left alone."),
+        (make_plan(warnings=(WARN_APPROVED, WARN_REISSUE)), "Nothing will be applied, but 2 "
+         "differences need a person (see the warnings)."),
         (make_plan(unmanaged=2), "No changes. The Dashboard matches the manifests. "
          "2 unmanaged requests left alone."),
         (make_plan(actions=(APPROVE,), warnings=(WARN_APPROVED,)),

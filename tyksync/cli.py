@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -21,17 +22,25 @@ import click
 
 from tyksync import __version__, redact
 from tyksync.applier import Applier, ApplyResult, Outcome
+from tyksync.client import url_label
 from tyksync.connection import DEFAULT_SANDBOX_STATE, ConnectionSettings, connect
 from tyksync.errors import ManifestError, Refused, TyksyncError
 from tyksync.escape import printable, printable_lines
-from tyksync.fileutil import atomic_write
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
 from tyksync.manifest import load_manifests, manifest_json_schema, resolve
 from tyksync.manifest.export import export_manifest
 from tyksync.pipeline import plan_live
-from tyksync.plan import Plan, check_not_stale, check_safety
-from tyksync.render import Format, render, render_text, use_color
+from tyksync.plan import FORMAT_VERSION, Plan, check_safety
+from tyksync.plan_schema import plan_json_schema
+from tyksync.render import Format, refusal, render, render_text, use_color
+from tyksync.saved import (
+    check_dashboard,
+    check_same,
+    read_saved_plan,
+    stale_resolution,
+    write_saved_plan,
+)
 
 log = logging.getLogger("tyksync")
 
@@ -153,6 +162,14 @@ def cli() -> None:
     """
 
 
+def _max_deletes_option(f: F) -> F:
+    return click.option(
+        "--max-deletes",
+        type=click.IntRange(min=0),
+        help="Refuse a plan deleting more than N requests (--force does not lift it).",
+    )(f)
+
+
 # ---- validate / schema -----------------------------------------------------------------
 
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -179,10 +196,11 @@ def validate(paths: tuple[Path, ...], online: bool, **kwargs: Any) -> int:
 
 
 @cli.command()
+@click.option("--plan", "of_plan", is_flag=True, help="The JSON plan's schema instead.")
 @_command
-def schema() -> int:
-    """Print the manifest JSON Schema."""
-    click.echo(json.dumps(manifest_json_schema(), indent=2))
+def schema(of_plan: bool) -> int:
+    """Print the manifest JSON Schema (or, with --plan, the JSON plan's)."""
+    click.echo(json.dumps(plan_json_schema() if of_plan else manifest_json_schema(), indent=2))
     return 0
 
 
@@ -200,9 +218,17 @@ def schema() -> int:
 )
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Save the plan.")
 @click.option(
-    "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes, 0 when none."
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 2 when the plan has changes, 0 when none, 3 when apply would refuse it.",
+)
+@click.option(
+    "--warnings-as-changes",
+    is_flag=True,
+    help="With --detailed-exitcode: warnings (drift that needs a person) exit 2 too.",
 )
 @click.option("--reissue", is_flag=True, help="Replace approved requests whose fields differ.")
+@_max_deletes_option
 @_connection_options
 @_command
 def plan(
@@ -210,44 +236,53 @@ def plan(
     fmt: str,
     out: Path | None,
     detailed_exitcode: bool,
+    warnings_as_changes: bool,
     reissue: bool,
+    max_deletes: int | None,
     **kwargs: Any,
 ) -> int:
     """Show what apply would change."""
     settings = _settings(kwargs)
     manifests = load_manifests(paths)  # bad manifests fail before any network call
     with connect(settings, os.environ) as conn:
-        the_plan = plan_live(conn.client, manifests, dashboard=conn.label, reissue=reissue)
+        the_plan = plan_live(
+            conn.client, manifests, dashboard=conn.label, reissue=reissue, max_deletes=max_deletes
+        )
     render(the_plan, sys.stdout, cast(Format, fmt), color=use_color(sys.stdout, os.environ))
-    try:
-        check_safety(the_plan, force=False, max_deletes=None)
-    except Refused as e:
-        log.warning("apply will refuse this plan without --force: %s", e)
+    if the_plan.safety.refused:
+        # Also on stderr: stdout may be a file (--format json > plan.json) nobody reads now.
+        log.warning("%s", refusal(the_plan))
     if out is not None:
-        _write_plan(the_plan, out)
-        shown = printable(str(out))
-        click.echo(f"Plan saved to {shown}; apply it with: tyksync apply --plan {shown}", err=True)
-    return 2 if detailed_exitcode and the_plan.has_changes else 0
+        write_saved_plan(the_plan, out, manifest_paths=paths, reissue=reissue)
+        command = _apply_command(out, settings, max_deletes)
+        click.echo(f"Plan saved to {printable(str(out))}; apply it with: {command}", err=True)
+    if not detailed_exitcode:
+        return 0
+    if the_plan.safety.refused:
+        return 3
+    drift = the_plan.has_changes or (warnings_as_changes and bool(the_plan.warnings))
+    return 2 if drift else 0
 
 
-def _write_plan(the_plan: Plan, out: Path) -> None:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(out, json.dumps(the_plan.to_data(), indent=2) + "\n")
-    except OSError as e:
-        raise TyksyncError(f"--out {out}: cannot write the plan: {e.strerror}") from None
-
-
-def _read_plan(path: Path) -> Plan:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return Plan.from_data(data)
-    except OSError as e:
-        raise TyksyncError(f"--plan {path}: cannot read it: {e.strerror}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise TyksyncError(
-            f"--plan {path}: not a tyksync plan file ({type(e).__name__}: {e})"
-        ) from None
+def _apply_command(out: Path, settings: ConnectionSettings, max_deletes: int | None) -> str:
+    """The exact command that applies a saved plan, connection options included (the
+    secret comes from the environment or its file, as it did for the plan)."""
+    words = ["tyksync", "apply", "--plan", str(out)]
+    if settings.sandbox:
+        words.append("--sandbox")
+        if settings.sandbox_state != DEFAULT_SANDBOX_STATE:
+            words += ["--sandbox-state", str(settings.sandbox_state)]
+    elif settings.dashboard:
+        words += ["--dashboard", url_label(settings.dashboard)]
+    if settings.secret_file is not None:
+        words += ["--secret-file", str(settings.secret_file)]
+    if settings.ca_bundle is not None:
+        words += ["--ca-bundle", str(settings.ca_bundle)]
+    if settings.insecure:
+        words.append("--insecure")
+    if max_deletes is not None:
+        words += ["--max-deletes", str(max_deletes)]
+    return printable(shlex.join(words))
 
 
 # ---- apply -----------------------------------------------------------------------------
@@ -259,14 +294,21 @@ def _read_plan(path: Path) -> Plan:
     "--plan",
     "plan_file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Apply this saved plan exactly (after checking it is not stale).",
+    help="Apply this reviewed plan: the manifests (PATHS, or those it records) and the "
+    "Dashboard are planned again, and only an identical plan is applied.",
 )
 @click.option("--auto-approve", is_flag=True, help="Do not ask; required without a terminal.")
 @click.option("--force", is_flag=True, help="Apply even a plan that deletes a lot.")
-@click.option(
-    "--max-deletes", type=click.IntRange(min=0), help="Refuse a plan deleting more than N."
-)
+@_max_deletes_option
 @click.option("--reissue", is_flag=True, help="Replace approved requests whose fields differ.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: print the outcome as one JSON object on stdout (the plan goes to stderr).",
+)
 @click.option(
     "--key-sink",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -295,6 +337,7 @@ def apply(
     force: bool,
     max_deletes: int | None,
     reissue: bool,
+    fmt: str,
     key_sink: Path | None,
     journal: Path,
     parallelism: int,
@@ -302,21 +345,36 @@ def apply(
 ) -> int:
     """Make the changes: creates and approvals first, then deletes."""
     settings = _settings(kwargs)
-    if bool(paths) == bool(plan_file):
-        raise click.UsageError("give manifest PATHS or --plan FILE (one of the two)")
-    saved = _read_plan(plan_file) if plan_file else None
-    manifests = load_manifests(paths) if paths else None  # bad manifests fail before the network
+    if not paths and plan_file is None:
+        raise click.UsageError("give manifest PATHS, or --plan FILE (a plan saved by plan --out)")
+    saved = read_saved_plan(plan_file) if plan_file else None
+    if saved is not None:
+        paths = paths or tuple(Path(p) for p in saved.manifest_paths)
+        reissue = saved.reissue
+    manifests = load_manifests(paths)  # bad manifests fail before the network
+    # The plan is for a person; with --format json stdout holds the outcome alone.
+    shown = sys.stderr if fmt == "json" else sys.stdout
     with connect(settings, os.environ) as conn:
         if saved is not None:
-            check_not_stale(saved, conn.client.read_live(), conn.label)
-            the_plan = saved
-        else:
-            assert manifests is not None
-            the_plan = plan_live(conn.client, manifests, dashboard=conn.label, reissue=reissue)
-        render_text(the_plan, sys.stdout, color=use_color(sys.stdout, os.environ))
+            check_dashboard(saved, conn.label)
+        try:
+            the_plan = plan_live(
+                conn.client,
+                manifests,
+                dashboard=conn.label,
+                reissue=reissue,
+                max_deletes=max_deletes,
+            )
+        except ManifestError as e:
+            raise e if saved is None else stale_resolution(e) from None
+        if saved is not None:
+            check_same(saved, the_plan)  # nothing in the file is applied: only what is now
+        render_text(the_plan, shown, color=use_color(shown, os.environ))
         if not the_plan.has_changes:
+            if fmt == "json":
+                _print_result_json(the_plan, ApplyResult(), key_sink, sys.stdout)
             return 0
-        check_safety(the_plan, force=force, max_deletes=max_deletes)
+        check_safety(the_plan, force=force)
         # Opened before asking: a sink that will be refused should fail before a "yes".
         with _apply_outputs(key_sink, journal) as (sink, the_journal):
             if saved is None and not auto_approve:
@@ -325,7 +383,10 @@ def apply(
                 conn.client, key_sink=sink, journal=the_journal, parallelism=parallelism
             )
             result = applier.apply(the_plan)
-    _print_result(result, key_sink, sys.stdout)
+    if fmt == "json":
+        _print_result_json(the_plan, result, key_sink, sys.stdout)
+    else:
+        _print_result(result, key_sink, sys.stdout)
     return 0 if result.ok else 1
 
 
@@ -396,6 +457,36 @@ def _print_result(result: ApplyResult, key_sink: Path | None, out: TextIO) -> No
 
 
 _SYMBOL = {"done": "ok", "failed": "FAILED", "skipped": "skipped"}
+
+
+def _print_result_json(
+    the_plan: Plan, result: ApplyResult, key_sink: Path | None, out: TextIO
+) -> None:
+    """The outcome as one JSON object (SPEC section 9): never a key, only how many."""
+    data = {
+        "format_version": FORMAT_VERSION,
+        "tool_version": __version__,
+        "dashboard": the_plan.dashboard,
+        "fingerprint": the_plan.fingerprint,
+        "ok": result.ok,
+        "counts": {s: len(result.by_status(s)) for s in ("done", "failed", "skipped")},
+        "keys": {
+            "issued": result.keys_issued,
+            "captured": result.keys_captured,
+            "key_sink": None if key_sink is None else str(key_sink),
+        },
+        "actions": [
+            {
+                **o.action.to_data(),
+                "status": o.status,
+                "detail": o.detail,
+                "new_request_id": o.new_request_id,
+                "key": o.key,
+            }
+            for o in result.outcomes
+        ],
+    }
+    out.write(redact.redact(json.dumps(data, indent=2, ensure_ascii=True)) + "\n")
 
 
 def _outcome_line(o: Outcome) -> str:

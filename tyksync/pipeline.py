@@ -14,15 +14,27 @@ from tyksync.planner import make_plan
 
 
 def plan_live(
-    client: DashboardClient, manifests: Manifests, *, dashboard: str = "", reissue: bool = False
+    client: DashboardClient,
+    manifests: Manifests,
+    *,
+    dashboard: str = "",
+    reissue: bool = False,
+    max_deletes: int | None = None,
 ) -> Plan:
     """Read the Dashboard once (three list calls) and plan against what it holds."""
-    return plan_for(manifests, client.read_live(), dashboard=dashboard, reissue=reissue)
+    live = client.read_live()
+    return plan_for(manifests, live, dashboard=dashboard, reissue=reissue, max_deletes=max_deletes)
 
 
 def plan_for(
-    manifests: Manifests, live: LiveState, *, dashboard: str = "", reissue: bool = False
+    manifests: Manifests,
+    live: LiveState,
+    *,
+    dashboard: str = "",
+    reissue: bool = False,
+    max_deletes: int | None = None,
 ) -> Plan:
     """Resolve the manifests against one read of live state and plan. Raises
     ManifestError for every reference the Dashboard cannot resolve."""
-    return make_plan(resolve(manifests, live), live, dashboard=dashboard, reissue=reissue)
+    desired = resolve(manifests, live)
+    return make_plan(desired, live, dashboard=dashboard, reissue=reissue, max_deletes=max_deletes)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tyksync import __version__
-from tyksync.errors import Refused, StalePlan
+from tyksync.errors import Refused
 from tyksync.models import KeyRequest, LiveState
 
 FORMAT_VERSION = 1
@@ -174,6 +174,53 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class Safety:
+    """The verdict of the delete rules (SPEC sections 5 and 9) on one plan: apply refuses a
+    plan that deletes more than 30% of the managed requests (when there are at least 10)
+    unless --force, and one that deletes more than --max-deletes whatever else is said."""
+
+    deletes: int  # a replace's delete is no loss: it has a successor
+    managed: int
+    max_deletes: int | None
+
+    @property
+    def over_cap(self) -> bool:
+        return self.max_deletes is not None and self.deletes > self.max_deletes
+
+    @property
+    def over_ratio(self) -> bool:
+        return self.managed >= 10 and self.deletes * 10 > self.managed * 3
+
+    @property
+    def refused(self) -> bool:
+        """Whether apply refuses this plan without --force."""
+        return self.over_cap or self.over_ratio
+
+    @property
+    def message(self) -> str:
+        if self.over_cap:
+            return (
+                f"the plan deletes {self.deletes} requests, more than --max-deletes "
+                f"{self.max_deletes}; review it and raise the cap if it is right"
+            )
+        if self.over_ratio:
+            return (
+                f"the plan deletes {self.deletes} of {self.managed} managed requests (over "
+                "30%); review it, then use --force to apply anyway"
+            )
+        return f"the plan deletes {self.deletes} of {self.managed} managed requests"
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "deletes": self.deletes,
+            "managed": self.managed,
+            "max_deletes": self.max_deletes,
+            "refused": self.refused,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
     warnings: tuple[PlanWarning, ...]
@@ -183,10 +230,16 @@ class Plan:
     manifest_digest: str
     fingerprint: str
     dashboard: str = ""
+    live_digest: str = ""  # of the live state in scope (see `live_digest`)
+    max_deletes: int | None = None  # the cap the safety verdict applies
 
     @property
     def has_changes(self) -> bool:
         return bool(self.actions)
+
+    @property
+    def safety(self) -> Safety:
+        return Safety(self.count("delete"), self.managed, self.max_deletes)
 
     def count(self, kind: str) -> int:
         return sum(1 for a in self.actions if a.action == kind)
@@ -204,11 +257,13 @@ class Plan:
             "dashboard": self.dashboard,
             "fingerprint": self.fingerprint,
             "summary": self.summary(),
+            "safety": self.safety.to_data(),
             "managed": self.managed,
             "actions": [a.to_data() for a in self.actions],
             "warnings": [w.to_data() for w in self.warnings],
             "scope": self.scope.to_data(),
             "manifest_digest": self.manifest_digest,
+            "live_digest": self.live_digest,
         }
 
     @classmethod
@@ -224,6 +279,8 @@ class Plan:
             manifest_digest=str(data["manifest_digest"]),
             fingerprint=str(data["fingerprint"]),
             dashboard=str(data["dashboard"]),
+            live_digest=str(data.get("live_digest", "")),
+            max_deletes=data.get("safety", {}).get("max_deletes"),
         )
 
 
@@ -280,33 +337,9 @@ def fingerprint(live_part: str, manifest_digest: str, actions: Iterable[Action])
     return hashlib.sha256(f"{live_part}\n{manifest_digest}\n{actions_part}".encode()).hexdigest()
 
 
-def check_not_stale(plan: Plan, live: LiveState, dashboard: str) -> None:
-    """Refuse a saved plan whose Dashboard or live state moved since it was computed."""
-    if plan.dashboard and dashboard and plan.dashboard != dashboard:
-        raise StalePlan(
-            f"the saved plan was made against {plan.dashboard}, not {dashboard}; "
-            "run `tyksync plan --out` again against this Dashboard"
-        )
-    now = fingerprint(live_digest(live, plan.scope), plan.manifest_digest, plan.actions)
-    if now != plan.fingerprint:
-        raise StalePlan(
-            "the saved plan is stale: the live key requests it was computed from have "
-            "changed since (or the plan file was edited); run `tyksync plan --out` again "
-            "and review the new plan"
-        )
-
-
-def check_safety(plan: Plan, *, force: bool, max_deletes: int | None) -> None:
-    """Refuse a plan that deletes too much (exit 3). --force lifts the 30% rule; an
-    explicit --max-deletes is a hard cap that --force does not lift."""
-    deletes = plan.count("delete")  # a replace's delete is no loss: it has a successor
-    if max_deletes is not None and deletes > max_deletes:
-        raise Refused(
-            f"the plan deletes {deletes} requests, more than --max-deletes {max_deletes}; "
-            "review it and raise the cap if it is right"
-        )
-    if not force and plan.managed >= 10 and deletes * 10 > plan.managed * 3:
-        raise Refused(
-            f"the plan deletes {deletes} of {plan.managed} managed requests (over 30%); "
-            "review it, then use --force to apply anyway"
-        )
+def check_safety(plan: Plan, *, force: bool) -> None:
+    """Refuse (exit 3) what the plan's safety verdict refuses: --force lifts the 30% rule,
+    not an explicit --max-deletes cap."""
+    safety = plan.safety
+    if safety.over_cap or (safety.over_ratio and not force):
+        raise Refused(safety.message)

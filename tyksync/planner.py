@@ -41,6 +41,7 @@ def make_plan(
     *,
     dashboard: str = "",
     reissue: bool = False,
+    max_deletes: int | None = None,
 ) -> Plan:
     policies = live.policy_index()
     developers = {d.id: d for d in live.developers}
@@ -90,6 +91,7 @@ def make_plan(
         policy_ids=frozenset(p.db_id for d in desired.requests for p in d.policies),
     )
     ordered = tuple(sorted(actions, key=lambda a: a.sort_key))
+    live_part = live_digest(live, scope)
     return Plan(
         actions=ordered,
         warnings=tuple(sorted(warnings, key=lambda w: w.sort_key)),
@@ -97,8 +99,10 @@ def make_plan(
         managed=len(live.requests) - unmanaged,
         scope=scope,
         manifest_digest=desired.manifest_digest,
-        fingerprint=fingerprint(live_digest(live, scope), desired.manifest_digest, ordered),
+        fingerprint=fingerprint(live_part, desired.manifest_digest, ordered),
         dashboard=dashboard,
+        live_digest=live_part,
+        max_deletes=max_deletes,
     )
 
 

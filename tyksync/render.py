@@ -11,6 +11,7 @@ links, tables or code spans.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,10 +53,30 @@ def _summary_line(plan: Plan) -> str:
             f"{plan.count(kind)} to {kind}" for kind in ("create", "approve", "replace", "delete")
         )
         head = f"Plan: {counts}."
+    elif plan.warnings:
+        # Warnings are drift too: never say that the Dashboard matches.
+        tail = _leftovers(dataclasses.replace(plan, warnings=()))
+        return f"{_no_actions(plan)} {tail}".rstrip()
     else:
         head = _NO_CHANGES
     tail = _leftovers(plan)
     return f"{head} {tail}" if tail else head
+
+
+def _no_actions(plan: Plan) -> str:
+    n = len(plan.warnings)
+    needs = "needs" if n == 1 else "need"
+    differences = _plural(n, "difference")
+    return f"Nothing will be applied, but {differences} {needs} a person (see the warnings)."
+
+
+def refusal(plan: Plan) -> str:
+    """The safety verdict, when apply would refuse the plan; "" otherwise."""
+    safety = plan.safety
+    if not safety.refused:
+        return ""
+    unless = "" if safety.over_cap else " without --force"
+    return f"apply will refuse this plan{unless}: {safety.message}"
 
 
 # --- text -------------------------------------------------------------------------------
@@ -168,6 +189,8 @@ def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
     blocks: list[list[str]] = []
     if plan.dashboard:
         blocks.append([f"Dashboard: {printable(plan.dashboard)}"])
+    if plan.safety.refused:
+        blocks.append([paint(f"REFUSED: {refusal(plan)}", _BOLD + _RED)])
     if plan.actions:
         blocks.append([_text_action(a, paint) for a in plan.actions])
     if plan.warnings:
@@ -294,11 +317,14 @@ def _md_warnings(plan: Plan) -> list[_Line]:
 
 def _md_head(plan: Plan) -> list[str]:
     lines = ["### tyksync plan", ""]
+    if plan.safety.refused:
+        # First thing a reviewer reads: the refusal must not surface only after merge.
+        lines += [f"> [!CAUTION]\n> **{refusal(plan)}**", ""]
     if plan.dashboard:
         lines += [f"Dashboard: {_md_code(plan.dashboard)}", ""]
     lines += _md_table(plan)
     if not plan.has_changes:
-        lines += ["", "No changes."]
+        lines += ["", _no_actions(plan) if plan.warnings else "No changes."]
     return lines
 
 

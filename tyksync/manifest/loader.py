@@ -50,6 +50,7 @@ class ManifestFile:
     prune: Prune
     developers: tuple[DeclaredDeveloper, ...]
     requests: tuple[DeclaredRequest, ...]
+    sha256: str = ""  # of the file's bytes
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,14 @@ class Manifests:
     def to_data(self) -> dict[str, Any]:
         """Canonical plain data, for fingerprinting saved plans.
 
-        Line numbers are left out on purpose: adding a comment to a manifest must not
-        make a saved plan stale. Paths are kept as given on the command line.
+        Each file's bytes are in it through their digest: any edit, a comment included,
+        makes a saved plan stale (SPEC section 9). Paths are kept as given.
         """
         return {
             "files": [
                 {
                     "path": f.path,
+                    "sha256": f.sha256,
                     "owner": f.owner,
                     "prune": f.prune,
                     "developers": [d.ref for d in f.developers],
@@ -187,6 +189,7 @@ def _declared(manifest: ManifestDoc, doc: YamlDoc, file: str) -> ManifestFile:
         prune=manifest.prune,
         developers=tuple(developers),
         requests=tuple(requests),
+        sha256=doc.sha256,
     )
 
 

@@ -18,6 +18,8 @@ positions are fine.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -78,6 +80,8 @@ class YamlDoc:
     # Values refused while reading (aliases, bad tags, number lookalikes, ...): they hold
     # a placeholder, were reported already, and schema errors under them are noise.
     refused: frozenset[YamlPath] = frozenset()
+    # sha256 of the file's bytes: a saved plan is bound to them, comments included.
+    sha256: str = ""
 
     def line_of(self, path: tuple[Any, ...]) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -444,7 +448,10 @@ def read_yaml_file(path: Path, display: str) -> tuple[YamlDoc | None, list[Probl
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         return None, [Problem(display, line, "not valid UTF-8 text (manifests must be UTF-8)")]
-    return parse_yaml(text, display)
+    doc, problems = parse_yaml(text, display)
+    if doc is not None:
+        doc = dataclasses.replace(doc, sha256=hashlib.sha256(raw).hexdigest())
+    return doc, problems
 
 
 def _too_big() -> str:

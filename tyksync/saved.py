@@ -1,0 +1,148 @@
+"""Saved plans: a record for reviewers, never an authority (SPEC section 9).
+
+A saved plan is the JSON plan plus what re-deriving it needs (the manifest paths and the
+options it was made with). `apply --plan` reads the manifests and the Dashboard again,
+plans again, and goes on only when the plan computed now is the one in the file: nothing
+in the file is applied or trusted, so a file edited by hand, or written by someone other
+than tyksync, can at most be refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tyksync.errors import ManifestError, StalePlan, TyksyncError
+from tyksync.escape import printable, printable_lines
+from tyksync.fileutil import atomic_write
+from tyksync.plan import FORMAT_VERSION, Plan, canonical_json
+
+SAVED = "saved"  # the member of a saved plan that holds what re-deriving needs
+MAX_PLAN_BYTES = 256 * 1024 * 1024
+# Figures computed at apply time from apply's own options, never compared.
+_NOT_COMPARED = frozenset({"safety", "tool_version", SAVED})
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    path: Path
+    data: dict[str, Any]  # the file's JSON plan, as written
+    dashboard: str
+    manifest_paths: tuple[str, ...]
+    reissue: bool
+
+
+def write_saved_plan(
+    plan: Plan, out: Path, *, manifest_paths: Sequence[Path], reissue: bool
+) -> None:
+    data = plan.to_data()
+    data[SAVED] = {
+        "manifest_paths": [os.path.relpath(os.path.abspath(p)) for p in manifest_paths],
+        "reissue": reissue,
+    }
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, json.dumps(data, indent=2, ensure_ascii=True) + "\n")
+    except OSError as e:
+        shown = printable(str(out))
+        raise TyksyncError(f"--out {shown}: cannot write the plan: {e.strerror}") from None
+
+
+def read_saved_plan(path: Path) -> SavedPlan:
+    """The file's plan, checked for shape only (exit 1 for a file that is not one)."""
+    shown = printable(str(path))
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_PLAN_BYTES + 1)
+    except OSError as e:
+        raise TyksyncError(f"--plan {shown}: cannot read it: {e.strerror}") from None
+    if len(raw) > MAX_PLAN_BYTES:
+        raise TyksyncError(f"--plan {shown}: not a tyksync plan file (larger than any plan)")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise TyksyncError(f"--plan {shown}: not a tyksync plan file (not JSON)") from None
+    saved = data.get(SAVED) if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or data.get("format_version") != FORMAT_VERSION
+        or not isinstance(saved, dict)
+        or not isinstance(data.get("dashboard"), str)
+        or not isinstance(saved.get("manifest_paths"), list)
+        or not all(isinstance(p, str) and p for p in saved["manifest_paths"])
+        or not isinstance(saved.get("reissue"), bool)
+    ):
+        raise TyksyncError(
+            f"--plan {shown}: not a tyksync plan file (save one with `tyksync plan --out`)"
+        )
+    try:
+        Plan.from_data(data)  # the shape of every member, actions and warnings included
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise TyksyncError(
+            f"--plan {shown}: not a tyksync plan file ({type(e).__name__}: {printable(str(e))})"
+        ) from None
+    return SavedPlan(
+        path=path,
+        data=data,
+        dashboard=data["dashboard"],
+        manifest_paths=tuple(saved["manifest_paths"]),
+        reissue=saved["reissue"],
+    )
+
+
+def _compared(data: dict[str, Any]) -> dict[str, Any]:
+    """What must be identical. The count of unmanaged requests is left out: requests out
+    of the plan's scope may come and go without changing what it does."""
+    compared = {k: v for k, v in data.items() if k not in _NOT_COMPARED}
+    summary = compared.get("summary")
+    if isinstance(summary, dict):
+        compared["summary"] = {k: v for k, v in summary.items() if k != "unmanaged"}
+    return compared
+
+
+def stale_resolution(e: ManifestError) -> StalePlan:
+    """The manifests no longer resolve against the Dashboard a saved plan is applied to:
+    the Dashboard changed under the plan (a policy or developer went away)."""
+    return StalePlan(
+        "the saved plan is stale: the manifests no longer resolve against the Dashboard; "
+        + printable_lines(str(e))
+    )
+
+
+def check_dashboard(saved: SavedPlan, dashboard: str) -> None:
+    """Refuse a plan made against no Dashboard, or another one, before reading anything."""
+    if not saved.dashboard:
+        raise StalePlan(
+            "the saved plan names no Dashboard, so it was not made by tyksync (or was "
+            "edited); run `tyksync plan --out` against the Dashboard and review that plan"
+        )
+    if saved.dashboard != dashboard:
+        raise StalePlan(
+            f"the saved plan was made against {printable(saved.dashboard)}, not "
+            f"{printable(dashboard)}; run `tyksync plan --out` again against this Dashboard"
+        )
+
+
+def check_same(saved: SavedPlan, now: Plan) -> None:
+    """Go on only when the plan computed now is the saved one; otherwise say what moved."""
+    check_dashboard(saved, now.dashboard)
+    then, current = _compared(saved.data), _compared(now.to_data())
+    if canonical_json(then) == canonical_json(current):
+        return
+    again = "; run `tyksync plan --out` again and review the new plan"
+    if then.get("manifest_digest") != current["manifest_digest"]:
+        raise StalePlan("the saved plan is stale: the manifests changed since it was made" + again)
+    if then.get("live_digest") != current["live_digest"]:
+        raise StalePlan(
+            "the saved plan is stale: the live key requests, developers or policies it was "
+            "computed from have changed since" + again
+        )
+    what = "its actions differ" if then.get("actions") != current["actions"] else "it was edited"
+    raise StalePlan(
+        f"the saved plan was not made by tyksync from these manifests ({what} from the plan "
+        "computed now from the same manifests and Dashboard)" + again
+    )
