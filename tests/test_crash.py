@@ -146,6 +146,7 @@ def test_apply_after_a_torn_journal_line_starts_on_a_new_line(
     journal = tmp_path / "journal.jsonl"
     entry = json.dumps({"event": "create.sent", "run": "dead", "op": "x"})
     journal.write_text(entry + "\n" + entry[:20], encoding="utf-8")
+    journal.chmod(0o600)  # as tyksync makes it: one that others can read is refused
     monkeypatch.setenv("TYK_DASHBOARD_SECRET", crash.SECRET)
     monkeypatch.delenv("TYK_DASHBOARD_SECRET_FILE", raising=False)
     with Sandbox(crash.SECRET, faults=Faults()) as sb:

@@ -335,7 +335,15 @@ def test_fifos_devices_and_symlink_loops_neither_hang_nor_crash(tmp_path: Path) 
 
     inside = tyksync("validate", "m")
     assert inside.returncode == 1
-    assert inside.stderr.splitlines()[1:] == ["m/bad.yaml:1: missing required key 'developers'"]
+    # The links lead outside m (zero.yaml, parent) or back into it (self): each one is
+    # named (SPEC 10), and none is followed.
+    lines = inside.stderr.splitlines()[1:]
+    assert lines[0] == "m/bad.yaml:1: missing required key 'developers'"
+    assert [line.split(": ")[0] for line in lines[1:]] == [
+        "m/parent:1",
+        "m/self:1",
+        "m/zero.yaml:1",
+    ]
     named = tyksync("validate", "m/fifo.yaml", "m/zero.yaml")
     assert named.returncode == 1
     assert named.stderr.splitlines()[1:] == [

@@ -295,9 +295,12 @@ def test_a_file_given_twice_is_read_once(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
 def test_symlink_loop_ends(tmp_path: Path) -> None:
+    # A loop is now a problem naming the link (SPEC 10), no longer silently cut short.
     write(tmp_path, "sub/m.yaml", MANIFEST.format(owner="t"))
     (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
-    assert len(load_manifests([tmp_path]).files) == 1
+    (problem,) = problems_of(tmp_path)
+    assert problem.file == str(tmp_path / "sub" / "loop")
+    assert "symbolic link loop" in problem.message
 
 
 def test_file_over_the_size_limit_is_refused_fast(tmp_path: Path) -> None:

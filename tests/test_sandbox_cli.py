@@ -166,6 +166,7 @@ def test_a_taken_port_is_an_error_not_a_traceback() -> None:
 def test_a_bad_state_file_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     state.write_text("{nope")
+    state.chmod(0o600)  # as tyksync makes it: one that others can read is refused
     result = CliRunner().invoke(sandbox, ["serve", "--state", str(state)])
     assert result.exit_code == 1
     assert "not a valid sandbox state file" in result.output

@@ -209,7 +209,8 @@ def test_the_state_file_is_private_and_leaves_no_temporary_files(tmp_path: Path)
     store = _demo_store(path)
     store.approve(R1)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert os.listdir(tmp_path) == ["sandbox.json"]
+    # The lock file stays: removing it would let two processes lock two different files.
+    assert sorted(os.listdir(tmp_path)) == [".sandbox.json.lock", "sandbox.json"]
 
 
 def test_the_state_file_is_always_whole_json(tmp_path: Path) -> None:
@@ -243,6 +244,7 @@ def test_the_state_file_is_always_whole_json(tmp_path: Path) -> None:
 def test_an_empty_state_file_is_a_new_store(tmp_path: Path) -> None:
     path = tmp_path / "sandbox.json"
     path.write_text("")
+    path.chmod(0o600)  # as tyksync makes it: one that others can read is refused
     with Sandbox(SANDBOX_SECRET, state_path=path, seed="demo") as sandbox:
         assert len(sandbox.store.requests()) == 6
     assert len(json.loads(path.read_text())["requests"]) == 6
@@ -252,6 +254,7 @@ def test_an_empty_state_file_is_a_new_store(tmp_path: Path) -> None:
 def test_an_unreadable_state_file_is_a_clear_error(tmp_path: Path, content: str) -> None:
     path = tmp_path / "sandbox.json"
     path.write_text(content)
+    path.chmod(0o600)  # as tyksync makes it: one that others can read is refused
     with pytest.raises(StateFileError, match="not a valid sandbox state file") as caught:
         Sandbox(SANDBOX_SECRET, state_path=path, seed="demo")
     assert str(path) in str(caught.value)

@@ -26,6 +26,7 @@ from tyksync.client import url_label
 from tyksync.connection import DEFAULT_SANDBOX_STATE, ConnectionSettings, connect
 from tyksync.errors import ManifestError, Refused, TyksyncError
 from tyksync.escape import printable, printable_lines
+from tyksync.fileutil import check_private
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
 from tyksync.manifest import load_manifests, manifest_json_schema, resolve
@@ -244,6 +245,8 @@ def plan(
     """Show what apply would change."""
     settings = _settings(kwargs)
     manifests = load_manifests(paths)  # bad manifests fail before any network call
+    if out is not None:
+        check_private(out, what="--out")  # a file that will be refused, before any call
     with connect(settings, os.environ) as conn:
         the_plan = plan_live(
             conn.client, manifests, dashboard=conn.label, reissue=reissue, max_deletes=max_deletes
@@ -352,6 +355,10 @@ def apply(
         paths = paths or tuple(Path(p) for p in saved.manifest_paths)
         reissue = saved.reissue
     manifests = load_manifests(paths)  # bad manifests fail before the network
+    # Files that will be refused are refused before any call to the Dashboard.
+    if key_sink is not None:
+        check_private(key_sink, what="--key-sink")
+    check_private(journal, what="--journal", devices=True)
     # The plan is for a person; with --format json stdout holds the outcome alone.
     shown = sys.stderr if fmt == "json" else sys.stdout
     with connect(settings, os.environ) as conn:

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from tyksync import redact
 from tyksync.errors import TyksyncError
-from tyksync.fileutil import ensure_state_dir
+from tyksync.fileutil import ensure_state_dir, open_private
 from tyksync.plan import Action
 
 
@@ -33,13 +33,19 @@ class Journal:
         if path is not None:
             try:
                 ensure_state_dir(path.parent)
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             except OSError as e:
                 raise TyksyncError(f"--journal {path}: cannot open: {e.strerror}") from None
-            # fsync is for files; a journal sent to /dev/null or a pipe cannot take it.
+            # /dev/null is a fair way to turn the journal off (it never holds a key), so
+            # character devices are accepted; a FIFO is not: with no reader it would block
+            # the apply, and it is refused like every other file tyksync writes.
+            fd = open_private(
+                path, os.O_RDWR | os.O_APPEND | os.O_CREAT, what="--journal", devices=True
+            )
+            # fsync is for files; a journal sent to /dev/null cannot take it.
             self._sync = stat.S_ISREG(os.fstat(fd).st_mode)
+            torn = self._sync and _ends_torn(fd)
             self._file = os.fdopen(fd, "a", encoding="utf-8")
-            if self._sync and _ends_torn(path):
+            if torn:
                 # A run killed mid-write left half a line: end it, so ours starts clean.
                 self._file.write("\n")
                 self._file.flush()
@@ -77,10 +83,7 @@ class Journal:
             self._file = None
 
 
-def _ends_torn(path: Path) -> bool:
-    with path.open("rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() == 0:
-            return False
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) != b"\n"
+def _ends_torn(fd: int) -> bool:
+    """Read through the descriptor just opened, not the path, which could be swapped."""
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"

@@ -6,15 +6,21 @@ as each key arrives so that a crash loses none that were written.
 
 from __future__ import annotations
 
-import errno
 import json
+import logging
 import os
-import stat
+import subprocess
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tyksync.errors import TyksyncError
+from tyksync.escape import printable
+from tyksync.fileutil import open_private
+
+log = logging.getLogger(__name__)
+
+GIT_TIMEOUT = 3.0  # seconds
 
 
 class KeySinkError(TyksyncError):
@@ -24,32 +30,13 @@ class KeySinkError(TyksyncError):
 class KeySink:
     def __init__(self, path: Path) -> None:
         self.path = path
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(path, flags, 0o600)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise KeySinkError(
-                    f"--key-sink {path}: is a symbolic link; refusing to follow it"
-                ) from None
-            raise KeySinkError(f"--key-sink {path}: cannot open: {e.strerror}") from None
-        info = os.fstat(fd)
-        problem = None
-        if not stat.S_ISREG(info.st_mode):
-            problem = "is not a regular file"
-        elif info.st_mode & 0o077:
-            problem = (
-                f"can be read or written by others (mode {stat.S_IMODE(info.st_mode):o}); "
-                f"run chmod 600 {path}"
-            )
-        elif hasattr(os, "getuid") and info.st_uid != os.getuid():
-            problem = "belongs to another user"
-        if problem:
-            os.close(fd)
-            raise KeySinkError(f"--key-sink {path}: {problem}; refusing to write keys to it")
+        # A FIFO is refused with the rest: whoever reads it would get the keys, and with
+        # no reader an apply would block before its first approval.
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, what="--key-sink")
         self._file = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
         self.broken = False  # once a write failed, no further key should be issued
+        _warn_if_committable(path)
 
     def write(self, *, developer: str, policies: list[str], request_id: str, key: str) -> None:
         line = json.dumps(
@@ -78,3 +65,26 @@ class KeySink:
             self._file.close()
         except OSError:
             self.broken = True
+
+
+def _warn_if_committable(path: Path) -> None:
+    """Warn when `path` lies in a git work tree that does not ignore it: one `git add .`
+    and the keys are in the history for good. No git, no work tree, or a git that does
+    not answer quickly: no warning, since this is advice and must not hold up an apply."""
+    try:
+        done = subprocess.run(
+            ["git", "check-ignore", "-q", "--", path.name],
+            cwd=path.parent,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return
+    if done.returncode == 1:  # 0: ignored, 128: not a work tree (or git failed)
+        log.warning(
+            "--key-sink %s is inside a git work tree that does not ignore it: add it to "
+            ".gitignore (or keep it outside the repository) so that no commit takes the keys",
+            printable(str(path)),
+        )

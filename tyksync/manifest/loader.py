@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +9,11 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from tyksync.errors import ManifestError, Problem
+from tyksync.manifest.discovery import find_manifest_files
 from tyksync.manifest.model import ManifestDoc
 from tyksync.manifest.validate import validate_doc
 from tyksync.manifest.yamlload import YamlDoc, read_yaml_file
 from tyksync.models import Prune
-
-MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -108,59 +106,6 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
     if problems:
         raise ManifestError(problems)
     return Manifests(tuple(loaded))
-
-
-def find_manifest_files(
-    paths: Sequence[str | Path], problems: list[Problem]
-) -> list[tuple[str, Path]]:
-    """(display path, path) of every manifest, sorted by display path, each file once.
-
-    An explicitly named file is read whatever its suffix. Inside folders, only *.yaml and
-    *.yml are read, and hidden entries (.git, .github, .tyksync, ...) are skipped: CI
-    workflows are YAML too, and are not manifests. Symlinks are followed, but a folder
-    is never entered twice, so a symlink loop ends.
-    """
-    if not paths:
-        problems.append(Problem("<command line>", 1, "no manifest paths given"))
-        return []
-    found: dict[str, tuple[str, Path]] = {}  # real path -> (display, path)
-    for given in paths:
-        display = str(given)
-        path = Path(given)
-        if path.is_dir():
-            in_folder = list(_walk(path, display, problems))
-            if not in_folder:
-                problems.append(Problem(display, 1, "no manifests (*.yaml, *.yml) in this folder"))
-            for file in in_folder:
-                found.setdefault(os.path.realpath(file), (str(file), file))
-        elif path.is_file():
-            found.setdefault(os.path.realpath(path), (display, path))
-        elif path.exists():
-            problems.append(Problem(display, 1, "not a regular file or folder"))
-        else:
-            problems.append(Problem(display, 1, "no such file or folder"))
-    return sorted(found.values(), key=lambda item: item[0])
-
-
-def _walk(root: Path, display: str, problems: list[Problem]) -> Iterable[Path]:
-    def unreadable(exc: OSError) -> None:
-        where = exc.filename if exc.filename else display
-        problems.append(Problem(str(where), 1, f"cannot read folder: {exc.strerror}"))
-
-    seen: set[tuple[int, int]] = set()
-    for folder, dirs, names in os.walk(root, onerror=unreadable, followlinks=True):
-        stat = os.stat(folder)
-        if (stat.st_dev, stat.st_ino) in seen:
-            dirs[:] = []
-            continue
-        seen.add((stat.st_dev, stat.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if name.startswith(".") or not name.endswith(MANIFEST_SUFFIXES):
-                continue
-            file = Path(folder, name)
-            if file.is_file():
-                yield file
 
 
 def _declared(manifest: ManifestDoc, doc: YamlDoc, file: str) -> ManifestFile:

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 
@@ -21,7 +21,7 @@ import click
 
 from tyksync.sandbox.faults import METHODS, Faults
 from tyksync.sandbox.server import Sandbox
-from tyksync.sandbox.store import SandboxError
+from tyksync.sandbox.store import SandboxError, state_lock
 from tyksync.sandbox.wire import DIALECTS, check_dialect
 
 SECRET_ENV = "TYKSYNC_SANDBOX_SECRET"
@@ -173,16 +173,19 @@ def serve(
     # Signals are caught from here on: a Ctrl-C at any moment stops cleanly.
     with _stop_signals() as stopping:
         try:
-            server = Sandbox(
-                secret,
-                dialect=check_dialect(dialect),
-                state_path=state_path,
-                seed=seed_path or "demo",
-                faults=faults,
-                host=host,
-                port=port,
-                log=None if quiet else _log,
-            ).start()
+            # Loading and seeding as one step: another process may share the state file.
+            with state_lock(state_path) if state_path else nullcontext():
+                server = Sandbox(
+                    secret,
+                    dialect=check_dialect(dialect),
+                    state_path=state_path,
+                    seed=seed_path or "demo",
+                    faults=faults,
+                    host=host,
+                    port=port,
+                    log=None if quiet else _log,
+                )
+            server.start()
         except SandboxError as e:
             raise click.ClickException(str(e)) from None
         try:

@@ -30,7 +30,7 @@ from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 from tyksync.sandbox import wire
 from tyksync.sandbox.faults import WRITE_METHODS, Faults
 from tyksync.sandbox.seed import SeedSource, apply_seed, load_seed
-from tyksync.sandbox.store import SandboxError, Store, StoreError
+from tyksync.sandbox.store import SandboxError, Store, StoreError, state_lock
 from tyksync.sandbox.wire import Dialect
 
 MAX_BODY = 10 * 1024 * 1024
@@ -520,7 +520,9 @@ def embedded_sandbox(
 ) -> Iterator[Sandbox]:
     """A sandbox for `--sandbox`: in-process, on a free loopback port, with a new random
     secret each run, its state kept in `state_path` and seeded with the demo on first use."""
-    with Sandbox(
-        secrets.token_urlsafe(32), dialect=dialect, state_path=state_path, seed="demo"
-    ) as sandbox:
+    with state_lock(state_path):  # so that of two first runs at once, one seeds, not both
+        sandbox = Sandbox(
+            secrets.token_urlsafe(32), dialect=dialect, state_path=state_path, seed="demo"
+        )
+    with sandbox:
         yield sandbox

@@ -6,26 +6,31 @@ never changed in place: a change replaces it. So the server can take a snapshot 
 lock and serialise it outside, while writes go on.
 
 With a state path, every mutation is written to disk atomically, so the file is always a
-whole, valid state that a restarted sandbox loads.
+whole, valid state that a restarted sandbox loads. Several processes may share one state
+file (two `--sandbox` applies at once, or one beside `sandbox serve`): every operation holds
+a lock on the file, reads it again if another process wrote it, and writes it before letting
+go, so that no process's write is lost.
 """
 
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
 import os
 import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from tyksync.errors import TyksyncError
-from tyksync.fileutil import atomic_write, ensure_state_dir
+from tyksync.fileutil import UnsafeFileError, atomic_write, ensure_state_dir, open_private
 
 Record = dict[str, Any]
 
@@ -89,18 +94,116 @@ def request_policies(request: Mapping[str, Any]) -> list[str]:
     return [request["for_plan"]] if request.get("for_plan") else []
 
 
+class StateLock:
+    """The lock of one state file, for the threads of this process and for other processes
+    alike: an RLock and, while it is held, flock on `.NAME.lock` beside the state (not on
+    the state itself, which every write replaces with a new file). Re-entrant: Store
+    operations call each other, and `embedded_sandbox` holds it across loading and seeding.
+    """
+
+    def __init__(self, state_path: Path) -> None:
+        self.path = state_path.with_name(f".{state_path.name}.lock")
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd = -1
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            if self._depth == 0:
+                self._fd = _lock_file(self.path)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            os.close(self._fd)  # which releases the flock
+            self._fd = -1
+        self._thread_lock.release()
+
+
+def _lock_file(path: Path) -> int:
+    try:
+        ensure_state_dir(path.parent)
+    except OSError as e:
+        raise StateFileError(f"{path.parent}: cannot create: {e.strerror}") from e
+    try:
+        fd = open_private(path, os.O_RDWR | os.O_CREAT, what="sandbox lock")
+    except UnsafeFileError as e:
+        raise StateFileError(str(e)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+_state_locks: weakref.WeakValueDictionary[str, StateLock] = weakref.WeakValueDictionary()
+_state_locks_guard = threading.Lock()
+
+
+def state_lock(state_path: Path) -> StateLock:
+    """The one StateLock of this process for `state_path`: two locks of one process on one
+    file would each wait for the other if nested (flock does not know they are ours)."""
+    key = os.path.abspath(state_path)
+    with _state_locks_guard:
+        lock = _state_locks.get(key)
+        if lock is None:
+            lock = _state_locks[key] = StateLock(Path(key))
+        return lock
+
+
+# What tells that a state file changed: a write replaces the file, so its inode changes.
+_Version = tuple[int, int, int, int, int]
+
+
+def _version(info: os.stat_result) -> _Version:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+class _Held:
+    """What every Store operation holds: `lock`, then `on_enter()` (loading the state file
+    when another process changed it)."""
+
+    def __init__(
+        self, lock: AbstractContextManager[Any], on_enter: Callable[[], None] | None
+    ) -> None:
+        self._lock = lock
+        self._on_enter = on_enter
+
+    def __enter__(self) -> None:
+        self._lock.__enter__()
+        if self._on_enter is not None:
+            try:
+                self._on_enter()
+            except BaseException:
+                self._lock.__exit__(None, None, None)
+                raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.__exit__(None, None, None)
+
+
 class Store:
-    """Thread-safe state of one emulated Dashboard."""
+    """Thread-safe (and, with a state file, process-safe) state of one emulated Dashboard."""
 
     def __init__(self, state_path: Path | None = None, org_id: str = DEFAULT_ORG_ID) -> None:
-        # Re-entrant: public methods call each other, and `batch()` holds it throughout.
-        self._lock = threading.RLock()
         self._batch_depth = 0
         self.state_path = state_path
         self.org_id = org_id
         self._clear()
-        if state_path is not None:
-            self._load(state_path)
+        self._loaded: _Version | None = None  # the state file as this store last saw it
+        # Re-entrant: public methods call each other, and `batch()` holds it throughout.
+        if state_path is None:
+            self._lock = _Held(threading.RLock(), None)
+        else:
+            self._lock = _Held(state_lock(state_path), self._refresh)
+            with self._lock:
+                pass  # entering loads the file
 
     # -- reading --------------------------------------------------------------------------
 
@@ -483,28 +586,38 @@ class Store:
         text = json.dumps(self._state(), separators=(",", ":"))
         try:
             atomic_write(path, text)  # mode 0600: the state holds issued keys
+            self._loaded = _version(os.lstat(path))
+        except UnsafeFileError as e:
+            raise StateFileError(str(e)) from None
         except OSError as e:
             raise StateFileError(f"{path}: cannot write the sandbox state: {e.strerror}") from e
         _fsync_dir(path.parent)
 
-    def _load(self, path: Path) -> None:
+    def _refresh(self) -> None:
+        """Load the state file if it changed since this store last read or wrote it: another
+        process wrote it, and the lock now held keeps it from writing again meanwhile."""
+        path = self.state_path
+        assert path is not None
         try:
-            text = path.read_text(encoding="utf-8")
+            if _version(os.lstat(path)) == self._loaded:
+                return
+            with os.fdopen(open_private(path, os.O_RDONLY, what="sandbox state"), "rb") as f:
+                version = _version(os.fstat(f.fileno()))
+                data = f.read()
         except FileNotFoundError:
-            try:
-                ensure_state_dir(path.parent)
-            except OSError as e:
-                raise StateFileError(f"{path.parent}: cannot create: {e.strerror}") from e
-            return
+            return  # nothing written yet: what this store holds is the state
+        except UnsafeFileError as e:
+            raise StateFileError(str(e)) from None
         except OSError as e:
             raise StateFileError(f"{path}: cannot read the sandbox state: {e.strerror}") from e
-        if not text.strip():
-            return  # an empty file is a new store, to be seeded
-        try:
-            self._restore(json.loads(text))
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            self._clear()
-            raise StateFileError(f"{path}: not a valid sandbox state file ({e})") from e
+        self._clear()
+        if data.strip():  # an empty file is a new store, to be seeded
+            try:
+                self._restore(json.loads(data.decode("utf-8")))
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                self._clear()
+                raise StateFileError(f"{path}: not a valid sandbox state file ({e})") from e
+        self._loaded = version
 
     def _restore(self, state: Any) -> None:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
