@@ -3,7 +3,7 @@
 
     python scripts/fault_scenarios.py --scenarios 5000 --seed 1 [--jobs 4]
 
-Each scenario (see tests/scenarios.py) writes random manifests, seeds a sandbox with random
+Each scenario (see tests/harness/scenarios.py) writes random manifests, seeds a sandbox with random
 live requests, turns on a random fault schedule, then plans and applies until the plan is
 empty (at most 5 applies), and checks the end state against SPEC section 4. Printed:
 scenarios run, faults injected by kind, duplicates and missing requests, the distribution
@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # for `harness`
 
-import scenarios
+from harness import scenarios
 
 BATCH = 25  # scenarios per worker task: amortises process hand-offs, keeps progress fine
 

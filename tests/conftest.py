@@ -1,16 +1,19 @@
-"""Sandbox fixtures: an emulated Dashboard over real HTTP on 127.0.0.1, per test."""
+"""Shared fixtures: sandbox Dashboards over real HTTP on 127.0.0.1 (`sandbox`,
+`dialect_sandbox`, `portal`, and `dash`, configured as tyksync's Dashboard), the
+in-process CLI (`tyk`) and the log capture (`logs`)."""
 
 from __future__ import annotations
 
-import time
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from support import CliResult, Tyk
+from harness.capture import LogCapture, capture_logs
+from support import EXAMPLES, Tyk, canary
 
-from tyksync.cli import run
 from tyksync.sandbox import DIALECTS, Sandbox
 
 SANDBOX_SECRET = "test-secret-canary-1234"
@@ -70,16 +73,60 @@ def portal(dialect_sandbox: Sandbox) -> Iterator[Portal]:
     client.close()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "dash(dialect='modern', seed='demo', state=None): how the `dash` fixture's sandbox "
+        "is made: its wire dialect, its seed (None: empty) and a state file under tmp_path",
+    )
+
+
 @pytest.fixture
-def tyk(capsys: pytest.CaptureFixture[str]) -> Tyk:
-    """`tyksync ARGS...` in-process (`tyksync.cli.run`), its output captured."""
+def dash(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Sandbox]:
+    """A sandbox configured as tyksync's Dashboard, as a user would configure it.
 
-    def invoke(*argv: str) -> CliResult:
-        capsys.readouterr()
-        started = time.perf_counter()
-        code = run(list(argv))
-        seconds = time.perf_counter() - started
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err, seconds)
+    TYK_DASHBOARD_URL and TYK_DASHBOARD_SECRET are set (the secret is a fresh canary per
+    test, `dash.secret`), TYK_DASHBOARD_SECRET_FILE and NO_COLOR unset, and the test runs
+    in tmp_path with examples/manifests copied to ./manifests. By default the sandbox
+    speaks the modern dialect, holds the demo data and keeps its state in memory;
+    `@pytest.mark.dash(dialect=..., seed=..., state=...)` changes that (`seed=None`: an
+    empty Dashboard; `state="NAME"`: its state in tmp_path/NAME).
+    """
+    marker = request.node.get_closest_marker("dash")
+    options: dict[str, Any] = {"dialect": "modern", "seed": "demo", "state": None}
+    if marker is not None:
+        unknown = set(marker.kwargs) - set(options)
+        assert not unknown and not marker.args, f"unknown dash options: {marker}"
+        options.update(marker.kwargs)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(EXAMPLES, tmp_path / "manifests")
+    for name in ("TYK_DASHBOARD_SECRET_FILE", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    state = tmp_path / options["state"] if options["state"] else None
+    sb = Sandbox(
+        canary("dash-secret"), dialect=options["dialect"], seed=options["seed"], state_path=state
+    )
+    sb.start()
+    try:
+        monkeypatch.setenv("TYK_DASHBOARD_URL", sb.url)
+        monkeypatch.setenv("TYK_DASHBOARD_SECRET", sb.secret)
+        yield sb
+    finally:
+        sb.stop()
 
-    return invoke
+
+@pytest.fixture
+def tyk() -> Tyk:
+    """`tyksync ARGS...` in-process, its stdout and stderr captured; `tyk.runs` keeps every
+    run of the test."""
+    return Tyk()
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    """Every log record while the test runs, debug included: the root logger at DEBUG, so
+    tyksync's records and urllib3's alike."""
+    with capture_logs("") as capture:
+        yield capture

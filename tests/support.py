@@ -1,39 +1,32 @@
-"""Helpers shared by the test modules: the in-process CLI result, loading scripts/."""
+"""Helpers shared by the test modules: paths, canary values and the in-process CLI."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import secrets
 from pathlib import Path
-from types import ModuleType
+
+from harness.capture import CliResult, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "manifests"
+
+__all__ = ["EXAMPLES", "ROOT", "CliResult", "Tyk", "canary"]
 
 
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-    seconds: float
-
-    @property
-    def all(self) -> str:
-        return self.out + self.err
+def canary(kind: str) -> str:
+    """A fresh value that must never be printed, logged or written: `KIND-CANARY-<hex>`.
+    Fresh per test, so that tyksync's process-wide redaction registry, filled by earlier
+    tests, cannot hide a leak that a code path makes by itself."""
+    return f"{kind}-CANARY-{secrets.token_hex(12)}"
 
 
-Tyk = Callable[..., CliResult]
+class Tyk:
+    """`tyksync ARGS...` in-process (`harness.capture.run_cli`); every run kept in `runs`."""
 
+    def __init__(self) -> None:
+        self.runs: list[CliResult] = []
 
-def load_script(name: str) -> ModuleType:
-    """Import scripts/NAME.py (not a package) once, under its own name."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before exec: its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    def __call__(self, *argv: str) -> CliResult:
+        result = run_cli(argv)
+        self.runs.append(result)
+        return result

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import EXAMPLES
 
 from tyksync.applier import Applier
 from tyksync.client import DashboardClient, RetryPolicy
@@ -22,7 +23,6 @@ from tyksync.plan import Plan
 from tyksync.sandbox import Faults, Sandbox
 
 SECRET = "applier-secret-CANARY-93e1"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
 
 
 @pytest.fixture

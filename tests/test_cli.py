@@ -6,29 +6,13 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Tyk
+from harness.capture import capture_logs
+from support import EXAMPLES, Tyk
 
 from tyksync.sandbox import Faults, Sandbox
-
-SECRET = "cli-secret-CANARY-51d0e"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
-
-
-@pytest.fixture
-def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    """A demo sandbox as the configured Dashboard, the examples copied to ./manifests."""
-    monkeypatch.chdir(tmp_path)
-    shutil.copytree(EXAMPLES, tmp_path / "manifests")
-    for name in ("TYK_DASHBOARD_SECRET_FILE", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    with Sandbox(SECRET, seed="demo") as sb:
-        monkeypatch.setenv("TYK_DASHBOARD_URL", sb.url)
-        monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET)
-        yield sb
 
 
 def keys_of(sb: Sandbox) -> list[str]:
@@ -37,7 +21,7 @@ def keys_of(sb: Sandbox) -> list[str]:
 
 def assert_no_secrets(sb: Sandbox, *texts: str) -> None:
     for text in texts:
-        assert SECRET not in text
+        assert sb.secret not in text
         for key in keys_of(sb):
             assert key not in text
 
@@ -189,30 +173,27 @@ def test_stale_saved_plan_is_refused(dash: Sandbox, tyk: Tyk) -> None:
     assert dash.mutating_calls() == 0
 
 
+@pytest.mark.dash(seed=None)
 def test_plan_from_empty_dashboard_goes_stale_when_a_request_appears(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tyk: Tyk
+    dash: Sandbox, tyk: Tyk
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    with Sandbox(SECRET) as sb:
-        sb.store.add_developer("alice@example.com")
-        sb.store.add_policy("Gold", id="gold")
-        monkeypatch.setenv("TYK_DASHBOARD_URL", sb.url)
-        monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET)
-        Path("m.yaml").write_text(
-            "version: 1\nowner: t\ndevelopers:\n  alice@example.com:\n    - plan: Gold\n"
-        )
-        assert tyk("plan", "m.yaml", "--out", "plan.json").code == 0
-        dev = sb.store.developers()[0]["id"]
-        pol = sb.store.policies()[0]["_id"]
-        sb.store.add_request(dev, policies=[pol], fields={"tyksync_owner": "t"})
-        r = tyk("apply", "--plan", "plan.json")
-        assert r.code == 3, r.all
-        assert len(sb.store.requests()) == 1  # no duplicate was made
+    dash.store.add_developer("alice@example.com")
+    dash.store.add_policy("Gold", id="gold")
+    Path("m.yaml").write_text(
+        "version: 1\nowner: t\ndevelopers:\n  alice@example.com:\n    - plan: Gold\n"
+    )
+    assert tyk("plan", "m.yaml", "--out", "plan.json").code == 0
+    dev = dash.store.developers()[0]["id"]
+    pol = dash.store.policies()[0]["_id"]
+    dash.store.add_request(dev, policies=[pol], fields={"tyksync_owner": "t"})
+    r = tyk("apply", "--plan", "plan.json")
+    assert r.code == 3, r.all
+    assert len(dash.store.requests()) == 1  # no duplicate was made
 
 
 def test_saved_plan_for_another_dashboard_is_refused(dash: Sandbox, tyk: Tyk) -> None:
     tyk("plan", "manifests", "--out", "plan.json")
-    with Sandbox(SECRET, seed="demo") as other:
+    with Sandbox(dash.secret, seed="demo") as other:
         r = tyk("apply", "--plan", "plan.json", "--dashboard", other.url)
         assert r.code == 3
         assert other.mutating_calls() == 0
@@ -343,7 +324,7 @@ def test_no_secret_names_the_variable(
 
 def test_secret_file(dash: Sandbox, tyk: Tyk, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TYK_DASHBOARD_SECRET")
-    Path("secret").write_text(SECRET + "\n")
+    Path("secret").write_text(dash.secret + "\n")
     os.chmod("secret", 0o600)
     r = tyk("plan", "manifests", "--secret-file", "secret")
     assert r.code == 0, r.err
@@ -380,27 +361,14 @@ def test_insecure_is_loud(dash: Sandbox, tyk: Tyk) -> None:
 
 
 def test_cleartext_warning_for_remote_http() -> None:
-    import logging
-
     from tyksync.connection import _warn_cleartext
 
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    logger = logging.getLogger("tyksync")
-    handler = Keep()
-    logger.addHandler(handler)
-    try:
+    with capture_logs() as logs:
         _warn_cleartext("http://127.0.0.1:3000")
         _warn_cleartext("https://dash.example.com")
-        assert records == []
+        assert logs.records == []
         _warn_cleartext("http://dash.example.com")
-        assert "in clear" in records[0].getMessage()
-    finally:
-        logger.removeHandler(handler)
+        assert "in clear" in logs.messages[0]
 
 
 def test_sandbox_flag_keeps_state_between_runs(
@@ -490,19 +458,21 @@ def test_edited_or_broken_plan_files_are_refused(dash: Sandbox, tyk: Tyk, edit: 
 def test_secret_with_a_trailing_newline_works(
     dash: Sandbox, tyk: Tyk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET + "\r\n")
+    monkeypatch.setenv("TYK_DASHBOARD_SECRET", dash.secret + "\r\n")
     assert tyk("plan", "manifests").code == 0
 
 
-@pytest.mark.parametrize("bad", [SECRET[:8] + "\n" + SECRET[8:], "\ufeff" + SECRET])
+@pytest.mark.parametrize("bad", ["a newline inside", "a byte order mark"])
 def test_secret_a_header_cannot_carry_is_refused_unquoted(
     dash: Sandbox, tyk: Tyk, monkeypatch: pytest.MonkeyPatch, bad: str
 ) -> None:
-    monkeypatch.setenv("TYK_DASHBOARD_SECRET", bad)
+    secret = dash.secret
+    spoilt = secret[:8] + "\n" + secret[8:] if bad == "a newline inside" else "\ufeff" + secret
+    monkeypatch.setenv("TYK_DASHBOARD_SECRET", spoilt)
     r = tyk("plan", "manifests", "-vv")
     assert r.code == 1
     assert "TYK_DASHBOARD_SECRET holds" in r.err
-    assert SECRET[:8] not in r.all and SECRET[8:] not in r.all
+    assert secret[:8] not in r.all and secret[8:] not in r.all
     assert dash.counts() == {}
 
 
@@ -540,15 +510,11 @@ def test_redirects_are_not_followed(dash: Sandbox, tyk: Tyk) -> None:
     assert dash.counts() == {}
 
 
+@pytest.mark.dash(dialect="legacy")
 def test_validate_online_refuses_multi_policy_on_a_legacy_dashboard(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tyk: Tyk
+    dash: Sandbox, tyk: Tyk
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    with Sandbox(SECRET, dialect="legacy", seed="demo") as sb:
-        monkeypatch.setenv("TYK_DASHBOARD_URL", sb.url)
-        monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET)
-        shutil.copytree(EXAMPLES, tmp_path / "manifests")
-        r = tyk("validate", "manifests", "--online")
-        assert r.code == 1
-        assert "payments.yaml:14:" in r.err and "one policy per request" in r.err
-        assert sb.mutating_calls() == 0
+    r = tyk("validate", "manifests", "--online")
+    assert r.code == 1
+    assert "payments.yaml:14:" in r.err and "one policy per request" in r.err
+    assert dash.mutating_calls() == 0

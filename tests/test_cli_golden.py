@@ -10,12 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support import EXAMPLES, Tyk
 
 from tyksync import __version__
-from tyksync.cli import run
 
 GOLDEN = Path(__file__).parent / "golden" / "cli"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
 
 
 @pytest.mark.parametrize("fmt,suffix", [("text", "txt"), ("json", "json"), ("markdown", "md")])
@@ -24,14 +23,15 @@ def test_demo_plan_golden(
     suffix: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    tyk: Tyk,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TYK_DASHBOARD_URL", raising=False)
     shutil.copytree(EXAMPLES, tmp_path / "manifests")
     args = ["plan", "manifests", "--sandbox", "--sandbox-state", "state.json", "--format", fmt]
-    assert run(args) == 0
-    out = capsys.readouterr().out.replace(__version__, "<version>")
+    r = tyk(*args)
+    assert r.code == 0, r.err
+    out = r.out.replace(__version__, "<version>")
     golden = GOLDEN / f"demo_plan.{suffix}"
     if os.environ.get("TYKSYNC_UPDATE_GOLDEN"):
         golden.write_text(out)

@@ -5,26 +5,12 @@ from __future__ import annotations
 import os
 import pty
 import select
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tyksync.sandbox import Sandbox
-
-SECRET = "tty-secret-CANARY-4410"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
-
-
-@pytest.fixture
-def dash(tmp_path: Path) -> Iterator[Sandbox]:
-    shutil.copytree(EXAMPLES, tmp_path / "manifests")
-    with Sandbox(SECRET, seed="demo") as sb:
-        yield sb
 
 
 def run_on_tty(sb: Sandbox, cwd: Path, answer: str, *args: str) -> tuple[int, str]:
@@ -33,7 +19,7 @@ def run_on_tty(sb: Sandbox, cwd: Path, answer: str, *args: str) -> tuple[int, st
     env = {
         **os.environ,
         "TYK_DASHBOARD_URL": sb.url,
-        "TYK_DASHBOARD_SECRET": SECRET,
+        "TYK_DASHBOARD_SECRET": sb.secret,
         "NO_COLOR": "1",
     }
     proc = subprocess.Popen(
@@ -75,7 +61,7 @@ def test_apply_asks_and_yes_applies(dash: Sandbox, tmp_path: Path) -> None:
     assert code == 0, screen
     assert "Apply complete: 6 done" in screen
     assert dash.mutating_calls() > 0
-    assert SECRET not in screen
+    assert dash.secret not in screen
 
 
 def test_apply_asks_and_anything_else_cancels(dash: Sandbox, tmp_path: Path) -> None:
@@ -96,7 +82,7 @@ def test_ctrl_c_during_apply_points_at_the_journal(dash: Sandbox, tmp_path: Path
     proc = subprocess.Popen(
         [sys.executable, "-m", "tyksync", "apply", "manifests", "--auto-approve"],
         cwd=tmp_path,
-        env={**os.environ, "TYK_DASHBOARD_URL": dash.url, "TYK_DASHBOARD_SECRET": SECRET},
+        env={**os.environ, "TYK_DASHBOARD_URL": dash.url, "TYK_DASHBOARD_SECRET": dash.secret},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,6 +1,7 @@
 """Crash safety: an apply killed with SIGKILL at a random point, then the next apply.
 
-The trials themselves live in scripts/crash_trials.py (which also prints figures): a sandbox
+The trials themselves live in tests/harness/crash.py (scripts/crash_trials.py runs more of
+them and prints figures): a sandbox
 in this process on 127.0.0.1, slowed down (5-20 ms an answer) so that an apply of ~45 actions
 lasts about a second; `python -m tyksync apply` as a real subprocess, killed with SIGKILL
 after a delay drawn from a seeded RNG: mostly over the span of its mutations (measured once
@@ -26,51 +27,53 @@ import signal
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support import load_script
+from harness import crash
+from harness.world import (
+    SECRET,
+    JournalReport,
+    WorldSpec,
+    build_world,
+    check_final_state,
+    converge,
+    read_journal,
+)
+from support import Tyk
 
-from tyksync.cli import run
-from tyksync.sandbox import Faults, Sandbox
-
-crash: Any = load_script("crash_trials")
+from tyksync.sandbox import Sandbox
 
 SEED = 20240611
 CHUNKS = 10
 PER_CHUNK = 10  # 100 trials; each ~0.7 s alone (start-up, part of the apply, the re-run)
 # The share of kills that must land between the first mutation and the last. ~80% are aimed
-# there (see crash_trials.Timing.draw), so missing 30% in a chunk of 10 is a ~1e-4 chance,
+# there (see harness.crash.Timing.draw), so missing 30% in a chunk of 10 is a ~1e-4 chance,
 # while a harness that only killed before or after the writes fails it.
 MIN_MID_APPLY_SHARE = 0.3
 # One identity of each kind: under 10 managed requests, so the 30% delete limit is off.
-SMALL = crash.WorldSpec(
-    creates=2, pending_creates=1, approves=1, replaces=1, prunes=1, dups=1, kept=1
-)
+SMALL = WorldSpec(creates=2, pending_creates=1, approves=1, replaces=1, prunes=1, dups=1, kept=1)
 
 
 @pytest.fixture(scope="module")
-def calibrations(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def calibrations(tmp_path_factory: pytest.TempPathFactory) -> crash.Calibrations:
     """How long an uncut apply takes, measured once per parallelism on this machine."""
-    return crash.Calibrations(tmp_path_factory.mktemp("calibrate"), crash.WorldSpec())
+    return crash.Calibrations(tmp_path_factory.mktemp("calibrate"), WorldSpec())
 
 
-def _which(results: Sequence[Any], failing: Sequence[Any]) -> str:
+def _which(results: Sequence[crash.TrialResult], failing: Sequence[crash.TrialResult]) -> str:
     return "\n\n".join(r.describe() for r in failing) or f"{len(results)} trials"
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
 def test_apply_killed_at_a_random_point_then_next_apply_converges(
-    chunk: int, calibrations: Any, tmp_path: Path
+    chunk: int, calibrations: crash.Calibrations, tmp_path: Path
 ) -> None:
     trials = range(chunk * PER_CHUNK, (chunk + 1) * PER_CHUNK)
     results = []
     for trial in trials:
         p = crash.parallelism_of(trial)
         results.append(
-            crash.run_trial(
-                trial, SEED, p, calibrations(p), tmp_path / f"t{trial}", crash.WorldSpec()
-            )
+            crash.run_trial(trial, SEED, p, calibrations(p), tmp_path / f"t{trial}", WorldSpec())
         )
 
     slow = [r for r in results if r.applies_to_converge > 2]
@@ -104,40 +107,41 @@ def test_apply_killed_at_a_random_point_then_next_apply_converges(
 
 def test_checks_of_the_trials_catch_what_they_look_for(tmp_path: Path) -> None:
     """The trial checks are not vacuous: each catches a state that breaks its rule."""
-    with Sandbox(crash.SECRET) as sb:
-        world = crash.build_world(sb, tmp_path / "m", SMALL)
-        violations, _, _ = crash.check_final_state(world)
+    with Sandbox(SECRET) as sb:
+        world = build_world(sb, tmp_path / "m", SMALL)
+        violations, _, _ = check_final_state(world)
         assert violations.missing and violations.not_pruned  # nothing applied yet
-        assert crash.converge(world, tmp_path)[0] == 1
-        violations, issued, intended = crash.check_final_state(world)
+        assert converge(world, tmp_path)[0] == 1
+        violations, issued, intended = check_final_state(world)
         assert violations.all() == [] and issued == intended > 0
 
         # A second request for a declared identity, then a second key for it.
         created = next(i for i, intent in world.intents.items() if intent.where == "create")
         extra = sb.store.add_request(created[0], sorted(created[1]))
-        violations, _, _ = crash.check_final_state(world)
+        violations, _, _ = check_final_state(world)
         assert violations.duplicates
         sb.store.approve(extra["id"])
         sb.store.delete_request(extra["id"])
-        violations, issued, intended = crash.check_final_state(world)
+        violations, issued, intended = check_final_state(world)
         assert violations.extra_keys and not violations.duplicates
         assert issued == intended + 1
         # A mutation no journal line announced.
-        assert crash.write_ahead_violations(world, crash.JournalReport())
+        assert crash.write_ahead_violations(world, JournalReport())
 
     key = "5e9d9544a1dcd60001d0ed20deadbeefdeadbeefdeadbeefdeadbeef"
     journal = tmp_path / "j.jsonl"
     good = json.dumps({"event": "apply.start", "run": "r"})
     journal.write_text(f"{good}\n{good[:9]}\n{good}\n{good[:12]}", encoding="utf-8")
-    report = crash.read_journal(journal, [key])
+    report = read_journal(journal, [key])
     assert report.torn_last_line
     assert report.errors == [f"line 2 is not JSON: {good[:9].encode()!r}"]
     journal.write_text(f"{good}\n{json.dumps({'event': 'x', 'run': 'r', 'k': key})}\n")
-    assert crash.read_journal(journal, [key]).errors == ["the journal holds a key or the secret"]
+    assert read_journal(journal, [key]).errors == ["the journal holds a key or the secret"]
 
 
+@pytest.mark.dash(seed=None)
 def test_apply_after_a_torn_journal_line_starts_on_a_new_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    dash: Sandbox, tyk: Tyk, tmp_path: Path
 ) -> None:
     # A kill cannot cut a small fsynced write() on Linux, but a power cut or a full disk
     # can leave the journal's last line partial; the default journal path is shared by
@@ -146,15 +150,10 @@ def test_apply_after_a_torn_journal_line_starts_on_a_new_line(
     journal = tmp_path / "journal.jsonl"
     entry = json.dumps({"event": "create.sent", "run": "dead", "op": "x"})
     journal.write_text(entry + "\n" + entry[:20], encoding="utf-8")
-    journal.chmod(0o600)  # as tyksync makes it: one that others can read is refused
-    monkeypatch.setenv("TYK_DASHBOARD_SECRET", crash.SECRET)
-    monkeypatch.delenv("TYK_DASHBOARD_SECRET_FILE", raising=False)
-    with Sandbox(crash.SECRET, faults=Faults()) as sb:
-        world = crash.build_world(sb, tmp_path / "m", SMALL)
-        argv = ["apply", str(world.manifests), "--auto-approve", "--dashboard", sb.url]
-        code = run([*argv, "--journal", str(journal)])
-    capsys.readouterr()
-    assert code == 0
+    journal.chmod(0o600)  # as tyksync made it: it refuses a journal others can read
+    world = build_world(dash, tmp_path / "m", SMALL)
+    r = tyk("apply", str(world.manifests), "--auto-approve", "--journal", str(journal))
+    assert r.code == 0, r.all
     # Whether the fragment is kept as is or dropped, every other line must be an entry,
     # the new run's apply.start among them.
     entries, unreadable = [], []

@@ -1,7 +1,7 @@
 """Seeded fault scenarios: plan and apply through dropped answers, 5xx, 429, resets and
 invalid JSON until converged, with no duplicate, no extra key and nothing unmanaged touched.
 
-The generator and the oracle are in `scenarios.py`; `scripts/fault_scenarios.py` runs
+The generator and the oracle are in `harness/scenarios.py`; `scripts/fault_scenarios.py` runs
 thousands of the same scenarios for figures. Here, CHUNKS x PER_CHUNK of them run in CI,
 in chunks so that pytest-xdist spreads them over workers.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import scenarios as sc
+from harness import scenarios as sc
 
 from tyksync.applier import Applier
 from tyksync.client import DashboardClient, RetryPolicy

@@ -17,21 +17,19 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import Tyk
+from support import ROOT, Tyk
 
 from tyksync.errors import ManifestError
 from tyksync.manifest import load_manifests
 from tyksync.manifest.yamlload import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 from tyksync.sandbox import Sandbox
 
-ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = Path(__file__).resolve().parent / "fixtures" / "hostile"
 CORPUS = sorted(p.name for p in HOSTILE.iterdir() if p.suffix in (".yaml", ".yml"))
-SECRET = "hostile-cli-secret-CANARY-7e1f"
 # Generous: each refusal takes milliseconds; the bound catches an expansion or a hang.
 BOUND_SECONDS = 1.0
 # Output allowance on top of 4 characters per input byte: every problem is one short line.
@@ -50,16 +48,6 @@ NUMBER = "4242424242421"
 OCTAL = "075512345670123"
 NEEDLES = (CANARY, "HOSTILE-CANARY", NUMBER, OCTAL[1:], "1234567890123")
 HEAD = re.compile(r"Error: \d+ problems? in the manifests:")
-
-
-@pytest.fixture
-def dash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TYK_DASHBOARD_SECRET_FILE", raising=False)
-    with Sandbox(SECRET, seed="demo") as sb:
-        monkeypatch.setenv("TYK_DASHBOARD_URL", sb.url)
-        monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET)
-        yield sb
 
 
 def loader_problems(path: Path) -> list[str]:
@@ -380,27 +368,25 @@ BULK = 12
 
 
 @pytest.fixture
-def bulk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    """BULK requests owned by `bulk` (a third approved), one owned by `other`."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TYK_DASHBOARD_SECRET_FILE", raising=False)
-    with Sandbox(SECRET) as sb:
-        policy = sb.store.add_policy("Gold", id="gold")["_id"]
-        developers = [sb.store.add_developer(f"d{n}@example.com")["id"] for n in range(BULK)]
-        sb.store.add_requests(
-            {
-                "developer_id": developer,
-                "policies": [policy],
-                "approved": n % 3 == 0,
-                "fields": {"tyksync_owner": "bulk"},
-            }
-            for n, developer in enumerate(developers)
-        )
-        outsider = sb.store.add_developer("outsider@example.com")["id"]
-        sb.store.add_request(outsider, [policy], fields={"tyksync_owner": "other"})
-        monkeypatch.setenv("TYK_DASHBOARD_URL", sb.url)
-        monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET)
-        yield sb
+def bulk(dash: Sandbox) -> Sandbox:
+    """BULK requests owned by `bulk` (a third approved), one owned by `other`, in the
+    `dash` sandbox, which the test marks `@pytest.mark.dash(seed=None)`."""
+    sb = dash
+    assert sb.store.developers() == [], "mark the test @pytest.mark.dash(seed=None)"
+    policy = sb.store.add_policy("Gold", id="gold")["_id"]
+    developers = [sb.store.add_developer(f"d{n}@example.com")["id"] for n in range(BULK)]
+    sb.store.add_requests(
+        {
+            "developer_id": developer,
+            "policies": [policy],
+            "approved": n % 3 == 0,
+            "fields": {"tyksync_owner": "bulk"},
+        }
+        for n, developer in enumerate(developers)
+    )
+    outsider = sb.store.add_developer("outsider@example.com")["id"]
+    sb.store.add_request(outsider, [policy], fields={"tyksync_owner": "other"})
+    return sb
 
 
 def owned_by(sb: Sandbox, owner: str) -> list[dict[str, object]]:
@@ -417,6 +403,7 @@ def write_bulk_manifest(keep: int) -> Path:
     return path
 
 
+@pytest.mark.dash(seed=None)
 def test_emptying_an_owners_set_is_refused_then_forced(bulk: Sandbox, tyk: Tyk) -> None:
     write_bulk_manifest(keep=0)
     before = bulk.store.requests()
@@ -455,6 +442,7 @@ def test_emptying_an_owners_set_is_refused_then_forced(bulk: Sandbox, tyk: Tyk) 
         (1, True),
     ],
 )
+@pytest.mark.dash(seed=None)
 def test_delete_threshold_boundary(bulk: Sandbox, tyk: Tyk, keep: int, refused: bool) -> None:
     write_bulk_manifest(keep)
     r = tyk("apply", "bulk.yaml", "--auto-approve")
@@ -464,6 +452,7 @@ def test_delete_threshold_boundary(bulk: Sandbox, tyk: Tyk, keep: int, refused: 
     assert len(owned_by(bulk, "bulk")) == (BULK if refused else keep)
 
 
+@pytest.mark.dash(seed=None)
 def test_max_deletes_caps_even_a_small_plan(bulk: Sandbox, tyk: Tyk) -> None:
     write_bulk_manifest(BULK - 1)
     r = tyk("apply", "bulk.yaml", "--auto-approve", "--max-deletes", "0")

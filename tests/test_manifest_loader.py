@@ -164,6 +164,26 @@ def test_identity_twice_across_files_with_different_owners(tmp_path: Path) -> No
     assert f"declared twice: here and at {first}:5" in problem.message
 
 
+def test_identity_twice_names_the_developer_and_the_sorted_policies(tmp_path: Path) -> None:
+    first = write(
+        tmp_path,
+        "a.yaml",
+        "version: 1\nowner: one\ndevelopers:\n  alice@example.com:\n    - plans: [Gold, Reports]\n",
+    )
+    second = write(
+        tmp_path,
+        "b.yaml",
+        "version: 1\nowner: two\ndevelopers:\n  ALICE@example.com:\n    - plans: [Reports, Gold]\n",
+    )
+    (problem,) = problems_of(tmp_path)
+    assert (problem.file, problem.line) == (str(second), 5)
+    # The developer as written here, the policies sorted whatever order they were written.
+    assert problem.message == (
+        "request for developer 'ALICE@example.com' with policies [Gold, Reports] declared "
+        f"twice: here and at {first}:5"
+    )
+
+
 def test_same_owner_in_two_files_is_fine(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", MANIFEST.format(owner="team"))
     write(tmp_path, "b.yaml", MANIFEST.format(owner="team").replace("Gold", "Silver"))

@@ -10,6 +10,7 @@ import pytest
 from tyksync.errors import ManifestError, Problem
 from tyksync.manifest import Manifests, load_manifests, resolve
 from tyksync.models import Desired, Developer, FileScope, LiveState, Policy
+from tyksync.planner import make_plan
 
 ALICE = Developer("64b0000000000000000000a1", "alice@example.com", "org")
 BOB = Developer("64b0000000000000000000b2", "Bob@Example.com", "org")
@@ -161,7 +162,34 @@ def test_identity_twice_after_resolution_policy(tmp_path: Path) -> None:
     )
     (problem,) = resolve_problems(loaded)
     assert (problem.file, problem.line) == (str(tmp_path / "m1.yaml"), 6)
-    assert f"declared twice: here and at {tmp_path / 'm0.yaml'}:6" in problem.message
+    # The policies by name, sorted, though this request named them otherwise.
+    assert problem.message == (
+        "request for developer 'alice@example.com' with policies [Gold, Reports] declared "
+        f"twice: here and at {tmp_path / 'm0.yaml'}:6"
+    )
+
+
+def test_identity_twice_after_resolution_names_what_has_no_name(tmp_path: Path) -> None:
+    # A developer without an email is named by id; a policy without a name by its
+    # explicit id, or else by its `_id`.
+    anonymous = Developer("64b0000000000000000000e1", "", "org")
+    nameless = Policy("64a0000000000000000000e1", "nameless-id", "")
+    bare = Policy("64a0000000000000000000e2", "", "")
+    live = LiveState((*LIVE.developers, anonymous), (*LIVE.policies, nameless, bare), ())
+    loaded = manifests(
+        tmp_path,
+        manifest(
+            f"  {anonymous.id}:\n"
+            f"    - plans: [nameless-id, {bare.db_id}]\n"  # 6
+            f"    - plans: [{bare.db_id}, {nameless.db_id}]\n"  # 7
+        ),
+    )
+    (problem,) = resolve_problems(loaded, live)
+    assert problem.line == 7
+    assert problem.message == (
+        f"request for developer '{anonymous.id}' with policies [{bare.db_id}, nameless-id] "
+        f"declared twice: here and at {tmp_path / 'm0.yaml'}:6"
+    )
 
 
 def test_identity_twice_after_resolution_developer(tmp_path: Path) -> None:
@@ -174,7 +202,10 @@ def test_identity_twice_after_resolution_developer(tmp_path: Path) -> None:
     )
     (problem,) = resolve_problems(loaded)
     assert problem.line == 8
-    assert "alice@example.com" in problem.message and "here and at" in problem.message
+    assert problem.message == (
+        "request for developer 'alice@example.com' with policies [Gold] declared twice: "
+        f"here and at {tmp_path / 'm0.yaml'}:6"
+    )
 
 
 def test_same_policies_for_different_developers_is_fine(tmp_path: Path) -> None:
@@ -206,3 +237,31 @@ def test_multi_policy_request_against_legacy_dashboard_is_an_error(tmp_path: Pat
         )
         == 1
     )
+
+
+def test_single_policy_requests_against_a_legacy_dashboard_plan_as_usual(
+    tmp_path: Path,
+) -> None:
+    # Only a multi-policy request is refused on a pre-1.9.2 Dashboard: single-policy ones
+    # resolve and plan as on any other (a create here), however the policy is named.
+    loaded = manifests(
+        tmp_path,
+        manifest(
+            "  alice@example.com:\n"
+            "    - plan: Gold\n"  # 6
+            "    - plans: [Reports]\n"  # 7
+            "      approved: false\n"
+        ),
+    )
+    legacy = dataclasses.replace(LIVE, legacy=True)
+    desired = resolve(loaded, legacy)
+    assert [(r.policies, r.approved, r.line) for r in desired.requests] == [
+        ((GOLD,), True, 6),
+        ((REPORTS,), False, 7),
+    ]
+    plan = make_plan(desired, legacy)
+    assert [(a.action, [p.name for p in a.policies], a.approve) for a in plan.actions] == [
+        ("create", ["Gold"], True),
+        ("create", ["Reports"], False),
+    ]
+    assert plan.warnings == ()

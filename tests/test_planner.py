@@ -16,8 +16,13 @@ from tyksync.planner import make_plan
 
 ALICE = Developer("64a000000000000000000a01", "alice@example.com")
 BOB = Developer("64a000000000000000000a02", "bob@example.com")
+# Capitals: sorting by the email as written would put these before alice.
+CAROL = Developer("64a000000000000000000a03", "Carol@example.com")
+ALICE_TOO = Developer("64a000000000000000000a09", "ALICE@example.com")  # another developer
 GOLD = Policy("64b000000000000000000b01", "gold", "Gold")
 SILVER = Policy("64b000000000000000000b02", "silver", "Silver")
+REPORTS = Policy("64b000000000000000000b03", "", "Reports")
+SILVER_TOO = Policy("64b000000000000000000b04", "silver-2", "Silver")  # a second "Silver"
 OWNER = "payments-team"
 
 
@@ -79,7 +84,10 @@ def run(
     developers: tuple[Developer, ...] = (ALICE,),
 ):  # type: ignore[no-untyped-def]
     state = LiveState(
-        developers=(ALICE, BOB), policies=(GOLD, SILVER), requests=tuple(live), legacy=legacy
+        developers=(ALICE, BOB, CAROL, ALICE_TOO),
+        policies=(GOLD, SILVER, REPORTS, SILVER_TOO),
+        requests=tuple(live),
+        legacy=legacy,
     )
     desired = Desired(
         requests=tuple(wanted), scopes=(scope(prune, developers),), manifest_digest="m" * 64
@@ -290,3 +298,156 @@ def test_summary_counts() -> None:
         "warnings": 0,
         "unmanaged": 0,
     }
+
+
+# ---- exact texts --------------------------------------------------------------------------
+
+
+def test_fields_differ_names_each_change_in_sorted_order() -> None:
+    # DeepDiff lists changed values, then added, then removed keys: the message sorts them.
+    live = [live_req("1", fields={"z": "old", "m": "gone", "k": "same", "b": "x"})]
+    wanted = want(fields={"z": "new", "a": "added", "k": "same", "b": "y"})
+    (action,) = run([wanted], live).actions
+    assert (action.action, action.request_id) == ("replace", "c" * 23 + "1")
+    assert action.reason == (
+        "fields differ: a added ('added'), b 'x' -> 'y', m removed (was 'gone'), z 'old' -> 'new'"
+    )
+
+
+def test_fields_differ_for_one_added_and_one_removed_field() -> None:
+    (added,) = run([want(fields={"x": "v"})], [live_req("1")]).actions
+    assert added.reason == "fields differ: x added ('v')"
+    (removed,) = run([want()], [live_req("1", fields={"y": "v"})]).actions
+    assert removed.reason == "fields differ: y removed (was 'v')"
+    (changed,) = run(
+        [want(fields={"ticket": "b"})], [live_req("1", fields={"ticket": "a"})]
+    ).actions
+    assert changed.reason == "fields differ: ticket 'a' -> 'b'"
+
+
+def test_reasons_and_warnings_are_exact() -> None:
+    (create,) = run([want()], []).actions
+    assert create.reason == "declared, no live request"
+    (approve,) = run([want()], [live_req("1")]).actions
+    assert approve.reason == "declared approved, live request pending"
+    approved_other = [live_req("1", approved=True, fields={"ticket": "OLD"})]
+    (reissued,) = run([want(fields={"ticket": "NEW"})], approved_other, reissue=True).actions
+    assert reissued.reason == "fields differ: ticket 'OLD' -> 'NEW'; --reissue issues a new key"
+    (kept,) = run([want(fields={"ticket": "NEW"})], approved_other).warnings
+    assert kept.message == (
+        "approved request's fields differ: ticket 'OLD' -> 'NEW'; left as is: replacing it "
+        "issues a new key (use --reissue)"
+    )
+    assert kept.request_id == "c" * 23 + "1"
+    (undone,) = run([want(approved=False)], [live_req("1", approved=True)]).warnings
+    assert undone.message == (
+        "declared approved: false but already approved; approval cannot be undone"
+    )
+    (owned,) = run([], [live_req("2")]).actions
+    assert owned.reason == f"not declared; owned by {OWNER} (prune: owned in m.yaml)"
+    (listed,) = run([], [live_req("2", owner=None)], prune="developers").actions
+    assert listed.reason == "not declared; its developer is listed in m.yaml (prune: developers)"
+
+
+def test_a_single_policy_plan_against_a_legacy_dashboard_is_planned_as_any_other() -> None:
+    # The planner plans what resolution let through; a pre-1.9.2 Dashboard changes nothing
+    # for a single-policy declaration (test_manifest_resolve.py has the multi-policy refusal).
+    plan = run([want(fields={"ticket": "T-1"})], [], legacy=True)
+    assert [a.to_data() for a in plan.actions] == [
+        {
+            "action": "create",
+            "developer": {"id": ALICE.id, "email": ALICE.email},
+            "policies": [{"id": GOLD.db_id, "name": "Gold"}],
+            "request_id": None,
+            "approve": True,
+            "fields": {"ticket": "T-1"},
+            "owner": OWNER,
+            "reason": "declared, no live request",
+            "approved": False,
+            "declared_at": "m.yaml:5",
+        }
+    ]
+
+
+# ---- orders -------------------------------------------------------------------------------
+
+
+def test_warnings_are_ordered_by_email_policy_names_and_request_id() -> None:
+    # Lines put the declarations in another order than the warnings', and each sort-key
+    # component decides at least one pair: the lowercased email (Carol@ after alice@),
+    # the sorted policy names ([Silver, Gold] is "Gold, Silver", before "Reports"), and the
+    # request id (two policies named Silver; the message alone would order them the other
+    # way round). Warnings only tie on all three when one declaration makes both of its
+    # warnings, and it makes them in message order already.
+    wanted = [
+        want(CAROL, (GOLD,), approved=False, line=1),
+        want(ALICE, (SILVER,), fields={"ticket": "NEW"}, line=2),
+        want(ALICE, (SILVER_TOO,), approved=False, line=3),
+        want(ALICE, (REPORTS,), approved=False, line=4),
+        want(ALICE, (SILVER, GOLD), approved=False, line=5),
+    ]
+    live = [
+        live_req("1", ALICE, (REPORTS.db_id,), approved=True),
+        live_req("2", ALICE, (GOLD.db_id, SILVER.db_id), approved=True),
+        live_req("3", ALICE, (SILVER_TOO.db_id,), approved=True),
+        live_req("4", ALICE, (SILVER.db_id,), approved=True, fields={"ticket": "OLD"}),
+        live_req("5", CAROL, (GOLD.db_id,), approved=True),
+    ]
+    plan = run(wanted, live)
+    assert plan.actions == ()
+    undone = "declared approved: false but already approved; approval cannot be undone"
+    differs = (
+        "approved request's fields differ: ticket 'OLD' -> 'NEW'; left as is: replacing it "
+        "issues a new key (use --reissue)"
+    )
+    assert [
+        (w.developer.email, [p.name for p in w.policies], w.request_id, w.message)
+        for w in plan.warnings
+    ] == [
+        ("alice@example.com", ["Silver", "Gold"], "c" * 23 + "2", undone),
+        ("alice@example.com", ["Reports"], "c" * 23 + "1", undone),
+        ("alice@example.com", ["Silver"], "c" * 23 + "3", undone),
+        ("alice@example.com", ["Silver"], "c" * 23 + "4", differs),
+        ("Carol@example.com", ["Gold"], "c" * 23 + "5", undone),
+    ]
+
+
+def test_one_declaration_with_two_warnings_lists_them_by_message() -> None:
+    live = [live_req("1", approved=True, fields={"ticket": "OLD"})]
+    plan = run([want(approved=False, fields={"ticket": "NEW"})], live)
+    assert [w.message.split(":")[0] for w in plan.warnings] == [
+        "approved request's fields differ",
+        "declared approved",
+    ]
+
+
+def test_actions_are_ordered_by_email_developer_policy_names_kind_and_request_id() -> None:
+    # As above, each sort-key component decides at least one pair: the lowercased email
+    # (ALICE@ and Carol@ after alice@), the developer id (ALICE@ is another developer than
+    # alice@, with a greater id), the sorted policy names ([Silver, Gold] before
+    # [Reports]), the kind (approve before delete) and the request id (the duplicates,
+    # found newest last, deleted in id order).
+    wanted = [
+        want(CAROL, (GOLD,), line=1),
+        want(ALICE_TOO, (GOLD,), line=2),
+        want(ALICE, (REPORTS,), line=3),
+        want(ALICE, (SILVER, GOLD), line=4),
+        want(ALICE, (GOLD,), line=5),
+    ]
+    live = [
+        live_req("8", date="2025-12-01T00:00:00Z"),  # the oldest: kept, and approved
+        live_req("7", date="2026-01-01T00:00:00Z"),
+        live_req("6", date="2026-01-02T00:00:00Z"),
+    ]
+    plan = run(wanted, live)
+    assert [
+        (a.action, a.developer.id, [p.name for p in a.policies], a.request_id) for a in plan.actions
+    ] == [
+        ("approve", ALICE.id, ["Gold"], "c" * 23 + "8"),
+        ("delete", ALICE.id, ["Gold"], "c" * 23 + "6"),
+        ("delete", ALICE.id, ["Gold"], "c" * 23 + "7"),
+        ("create", ALICE.id, ["Silver", "Gold"], None),
+        ("create", ALICE.id, ["Reports"], None),
+        ("create", ALICE_TOO.id, ["Gold"], None),
+        ("create", CAROL.id, ["Gold"], None),
+    ]

@@ -1,6 +1,7 @@
 """Races: two applies of the same manifests at once, and saved plans gone stale.
 
-Two applies at once (trials in scripts/race_trials.py, which also prints figures): a fresh
+Two applies at once (trials in tests/harness/race.py; scripts/race_trials.py runs more of
+them and prints figures): a fresh
 sandbox per trial, two threads each with its own DashboardClient, Applier and freshly made
 plan; latency, jitter, fault seed, parallelism and start (both plans made before either
 writes, or the second part-way through the first) drawn from a seeded RNG; a few trials as
@@ -24,20 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import load_script
+from harness import race
+from harness.world import SECRET, WorldSpec, build_world, check_final_state, converge
+from support import Tyk
 
 from tyksync.applier import Applier
-from tyksync.cli import run
 from tyksync.client import DashboardClient
 from tyksync.manifest import load_manifests
 from tyksync.models import OWNER_FIELD, LiveState
 from tyksync.pipeline import plan_for
 from tyksync.plan import Plan
 from tyksync.sandbox import Faults, Sandbox
-
-load_script("crash_trials")  # race_trials imports it by name
-race: Any = load_script("race_trials")
-SECRET: str = race.SECRET
 
 SEED = 20240612
 CHUNKS = 12
@@ -48,8 +46,8 @@ PROCESS_TRIALS = 4
 # ---- two applies at once ------------------------------------------------------------------
 
 
-def _assert_race_invariants(results: Sequence[Any]) -> None:
-    def which(failing: Sequence[Any]) -> str:
+def _assert_race_invariants(results: Sequence[race.RaceResult]) -> None:
+    def which(failing: Sequence[race.RaceResult]) -> str:
         return "\n\n".join(r.describe() for r in failing)
 
     crashed = [r for r in results if any(s.error for s in r.sides)]
@@ -115,11 +113,9 @@ def test_replace_racing_a_replace_issues_one_key(tmp_path: Path) -> None:
     # Dashboard (every answer 300 ms, the sandbox waits before it commits); apply B reads
     # live state as soon as A's new request exists, so its snapshot is taken ~300 ms after
     # A's create and ~300 ms before A's approval commits. B applies once A is done.
-    spec = race.WorldSpec(
-        creates=0, pending_creates=0, approves=0, replaces=1, prunes=0, dups=0, kept=0
-    )
+    spec = WorldSpec(creates=0, pending_creates=0, approves=0, replaces=1, prunes=0, dups=0, kept=0)
     with Sandbox(SECRET) as sb:
-        world = race.build_world(sb, tmp_path / "m", spec)
+        world = build_world(sb, tmp_path / "m", spec)
         with DashboardClient(sb.url, SECRET) as a, DashboardClient(sb.url, SECRET) as b:
             plan_a, _ = _plan(a, world.manifests)
             assert [x.action for x in plan_a.actions] == ["replace"]
@@ -140,9 +136,9 @@ def test_replace_racing_a_replace_issues_one_key(tmp_path: Path) -> None:
             # The race happened as described: B saw A's new request, not yet approved.
             assert {r.id: r.approved for r in live_b.requests}.get(new_id) is False
             Applier(b).apply(plan_b)
-        applies, log = race.converge(world, tmp_path)
+        applies, log = converge(world, tmp_path)
         assert applies == 1, log
-        violations, issued, intended = race.check_final_state(world)
+        violations, issued, intended = check_final_state(world)
         assert not violations.duplicates and not violations.missing
         assert issued == intended == 1, violations.extra_keys
 
@@ -163,11 +159,11 @@ developers:
 
 
 @dataclass
-class Dash:
-    """A sandbox whose state lives in a file, so that it can be edited between runs."""
+class Stale:
+    """The `dash` sandbox (marked STALE_DASH: empty, its state in a file) holding this
+    module's developers, policies and requests, and the manifest in ./stale."""
 
     sb: Sandbox
-    state: Path
     ids: dict[str, str]  # names of developers, policies and requests -> ids
 
     @property
@@ -178,65 +174,51 @@ class Dash:
         """Stop, edit the state file, start again on the same port (the same Dashboard to
         a saved plan). The store has no call that changes a policy or a developer; this is
         how `tyksync sandbox serve --state FILE` would see such a change."""
-        port = self.sb.port
+        port, path = self.sb.port, self.sb.store.state_path
+        assert path is not None
         self.sb.stop()
-        state = json.loads(self.state.read_text(encoding="utf-8"))
+        state = json.loads(path.read_text(encoding="utf-8"))
         edit(state)
-        self.state.write_text(json.dumps(state), encoding="utf-8")
-        self.sb = Sandbox(SECRET, state_path=self.state, port=port).start()
+        path.write_text(json.dumps(state), encoding="utf-8")
+        self.sb = Sandbox(self.sb.secret, state_path=path, port=port).start()
 
 
-def _dash(tmp_path: Path, with_requests: bool) -> Dash:
-    sb = Sandbox(SECRET, state_path=tmp_path / "state.json")
-    store = sb.store
-    ids = {name: store.add_developer(f"{name}@example.com")["id"] for name in DEVELOPERS}
-    for name in ("Gold", "Silver", "Reports"):
-        ids[name] = store.add_policy(name, id=name.lower())["_id"]
-    if with_requests:
-        owned = {OWNER_FIELD: OWNER}
-        # alice's is approved by the plan; erin's is pruned (owned, not declared); zed's
-        # is out of scope (unlisted developer, no owner mark).
-        ids["alice-req"] = store.add_request(
-            ids["alice"], [ids["Gold"]], fields={"ticket": "A", **owned}
-        )["id"]
-        ids["erin-req"] = store.add_request(
-            ids["erin"], [ids["Reports"]], fields={"ticket": "E", **owned}
-        )["id"]
-        ids["zed-req"] = store.add_request(ids["zed"], [ids["Gold"]], fields={"ticket": "Z"})["id"]
-    (tmp_path / "manifests").mkdir()
-    (tmp_path / "manifests" / "stale.yaml").write_text(MANIFEST, encoding="utf-8")
-    return Dash(sb.start(), tmp_path / "state.json", ids)
-
-
+STALE_DASH = pytest.mark.dash(seed=None, state="state.json")
 DEVELOPERS = ("alice", "bob", "erin", "zed")
 
 
+def _stale(sb: Sandbox, with_requests: bool) -> Stale:
+    store = sb.store
+    with store.batch():
+        ids = {name: store.add_developer(f"{name}@example.com")["id"] for name in DEVELOPERS}
+        for name in ("Gold", "Silver", "Reports"):
+            ids[name] = store.add_policy(name, id=name.lower())["_id"]
+        if with_requests:
+            owned = {OWNER_FIELD: OWNER}
+            # alice's is approved by the plan; erin's is pruned (owned, not declared); zed's
+            # is out of scope (unlisted developer, no owner mark).
+            ids["alice-req"] = store.add_request(
+                ids["alice"], [ids["Gold"]], fields={"ticket": "A", **owned}
+            )["id"]
+            ids["erin-req"] = store.add_request(
+                ids["erin"], [ids["Reports"]], fields={"ticket": "E", **owned}
+            )["id"]
+            ids["zed-req"] = store.add_request(ids["zed"], [ids["Gold"]], fields={"ticket": "Z"})[
+                "id"
+            ]
+    Path("stale").mkdir()
+    Path("stale/stale.yaml").write_text(MANIFEST, encoding="utf-8")
+    return Stale(sb, ids)
+
+
 @pytest.fixture
-def tyk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., tuple[int, str]]:
-    monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET)
-    for name in ("TYK_DASHBOARD_SECRET_FILE", "TYK_DASHBOARD_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # the default journal goes under tmp_path/.tyksync
-
-    def invoke(*args: str) -> tuple[int, str]:
-        capsys.readouterr()
-        code = run(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err
-
-    return invoke
+def stale(dash: Sandbox) -> Iterator[Stale]:
+    s = _stale(dash, with_requests=True)
+    yield s
+    s.sb.stop()  # after a restart, a sandbox that `dash` does not know of
 
 
-@pytest.fixture
-def dash(tmp_path: Path) -> Iterator[Dash]:
-    d = _dash(tmp_path, with_requests=True)
-    yield d
-    d.sb.stop()
-
-
-def _owned_other_fields(d: Dash) -> None:
+def _owned_other_fields(d: Stale) -> None:
     """erin's owned request, same id and date, other fields: changed in place."""
     before = next(r for r in d.sb.store.requests() if r["id"] == d.ids["erin-req"])
     d.sb.store.delete_request(before["id"])
@@ -249,8 +231,8 @@ def _owned_other_fields(d: Dash) -> None:
     )
 
 
-def _edit_policy(**changes: Any) -> Callable[[Dash], None]:
-    def change(d: Dash) -> None:
+def _edit_policy(**changes: Any) -> Callable[[Stale], None]:
+    def change(d: Stale) -> None:
         def edit(state: dict[str, Any]) -> None:
             for p in state["policies"]:
                 if p["_id"] == d.ids["Gold"]:
@@ -261,8 +243,8 @@ def _edit_policy(**changes: Any) -> Callable[[Dash], None]:
     return change
 
 
-def _edit_developer(**changes: Any) -> Callable[[Dash], None]:
-    def change(d: Dash) -> None:
+def _edit_developer(**changes: Any) -> Callable[[Stale], None]:
+    def change(d: Stale) -> None:
         def edit(state: dict[str, Any]) -> None:
             for dev in state["developers"]:
                 if dev["id"] == d.ids["alice"]:
@@ -273,14 +255,14 @@ def _edit_developer(**changes: Any) -> Callable[[Dash], None]:
     return change
 
 
-def _add(developer: str, policy: str, **fields: str) -> Callable[[Dash], None]:
-    def change(d: Dash) -> None:
+def _add(developer: str, policy: str, **fields: str) -> Callable[[Stale], None]:
+    def change(d: Stale) -> None:
         d.sb.store.add_request(d.ids[developer], [d.ids[policy]], fields=fields)
 
     return change
 
 
-IN_SCOPE: dict[str, Callable[[Dash], object]] = {
+IN_SCOPE: dict[str, Callable[[Stale], object]] = {
     "create for a declared identity": _add("bob", "Silver"),
     "create for a declared developer, another policy": _add("alice", "Reports"),
     "create the plan's own create, as another apply would": _add(
@@ -308,7 +290,7 @@ IN_SCOPE: dict[str, Callable[[Dash], object]] = {
     "change a declared developer's email": _edit_developer(email="alice2@example.com"),
 }
 
-OUT_OF_SCOPE: dict[str, Callable[[Dash], object]] = {
+OUT_OF_SCOPE: dict[str, Callable[[Stale], object]] = {
     "create for an unlisted developer, no owner mark": _add("zed", "Silver"),
     "create for an unlisted developer, another owner's mark": _add(
         "zed", "Silver", **{OWNER_FIELD: "another-team"}
@@ -319,49 +301,52 @@ OUT_OF_SCOPE: dict[str, Callable[[Dash], object]] = {
 }
 
 
-def _save_plan(d: Dash, tyk: Callable[..., tuple[int, str]], out: Path) -> None:
-    code, text = tyk("plan", "manifests", "--dashboard", d.url, "--out", str(out))
-    assert code == 0, text
+def _save_plan(d: Stale, tyk: Tyk, out: Path) -> None:
+    r = tyk("plan", "stale", "--dashboard", d.url, "--out", str(out))
+    assert r.code == 0, r.all
     assert json.loads(out.read_text())["actions"], "the plan must have something to apply"
 
 
-def _assert_refused(d: Dash, tyk: Callable[..., tuple[int, str]], saved: Path) -> None:
+def _assert_refused(d: Stale, tyk: Tyk, saved: Path) -> None:
     before = d.sb.store.requests()
     d.sb.reset_counts()
-    code, text = tyk("apply", "--plan", str(saved), "--dashboard", d.url)
-    assert code == 3, text
-    assert "stale" in text
+    r = tyk("apply", "--plan", str(saved), "--dashboard", d.url)
+    assert r.code == 3, r.all
+    assert "stale" in r.all
     assert d.sb.mutating_calls() == 0
     assert d.sb.store.requests() == before
 
 
+@STALE_DASH
 @pytest.mark.parametrize("kind", IN_SCOPE)
 def test_saved_plan_refused_after_a_change_in_scope(
-    kind: str, dash: Dash, tyk: Callable[..., tuple[int, str]], tmp_path: Path
+    kind: str, stale: Stale, tyk: Tyk, tmp_path: Path
 ) -> None:
     saved = tmp_path / "plan.json"
-    _save_plan(dash, tyk, saved)
-    IN_SCOPE[kind](dash)
-    _assert_refused(dash, tyk, saved)
+    _save_plan(stale, tyk, saved)
+    IN_SCOPE[kind](stale)
+    _assert_refused(stale, tyk, saved)
 
 
+@STALE_DASH
 @pytest.mark.parametrize("kind", OUT_OF_SCOPE)
 def test_saved_plan_applied_after_a_change_out_of_scope(
-    kind: str, dash: Dash, tyk: Callable[..., tuple[int, str]], tmp_path: Path
+    kind: str, stale: Stale, tyk: Tyk, tmp_path: Path
 ) -> None:
     saved = tmp_path / "plan.json"
-    _save_plan(dash, tyk, saved)
-    OUT_OF_SCOPE[kind](dash)
-    dash.sb.reset_counts()
-    code, text = tyk("apply", "--plan", str(saved), "--dashboard", dash.url)
-    assert code == 0, text
-    assert dash.sb.mutating_calls() > 0
-    code, text = tyk("plan", "manifests", "--dashboard", dash.url, "--detailed-exitcode")
-    assert code == 0, text
+    _save_plan(stale, tyk, saved)
+    OUT_OF_SCOPE[kind](stale)
+    stale.sb.reset_counts()
+    r = tyk("apply", "--plan", str(saved), "--dashboard", stale.url)
+    assert r.code == 0, r.all
+    assert stale.sb.mutating_calls() > 0
+    r = tyk("plan", "stale", "--dashboard", stale.url, "--detailed-exitcode")
+    assert r.code == 0, r.all
 
 
+@STALE_DASH
 @pytest.mark.parametrize(
-    ("change", "stale"),
+    ("change", "goes_stale"),
     [
         (_add("alice", "Gold", ticket="A", **{OWNER_FIELD: OWNER}), True),
         (_add("bob", "Silver"), True),
@@ -370,22 +355,16 @@ def test_saved_plan_applied_after_a_change_out_of_scope(
     ids=["owned request for a declared identity", "portal request", "out of scope"],
 )
 def test_saved_plan_made_against_an_empty_dashboard(
-    change: Callable[[Dash], None],
-    stale: bool,
-    tyk: Callable[..., tuple[int, str]],
-    tmp_path: Path,
+    change: Callable[[Stale], None], goes_stale: bool, dash: Sandbox, tyk: Tyk, tmp_path: Path
 ) -> None:
     # No request at all when the plan is made: the fingerprint of "nothing" must still
     # be one that a first request in scope changes.
-    d = _dash(tmp_path, with_requests=False)
-    try:
-        saved = tmp_path / "plan.json"
-        _save_plan(d, tyk, saved)
-        change(d)
-        if stale:
-            _assert_refused(d, tyk, saved)
-        else:
-            code, text = tyk("apply", "--plan", str(saved), "--dashboard", d.url)
-            assert code == 0, text
-    finally:
-        d.sb.stop()
+    d = _stale(dash, with_requests=False)
+    saved = tmp_path / "plan.json"
+    _save_plan(d, tyk, saved)
+    change(d)
+    if goes_stale:
+        _assert_refused(d, tyk, saved)
+    else:
+        r = tyk("apply", "--plan", str(saved), "--dashboard", d.url)
+        assert r.code == 0, r.all

@@ -56,12 +56,14 @@ FINGERPRINT = "cd" * 32
 DASHBOARD = "https://dashboard.example.com"
 
 
-def make_plan(
+def plan_of(
     actions: tuple[Action, ...] = (),
     warnings: tuple[PlanWarning, ...] = (),
     unmanaged: int = 0,
     dashboard: str = DASHBOARD,
 ) -> Plan:
+    """A plan holding these actions and warnings, as the renderers get it (made by hand,
+    not by the planner)."""
     return Plan(
         actions=actions,
         warnings=warnings,
@@ -131,16 +133,16 @@ WARN_REISSUE = PlanWarning(
     message="approved with other fields; run with --reissue to replace it (issues a new key)",
 )
 
-FULL = make_plan(
+FULL = plan_of(
     actions=(CREATE, APPROVE, REPLACE, DELETE_APPROVED, DELETE_LEGACY),
     warnings=(WARN_APPROVED, WARN_REISSUE),
     unmanaged=3,
 )
-EMPTY = make_plan()
-QUIET = make_plan(warnings=(WARN_APPROVED,), unmanaged=1)
+EMPTY = plan_of()
+QUIET = plan_of(warnings=(WARN_APPROVED,), unmanaged=1)
 
 HOSTILE_DEV = DevRef("64c0999999999999999999a9", "mallory<b>&co@example.com")
-HOSTILE = make_plan(
+HOSTILE = plan_of(
     actions=(
         Action(
             action="create",
@@ -196,7 +198,7 @@ def big_plan(count: int) -> Plan:
                 owner="payments-team",
             )
         )
-    return make_plan(actions=tuple(actions), warnings=(WARN_APPROVED, WARN_REISSUE))
+    return plan_of(actions=tuple(actions), warnings=(WARN_APPROVED, WARN_REISSUE))
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -298,14 +300,14 @@ def test_text_lines_per_action_kind() -> None:
 
 
 def test_text_keeps_the_plan_order() -> None:
-    plan = make_plan(actions=(DELETE_APPROVED, CREATE, APPROVE))
+    plan = plan_of(actions=(DELETE_APPROVED, CREATE, APPROVE))
     verbs = [line.split()[1] for line in text_of(plan).splitlines() if line.startswith(" ")]
     assert verbs == ["delete", "create", "approve"]
 
 
 def test_text_delete_of_a_pending_request_does_not_mention_a_key() -> None:
     pending = Action("delete", ERIN, (SILVER,), "not declared", request_id="64c0" + "0" * 20)
-    assert "stays valid" not in text_of(make_plan(actions=(pending,)))
+    assert "stays valid" not in text_of(plan_of(actions=(pending,)))
 
 
 def test_text_warnings_and_summary() -> None:
@@ -330,11 +332,11 @@ def test_text_warnings_and_summary() -> None:
         (EMPTY, "No changes. The Dashboard matches the manifests."),
         (QUIET, "Nothing will be applied, but 1 difference needs a person (see the warnings). "
          "1 unmanaged request left alone."),
-        (make_plan(warnings=(WARN_APPROVED, WARN_REISSUE)), "Nothing will be applied, but 2 "
+        (plan_of(warnings=(WARN_APPROVED, WARN_REISSUE)), "Nothing will be applied, but 2 "
          "differences need a person (see the warnings)."),
-        (make_plan(unmanaged=2), "No changes. The Dashboard matches the manifests. "
+        (plan_of(unmanaged=2), "No changes. The Dashboard matches the manifests. "
          "2 unmanaged requests left alone."),
-        (make_plan(actions=(APPROVE,), warnings=(WARN_APPROVED,)),
+        (plan_of(actions=(APPROVE,), warnings=(WARN_APPROVED,)),
          "Plan: 0 to create, 1 to approve, 0 to replace, 0 to delete. 1 warning."),
     ],
 )  # fmt: skip
@@ -343,12 +345,12 @@ def test_text_summary_line(plan: Plan, last: str) -> None:
 
 
 def test_text_without_a_dashboard_has_no_dashboard_line() -> None:
-    assert text_of(make_plan(dashboard="")) == "No changes. The Dashboard matches the manifests.\n"
+    assert text_of(plan_of(dashboard="")) == "No changes. The Dashboard matches the manifests.\n"
 
 
 def test_text_names_a_developer_without_email_by_id() -> None:
     anonymous = DevRef("64c0abababababababababab", "")
-    plan = make_plan(actions=(Action("create", anonymous, (GOLD,), "new", approve=True),))
+    plan = plan_of(actions=(Action("create", anonymous, (GOLD,), "new", approve=True),))
     assert "  + create   64c0abababababababababab  [Gold]  approve=yes\n" in text_of(plan)
 
 
@@ -358,7 +360,7 @@ def test_actions_without_a_request_id_or_details() -> None:
         Action("approve", BOB, (SILVER,), "pending", approve=True),
         Action("delete", ERIN, (SILVER,), "not declared"),
     )
-    plan = make_plan(actions=bare)
+    plan = plan_of(actions=bare)
     lines = text_of(plan).splitlines()
     assert "  ~ approve  bob@example.com  [Silver]" in lines
     assert "  - delete   erin@example.com  [Silver]  not declared" in lines
@@ -475,7 +477,7 @@ def test_markdown_structure() -> None:
 
 
 def test_markdown_groups_a_developer_once_in_order_of_first_appearance() -> None:
-    plan = make_plan(actions=(DELETE_APPROVED, CREATE, DELETE_LEGACY))
+    plan = plan_of(actions=(DELETE_APPROVED, CREATE, DELETE_LEGACY))
     headings = [line for line in markdown_of(plan).splitlines() if line.startswith("#### ")]
     assert headings == [
         "#### `erin@example.com` (2 changes)",
@@ -491,7 +493,7 @@ def test_markdown_no_changes_keeps_the_table() -> None:
 
 
 def test_markdown_approved_delete_says_the_key_stays_valid() -> None:
-    out = markdown_of(make_plan(actions=(DELETE_APPROVED,)))
+    out = markdown_of(plan_of(actions=(DELETE_APPROVED,)))
     assert "**approved: the key it issued stays valid**" in out
 
 
@@ -573,7 +575,7 @@ def test_markdown_puts_every_outside_string_in_a_code_span() -> None:
 
 def test_markdown_code_span_holds_any_backtick_run() -> None:
     for value in ("`", "``", "a`b", "` x `", " lead", "trail ", "", "```fence```"):
-        plan = make_plan(
+        plan = plan_of(
             actions=(
                 Action("create", HOSTILE_DEV, (GOLD,), "new", approve=True, fields={"k": value}),
             )
@@ -653,7 +655,7 @@ def test_markdown_cuts_warnings_when_they_alone_do_not_fit() -> None:
         PlanWarning(DevRef(f"64c0{i:020x}", f"w{i:03d}@example.com"), (GOLD,), "x" * 80)
         for i in range(50)
     )
-    plan = make_plan(actions=(CREATE,), warnings=many)
+    plan = plan_of(actions=(CREATE,), warnings=many)
     out = markdown_of(plan, limit=2000)
     assert len(out) < 2000
     shown = sum(line.startswith("- `w") for line in out.splitlines())

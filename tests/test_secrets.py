@@ -8,8 +8,9 @@ appear in stdout, stderr, any log record (the root logger at DEBUG, urllib3's in
 any file the run wrote (saved plans, the journal, exported manifests) except the key sink,
 or the text of any exception tyksync raises.
 
-The canary values are fresh per test so that tyksync's process-wide redaction registry,
-filled by earlier tests, cannot hide a leak that a code path makes by itself.
+The canary values are fresh per test (the `dash` fixture's secret too) so that tyksync's
+process-wide redaction registry, filled by earlier tests, cannot hide a leak that a code
+path makes by itself.
 """
 
 from __future__ import annotations
@@ -17,27 +18,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
-import shutil
 import socket
 import stat
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from harness.capture import FORMAT, LogCapture
+from support import ROOT, CliResult, Tyk, canary
 
-from tyksync.cli import run
 from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.connection import ConnectionSettings, connect, read_secret
 from tyksync.errors import AnswerLost, ApiError, ConfigError, NetworkError, TyksyncError
 from tyksync.sandbox import CANARY_PREFIX, Faults, Sandbox
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples" / "manifests"
 SENSITIVE_MEMBERS = ("password", "nonce", "sso_key")
 UNREADABLE_WARNING = "can be read by other users"
 
@@ -45,75 +42,50 @@ UNREADABLE_WARNING = "can be read by other users"
 BOB_PENDING = "64c000000000000000000c01"
 
 
-def canary(kind: str) -> str:
-    return f"{kind}-CANARY-{secrets.token_hex(12)}"
-
-
 # ---- fixtures ----------------------------------------------------------------------------
 
 
 @dataclass
-class Run:
-    argv: tuple[str, ...]
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
-class Dash:
-    """A demo sandbox configured as the Dashboard, and every run made against it."""
+class Watched:
+    """The `dash` sandbox, and what the scan reads besides it: every `tyk` run of the test,
+    the log, and the files under the test's folder."""
 
     sb: Sandbox
-    secret: str
+    tyk: Tyk
+    logs: LogCapture
     root: Path
-    runs: list[Run] = field(default_factory=list)
+    env: pytest.MonkeyPatch
     extra: dict[str, str] = field(default_factory=dict)  # more canaries: label -> value
     sinks: set[Path] = field(default_factory=set)  # the only files allowed to hold keys
-    env: pytest.MonkeyPatch | None = None
 
+    @property
+    def secret(self) -> str:
+        return self.sb.secret
 
-Tyk = Callable[..., Run]
-
-
-@pytest.fixture
-def dash(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> Iterator[Dash]:
-    monkeypatch.chdir(tmp_path)
-    shutil.copytree(EXAMPLES, tmp_path / "manifests")
-    for name in ("TYK_DASHBOARD_SECRET_FILE", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    caplog.set_level(logging.DEBUG)  # the root logger: tyksync's and urllib3's records
-    secret = canary("dash-secret")
-    with Sandbox(secret, seed="demo") as sb:
-        monkeypatch.setenv("TYK_DASHBOARD_URL", sb.url)
-        monkeypatch.setenv("TYK_DASHBOARD_SECRET", secret)
-        yield Dash(sb, secret, tmp_path, env=monkeypatch)
+    @property
+    def runs(self) -> list[CliResult]:
+        return self.tyk.runs
 
 
 @pytest.fixture
-def tyk(dash: Dash, capsys: pytest.CaptureFixture[str]) -> Tyk:
-    def invoke(*argv: str) -> Run:
-        capsys.readouterr()
-        code = run(list(argv))
-        captured = capsys.readouterr()
-        result = Run(argv, code, captured.out, captured.err)
-        dash.runs.append(result)
-        return result
-
-    return invoke
+def watched(
+    logs: LogCapture, dash: Sandbox, tyk: Tyk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Watched:
+    return Watched(dash, tyk, logs, tmp_path, monkeypatch)
 
 
 # ---- the scan ----------------------------------------------------------------------------
 
 
-def canaries(dash: Dash) -> dict[str, str]:
+def canaries(watched: Watched) -> dict[str, str]:
     """label -> value of everything that must not leak, read from the sandbox now."""
-    found = {"the Dashboard secret": dash.secret, "the Dashboard secret's tail": dash.secret[-16:]}
+    found = {
+        "the Dashboard secret": watched.secret,
+        "the Dashboard secret's tail": watched.secret[-16:],
+    }
     found["the sandbox's canary prefix"] = CANARY_PREFIX
-    keys = dash.sb.store.issued_keys()
-    for developer in dash.sb.store.developers():
+    keys = watched.sb.store.issued_keys()
+    for developer in watched.sb.store.developers():
         email = developer["email"]
         for member in SENSITIVE_MEMBERS:
             found[f"{email}'s {member}"] = developer[member]
@@ -123,28 +95,27 @@ def canaries(dash: Dash) -> dict[str, str]:
         found[f"issued key #{n}"] = key
         # Keys start with the org id, which may be shown; the random tail may not.
         found[f"issued key #{n}'s tail"] = key[-16:]
-    found.update(dash.extra)
+    found.update(watched.extra)
     return found
 
 
-def log_texts(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
-    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
-    texts = {"the captured log (formatted)": caplog.text}
-    for n, record in enumerate(caplog.records):
+def log_texts(logs: LogCapture) -> dict[str, str]:
+    texts = {"the captured log (formatted)": logs.text}
+    for n, record in enumerate(logs.records):
         where = f"log record #{n} ({record.name})"
         texts[where] = "\n".join(
-            [record.getMessage(), formatter.format(record), record.exc_text or ""]
+            [record.getMessage(), FORMAT.format(record), record.exc_text or ""]
         )
     return texts
 
 
-def written_files(dash: Dash) -> dict[str, str]:
+def written_files(watched: Watched) -> dict[str, str]:
     """Every file under the test's folder (plans, journal, exports), key sinks excepted."""
-    allowed = {p.resolve() for p in dash.sinks}
+    allowed = {p.resolve() for p in watched.sinks}
     texts = {}
-    for path in sorted(dash.root.rglob("*")):
+    for path in sorted(watched.root.rglob("*")):
         if path.is_file() and path.resolve() not in allowed:
-            texts[f"file {path.relative_to(dash.root)}"] = path.read_bytes().decode(
+            texts[f"file {path.relative_to(watched.root)}"] = path.read_bytes().decode(
                 "utf-8", errors="replace"
             )
     return texts
@@ -160,32 +131,32 @@ def leaks(found: dict[str, str], texts: dict[str, str]) -> list[str]:
     ]
 
 
-def assert_nothing_leaked(dash: Dash, caplog: pytest.LogCaptureFixture) -> None:
-    found = canaries(dash)
+def assert_nothing_leaked(watched: Watched) -> None:
+    found = canaries(watched)
     texts: dict[str, str] = {}
-    for n, r in enumerate(dash.runs):
+    for n, r in enumerate(watched.runs):
         texts[f"stdout of run #{n} {' '.join(r.argv)}"] = r.out
         texts[f"stderr of run #{n} {' '.join(r.argv)}"] = r.err
         assert "Traceback" not in r.err, r.err
-    texts.update(log_texts(caplog))
-    texts.update(written_files(dash))
+    texts.update(log_texts(watched.logs))
+    texts.update(written_files(watched))
     assert not leaks(found, texts)
 
 
 # ---- every command, at -vv ---------------------------------------------------------------
 
 
-def new_keys(dash: Dash, before: list[str]) -> list[str]:
-    return [k for k in dash.sb.store.issued_keys() if k not in before]
+def new_keys(watched: Watched, before: list[str]) -> list[str]:
+    return [k for k in watched.sb.store.issued_keys() if k not in before]
 
 
-def s_validate_online(dash: Dash, tyk: Tyk) -> None:
+def s_validate_online(watched: Watched, tyk: Tyk) -> None:
     r = tyk("validate", "manifests", "--online", "-vv")
     assert r.code == 0, r.err
     assert "resolved against the Dashboard" in r.out
 
 
-def s_plan_every_format(dash: Dash, tyk: Tyk) -> None:
+def s_plan_every_format(watched: Watched, tyk: Tyk) -> None:
     for fmt in ("text", "json", "markdown"):
         r = tyk("plan", "manifests", "--format", fmt, "--out", f"plans/{fmt}.json", "-vv")
         assert r.code == 0, r.err
@@ -193,33 +164,33 @@ def s_plan_every_format(dash: Dash, tyk: Tyk) -> None:
         assert "GET /api/portal/requests" in r.err  # -vv logs every call
 
 
-def s_apply_without_sink(dash: Dash, tyk: Tyk) -> None:
-    before = dash.sb.store.issued_keys()
+def s_apply_without_sink(watched: Watched, tyk: Tyk) -> None:
+    before = watched.sb.store.issued_keys()
     r = tyk("apply", "manifests", "--auto-approve", "-vv", "--journal", "journal.jsonl")
     assert r.code == 0, r.out + r.err
-    assert len(new_keys(dash, before)) == 4
+    assert len(new_keys(watched, before)) == 4
     assert "4 key(s) issued and NOT captured" in r.out
     assert Path("journal.jsonl").stat().st_size > 0
 
 
-def s_apply_with_sink(dash: Dash, tyk: Tyk) -> None:
-    dash.sinks.add(Path("keys.jsonl"))
-    before = dash.sb.store.issued_keys()
+def s_apply_with_sink(watched: Watched, tyk: Tyk) -> None:
+    watched.sinks.add(Path("keys.jsonl"))
+    before = watched.sb.store.issued_keys()
     r = tyk(
         "apply", "manifests", "--auto-approve", "-vv", "--key-sink", "keys.jsonl",
         "--journal", "journal.jsonl",
     )  # fmt: skip
     assert r.code == 0, r.out + r.err
-    issued = new_keys(dash, before)
+    issued = new_keys(watched, before)
     assert len(issued) == 4
     assert {json.loads(x)["key"] for x in Path("keys.jsonl").read_text().splitlines()} == set(
         issued
     )
 
 
-def s_apply_saved_plan(dash: Dash, tyk: Tyk) -> None:
+def s_apply_saved_plan(watched: Watched, tyk: Tyk) -> None:
     assert tyk("plan", "manifests", "--out", "plan.json", "-vv").code == 0
-    dash.sinks.add(Path("keys.jsonl"))
+    watched.sinks.add(Path("keys.jsonl"))
     r = tyk(
         "apply", "--plan", "plan.json", "-vv", "--key-sink", "keys.jsonl",
         "--journal", "journal.jsonl",
@@ -228,7 +199,7 @@ def s_apply_saved_plan(dash: Dash, tyk: Tyk) -> None:
     assert "4 key(s) issued, 4 written to keys.jsonl" in r.out
 
 
-def s_export(dash: Dash, tyk: Tyk) -> None:
+def s_export(watched: Watched, tyk: Tyk) -> None:
     assert tyk("apply", "manifests", "--auto-approve").code == 0  # more keys embedded
     for name, extra in (
         ("all", ()),
@@ -242,17 +213,16 @@ def s_export(dash: Dash, tyk: Tyk) -> None:
     assert tyk("plan", "exported-all.yaml", "--detailed-exitcode", "-vv").code == 0
 
 
-def s_schema(dash: Dash, tyk: Tyk) -> None:
+def s_schema(watched: Watched, tyk: Tyk) -> None:
     r = tyk("schema")  # takes no -v: it talks to nothing
     assert r.code == 0
     json.loads(r.out)
 
 
-def s_wrong_secret(dash: Dash, tyk: Tyk) -> None:
+def s_wrong_secret(watched: Watched, tyk: Tyk) -> None:
     wrong = canary("wrong-secret")
-    dash.extra["the wrong secret"] = wrong
-    assert dash.env is not None
-    dash.env.setenv("TYK_DASHBOARD_SECRET", wrong)
+    watched.extra["the wrong secret"] = wrong
+    watched.env.setenv("TYK_DASHBOARD_SECRET", wrong)
     for argv in (
         ("validate", "manifests", "--online"),
         ("plan", "manifests", "--format", "json"),
@@ -262,44 +232,44 @@ def s_wrong_secret(dash: Dash, tyk: Tyk) -> None:
         r = tyk(*argv, "-vv")
         assert r.code == 1, r.out + r.err
         assert "401" in r.err
-    assert dash.sb.mutating_calls() == 0
+    assert watched.sb.mutating_calls() == 0
 
 
-def s_5xx_storm_on_reads(dash: Dash, tyk: Tyk) -> None:
-    dash.sb.faults = Faults(error_rates={"GET": 1.0})
+def s_5xx_storm_on_reads(watched: Watched, tyk: Tyk) -> None:
+    watched.sb.faults = Faults(error_rates={"GET": 1.0})
     r = tyk("plan", "manifests", "-vv")
     assert r.code == 1
     assert "retrying" in r.err
-    assert dash.sb.fault_counts()["error"] == RetryPolicy().attempts
+    assert watched.sb.fault_counts()["error"] == RetryPolicy().attempts
 
 
-def s_5xx_storm_on_writes(dash: Dash, tyk: Tyk) -> None:
-    dash.sinks.add(Path("keys.jsonl"))
-    dash.sb.faults = Faults(error_rates={"POST": 0.5, "PUT": 0.5, "DELETE": 0.5}, seed=11)
+def s_5xx_storm_on_writes(watched: Watched, tyk: Tyk) -> None:
+    watched.sinks.add(Path("keys.jsonl"))
+    watched.sb.faults = Faults(error_rates={"POST": 0.5, "PUT": 0.5, "DELETE": 0.5}, seed=11)
     argv = ("apply", "manifests", "--auto-approve", "-vv", "--key-sink", "keys.jsonl")
     r = tyk(*argv, "--parallelism", "1")
     assert r.code == 1, r.out
     assert "FAILED" in r.out
-    assert dash.sb.store.issued_keys()  # some approvals went through: there is a key to leak
-    dash.sb.faults = Faults()
+    assert watched.sb.store.issued_keys()  # some approvals went through: there is a key to leak
+    watched.sb.faults = Faults()
     assert tyk(*argv).code == 0
 
 
-def s_dropped_connection(dash: Dash, tyk: Tyk) -> None:
-    dash.sinks.add(Path("keys.jsonl"))
-    before = dash.sb.store.issued_keys()
-    dash.sb.faults = Faults(drop_after_write=1.0)
+def s_dropped_connection(watched: Watched, tyk: Tyk) -> None:
+    watched.sinks.add(Path("keys.jsonl"))
+    before = watched.sb.store.issued_keys()
+    watched.sb.faults = Faults(drop_after_write=1.0)
     r = tyk("apply", "manifests", "--auto-approve", "-vv", "--key-sink", "keys.jsonl")
     assert "the answer was lost" in r.out or "their answer was lost" in r.out, r.out
-    assert len(new_keys(dash, before)) == 4  # issued, and lost with their answers
-    assert dash.sb.fault_counts()["drop_after_write"] > 0
-    dash.sb.faults = Faults(reset_before=1.0)
+    assert len(new_keys(watched, before)) == 4  # issued, and lost with their answers
+    assert watched.sb.fault_counts()["drop_after_write"] > 0
+    watched.sb.faults = Faults(reset_before=1.0)
     r = tyk("plan", "manifests", "-vv")
     assert r.code == 1
     assert "closed before an answer came" in r.err
 
 
-def s_bad_manifests(dash: Dash, tyk: Tyk) -> None:
+def s_bad_manifests(watched: Watched, tyk: Tyk) -> None:
     Path("bad.yaml").write_text(
         "version: 1\nowner: t\ndevelopers:\n  alice@example.com:\n    - plan: Gold\n"
         "      fields: {ticket: 42}\n"
@@ -310,13 +280,13 @@ def s_bad_manifests(dash: Dash, tyk: Tyk) -> None:
         assert "bad.yaml:6:" in r.err
     # The secret pasted into a manifest by mistake, where errors name what was written.
     Path("pasted.yaml").write_text(
-        f"version: 1\nowner: t\ndevelopers:\n  alice@example.com:\n    - plan: {dash.secret}\n"
+        f"version: 1\nowner: t\ndevelopers:\n  alice@example.com:\n    - plan: {watched.secret}\n"
     )
     for argv in (("validate", "--online"), ("plan",), ("apply", "--auto-approve")):
         r = tyk(*argv, "pasted.yaml", "-vv")
         assert r.code == 1
         assert "pasted.yaml:5:" in r.err
-    assert dash.sb.mutating_calls() == 0
+    assert watched.sb.mutating_calls() == 0
     os.remove("pasted.yaml")  # the manifest itself holds the secret: not tyksync's output
 
 
@@ -337,34 +307,33 @@ SCENARIOS = {
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_no_secret_leaves_tyksync(
-    scenario: str, dash: Dash, tyk: Tyk, caplog: pytest.LogCaptureFixture
-) -> None:
-    SCENARIOS[scenario](dash, tyk)
-    assert dash.runs
+def test_no_secret_leaves_tyksync(scenario: str, watched: Watched, tyk: Tyk) -> None:
+    SCENARIOS[scenario](watched, tyk)
+    assert watched.runs
     if scenario != "schema":
         # The scan covers urllib3's records: the capture really is at DEBUG on the root.
-        assert any(r.name.startswith("urllib3") for r in caplog.records)
+        assert any(r.name.startswith("urllib3") for r in watched.logs.records)
         assert any(
-            r.name.startswith("tyksync") and r.levelno == logging.DEBUG for r in caplog.records
+            r.name.startswith("tyksync") and r.levelno == logging.DEBUG
+            for r in watched.logs.records
         )
-    assert_nothing_leaked(dash, caplog)
+    assert_nothing_leaked(watched)
 
 
-def test_the_scan_finds_a_leak(dash: Dash, tyk: Tyk, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_scan_finds_a_leak(watched: Watched, tyk: Tyk) -> None:
     """The scan itself can fail: a key, a developer's password or the secret, written
     anywhere it looks, is reported."""
     tyk("apply", "manifests", "--auto-approve")
-    found = canaries(dash)
-    key = dash.sb.store.issued_keys()[-1]
-    password = dash.sb.store.developers()[0]["password"]
+    found = canaries(watched)
+    key = watched.sb.store.issued_keys()[-1]
+    password = watched.sb.store.developers()[0]["password"]
     assert leaks(found, {"x": f"...{key}..."})
     assert leaks(found, {"x": password})
-    assert leaks(found, {"x": f"authorization: {dash.secret}"})
+    assert leaks(found, {"x": f"authorization: {watched.secret}"})
     Path("oops.txt").write_text(key[-20:])
-    assert any("oops.txt" in where for where in leaks(found, written_files(dash)))
-    logging.getLogger("urllib3.connectionpool").debug("header %s", dash.secret)
-    assert leaks(found, log_texts(caplog))
+    assert any("oops.txt" in where for where in leaks(found, written_files(watched)))
+    logging.getLogger("urllib3.connectionpool").debug("header %s", watched.secret)
+    assert leaks(found, log_texts(watched.logs))
 
 
 # ---- exception texts ---------------------------------------------------------------------
@@ -385,39 +354,39 @@ def exception_texts(error: BaseException) -> str:
     return "\n".join(parts)
 
 
-def test_exception_texts_hold_no_secret(dash: Dash, caplog: pytest.LogCaptureFixture) -> None:
+def test_exception_texts_hold_no_secret(watched: Watched) -> None:
     errors: list[TyksyncError] = []
     no_wait = RetryPolicy(attempts=3)
 
     def client(secret: str) -> DashboardClient:
-        return DashboardClient(dash.sb.url, secret, retry=no_wait, sleep=lambda _s: None)
+        return DashboardClient(watched.sb.url, secret, retry=no_wait, sleep=lambda _s: None)
 
     wrong = canary("wrong-secret")
-    dash.extra["the wrong secret"] = wrong
+    watched.extra["the wrong secret"] = wrong
     with client(wrong) as c, pytest.raises(ApiError) as unauthorised:
         c.read_live()
     assert unauthorised.value.status == 401
     errors.append(unauthorised.value)
 
-    with client(dash.secret) as c:
+    with client(watched.secret) as c:
         key = c.approve_request(BOB_PENDING)  # a key that tyksync holds
-        assert key in dash.sb.store.issued_keys()
+        assert key in watched.sb.store.issued_keys()
         with pytest.raises(ApiError) as processed:
             c.approve_request(BOB_PENDING)
         errors.append(processed.value)
-        dash.sb.faults = Faults(error_rates={"GET": 1.0})
+        watched.sb.faults = Faults(error_rates={"GET": 1.0})
         with pytest.raises(TyksyncError) as storm:
             c.read_live()
         errors.append(storm.value)
-        dash.sb.faults = Faults(reset_before=1.0)
+        watched.sb.faults = Faults(reset_before=1.0)
         with pytest.raises(NetworkError) as reset:
             c.list_requests()
         errors.append(reset.value)
-        dash.sb.faults = Faults(drop_after_write=1.0)
+        watched.sb.faults = Faults(drop_after_write=1.0)
         with pytest.raises(AnswerLost) as lost:
             c.approve_request("64c000000000000000000c03")  # issued; its answer is lost
         errors.append(lost.value)
-        dash.sb.faults = Faults(error_rates={"PUT": 1.0})
+        watched.sb.faults = Faults(error_rates={"PUT": 1.0})
         with pytest.raises(AnswerLost) as lost_5xx:
             c.approve_request("64c000000000000000000c05")
         errors.append(lost_5xx.value)
@@ -426,50 +395,50 @@ def test_exception_texts_hold_no_secret(dash: Dash, caplog: pytest.LogCaptureFix
         read_secret(None, {})
     errors.append(no_secret.value)
 
-    found = canaries(dash)
+    found = canaries(watched)
     texts = {f"exception #{n} {type(e).__name__}": exception_texts(e) for n, e in enumerate(errors)}
     assert not leaks(found, texts)
-    assert not leaks(found, log_texts(caplog))
+    assert not leaks(found, log_texts(watched.logs))
 
 
 # ---- a real process ----------------------------------------------------------------------
 
 
-def test_plan_and_apply_as_a_subprocess(dash: Dash) -> None:
+def test_plan_and_apply_as_a_subprocess(watched: Watched) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TYK")}
     env.update(
-        TYK_DASHBOARD_URL=dash.sb.url,
-        TYK_DASHBOARD_SECRET=dash.secret,
+        TYK_DASHBOARD_URL=watched.sb.url,
+        TYK_DASHBOARD_SECRET=watched.secret,
         PYTHONPATH=str(ROOT),
     )
 
-    def tyksync(*argv: str) -> Run:
+    def tyksync(*argv: str) -> CliResult:
         done = subprocess.run(
             [sys.executable, "-m", "tyksync", *argv],
             env=env,
-            cwd=dash.root,
+            cwd=watched.root,
             capture_output=True,
             text=True,
             timeout=60,
         )
-        result = Run(argv, done.returncode, done.stdout, done.stderr)
-        dash.runs.append(result)
+        result = CliResult(argv, done.returncode, done.stdout, done.stderr)
+        watched.runs.append(result)
         return result
 
     plan = tyksync("plan", "manifests", "--out", "plan.json", "-vv")
     assert plan.code == 0, plan.err
     assert "tyksync: DEBUG: GET /api/portal/requests" in plan.err
-    dash.sinks.add(dash.root / "keys.jsonl")
+    watched.sinks.add(watched.root / "keys.jsonl")
     applied = tyksync("apply", "--plan", "plan.json", "-vv", "--key-sink", "keys.jsonl")
     assert applied.code == 0, applied.out + applied.err
     assert "Apply complete: 6 done, 0 failed." in applied.out
-    assert len((dash.root / "keys.jsonl").read_text().splitlines()) == 4
-    found = canaries(dash)
+    assert len((watched.root / "keys.jsonl").read_text().splitlines()) == 4
+    found = canaries(watched)
     texts = {}
-    for r in dash.runs:
+    for r in watched.runs:
         texts[f"stdout of {' '.join(r.argv)}"] = r.out
         texts[f"stderr of {' '.join(r.argv)}"] = r.err
-    texts.update(written_files(dash))
+    texts.update(written_files(watched))
     assert not leaks(found, texts)
 
 
@@ -480,11 +449,11 @@ def test_plan_and_apply_as_a_subprocess(dash: Dash) -> None:
     ("mode", "warns"), [(0o600, False), (0o400, False), (0o644, True), (0o640, True), (0o604, True)]
 )
 def test_secret_file_mode_warning(
-    dash: Dash, tyk: Tyk, monkeypatch: pytest.MonkeyPatch, mode: int, warns: bool
+    watched: Watched, tyk: Tyk, monkeypatch: pytest.MonkeyPatch, mode: int, warns: bool
 ) -> None:
     monkeypatch.delenv("TYK_DASHBOARD_SECRET")
     path = Path("secret")
-    path.write_text(dash.secret + "\n")
+    path.write_text(watched.secret + "\n")
     os.chmod(path, mode)
     r = tyk("validate", "manifests", "--online", "--secret-file", "secret", "-vv")
     assert r.code == 0, r.err
@@ -492,30 +461,30 @@ def test_secret_file_mode_warning(
     if warns:
         assert f"chmod 600 {path}" in r.err
     path.unlink()  # holds the secret by design; everything else is scanned
-    assert_nothing_leaked_here(dash)
+    assert_nothing_leaked_here(watched)
 
 
-def assert_nothing_leaked_here(dash: Dash) -> None:
+def assert_nothing_leaked_here(watched: Watched) -> None:
     texts = {}
-    for n, r in enumerate(dash.runs):
+    for n, r in enumerate(watched.runs):
         texts[f"stdout #{n}"], texts[f"stderr #{n}"] = r.out, r.err
-    assert not leaks(canaries(dash), texts)
+    assert not leaks(canaries(watched), texts)
 
 
 @pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
 def test_secret_file_trailing_newline_is_stripped(
-    dash: Dash, tyk: Tyk, monkeypatch: pytest.MonkeyPatch, ending: str
+    watched: Watched, tyk: Tyk, monkeypatch: pytest.MonkeyPatch, ending: str
 ) -> None:
     monkeypatch.delenv("TYK_DASHBOARD_SECRET")
     path = Path("secret")
-    path.write_text(dash.secret + ending, newline="")
+    path.write_text(watched.secret + ending, newline="")
     os.chmod(path, 0o600)
-    assert read_secret(path, {}) == dash.secret
+    assert read_secret(path, {}) == watched.secret
     monkeypatch.setenv("TYK_DASHBOARD_SECRET_FILE", "secret")
     r = tyk("plan", "manifests", "-vv")
     assert r.code == 0, r.err  # the sandbox accepted exactly the secret
     assert UNREADABLE_WARNING not in r.err
-    assert_nothing_leaked_here(dash)
+    assert_nothing_leaked_here(watched)
 
 
 def test_secret_file_keeps_inner_whitespace(tmp_path: Path) -> None:
@@ -578,26 +547,24 @@ def test_cleartext_http_to_another_host_warns_before_any_connection(
     url: str,
     warns: bool,
     no_network: list[str],
-    caplog: pytest.LogCaptureFixture,
+    logs: LogCapture,
 ) -> None:
     # connect() reads the secret, warns, and builds a client: nothing touches the network
     # until a call is made, and none is made here (no_network would fail the test).
-    secret = canary("dash-secret")
-    caplog.set_level(logging.DEBUG)
+    secret = canary("watched-secret")
     with connect(ConnectionSettings(dashboard=url), {"TYK_DASHBOARD_SECRET": secret}) as conn:
         assert conn.client.url == url.rstrip("/")
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = logs.at(logging.WARNING)
     assert any(CLEARTEXT in w for w in warnings) is warns, warnings
     assert no_network == []
-    assert not leaks({"secret": secret}, log_texts(caplog))
+    assert not leaks({"secret": secret}, log_texts(logs))
 
 
 def test_cleartext_warning_never_shows_url_credentials(
-    no_network: list[str], caplog: pytest.LogCaptureFixture
+    no_network: list[str], logs: LogCapture
 ) -> None:
     password = canary("url-password")
     url = f"http://ops:{password}@dashboard.example.invalid:3000/?token={password}#{password}"
-    caplog.set_level(logging.DEBUG)
     # A URL with credentials is refused (they would replace the secret header), and
     # neither the warning nor the refusal repeats them.
     with (
@@ -605,7 +572,7 @@ def test_cleartext_warning_never_shows_url_credentials(
         connect(ConnectionSettings(dashboard=url), {"TYK_DASHBOARD_SECRET": canary("s")}),
     ):
         pass  # pragma: no cover
-    assert password not in caplog.text
+    assert password not in logs.text
     assert password not in str(refused.value)
 
 
@@ -617,17 +584,17 @@ def test_no_secret_means_no_warning_and_no_client(no_network: list[str]) -> None
         pass  # pragma: no cover
 
 
-def test_url_credentials_do_not_replace_the_secret(dash: Dash, tyk: Tyk) -> None:
-    url = dash.sb.url.replace("http://", f"http://ops:{canary('url-password')}@")
+def test_url_credentials_do_not_replace_the_secret(watched: Watched, tyk: Tyk) -> None:
+    url = watched.sb.url.replace("http://", f"http://ops:{canary('url-password')}@")
     r = tyk("plan", "manifests", "--dashboard", url)
     # Either the secret is sent as the contract says, or the URL is refused up front.
-    assert r.code == 0 or (r.code == 1 and dash.sb.counts() == {}), r.err
+    assert r.code == 0 or (r.code == 1 and watched.sb.counts() == {}), r.err
 
 
 def test_a_netrc_entry_does_not_replace_the_secret(
-    dash: Dash, tyk: Tyk, monkeypatch: pytest.MonkeyPatch
+    watched: Watched, tyk: Tyk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    netrc = dash.root / "netrc"
+    netrc = watched.root / "netrc"
     netrc.write_text(f"machine 127.0.0.1 login ops password {canary('netrc-password')}\n")
     os.chmod(netrc, 0o600)
     monkeypatch.setenv("NETRC", str(netrc))
@@ -642,11 +609,11 @@ def sink_lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def assert_sink_holds_exactly(dash: Dash, path: Path, issued: list[str]) -> None:
+def assert_sink_holds_exactly(watched: Watched, path: Path, issued: list[str]) -> None:
     lines = sink_lines(path)
     assert sorted(str(x["key"]) for x in lines) == sorted(issued)  # each once, nothing else
-    requests = {r["id"]: r for r in dash.sb.store.requests()}
-    developers = {d["id"]: d for d in dash.sb.store.developers()}
+    requests = {r["id"]: r for r in watched.sb.store.requests()}
+    developers = {d["id"]: d for d in watched.sb.store.developers()}
     for line in lines:
         assert set(line) >= {"developer", "policies", "request_id", "key"}
         request = requests[str(line["request_id"])]
@@ -657,19 +624,19 @@ def assert_sink_holds_exactly(dash: Dash, path: Path, issued: list[str]) -> None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_key_sink_holds_exactly_the_issued_keys(dash: Dash, tyk: Tyk) -> None:
+def test_key_sink_holds_exactly_the_issued_keys(watched: Watched, tyk: Tyk) -> None:
     sink = Path("keys.jsonl")
-    dash.sinks.add(sink)
-    before = dash.sb.store.issued_keys()
+    watched.sinks.add(sink)
+    before = watched.sb.store.issued_keys()
     old_umask = os.umask(0)  # the sink must be 0600 whatever the umask
     try:
         r = tyk("apply", "manifests", "--auto-approve", "--key-sink", str(sink))
     finally:
         os.umask(old_umask)
     assert r.code == 0, r.out + r.err
-    issued = new_keys(dash, before)
+    issued = new_keys(watched, before)
     assert len(issued) == 4
-    assert_sink_holds_exactly(dash, sink, issued)
+    assert_sink_holds_exactly(watched, sink, issued)
     assert stat.S_IMODE(Path(".tyksync/journal.jsonl").stat().st_mode) == 0o600
 
     # A later apply appends its keys and keeps the earlier ones.
@@ -679,17 +646,17 @@ def test_key_sink_holds_exactly_the_issued_keys(dash: Dash, tyk: Tyk) -> None:
     r = tyk("apply", "manifests", "--auto-approve", "--key-sink", str(sink))
     assert r.code == 0, r.out + r.err
     assert "1 key(s) issued, 1 written to keys.jsonl" in r.out
-    assert_sink_holds_exactly(dash, sink, new_keys(dash, before))
+    assert_sink_holds_exactly(watched, sink, new_keys(watched, before))
 
 
-def test_key_sink_leaves_out_keys_whose_answer_was_lost(dash: Dash, tyk: Tyk) -> None:
+def test_key_sink_leaves_out_keys_whose_answer_was_lost(watched: Watched, tyk: Tyk) -> None:
     sink = Path("keys.jsonl")
-    dash.sinks.add(sink)
-    before = dash.sb.store.issued_keys()
-    dash.sb.faults = Faults(drop_after_write=1.0)
+    watched.sinks.add(sink)
+    before = watched.sb.store.issued_keys()
+    watched.sb.faults = Faults(drop_after_write=1.0)
     r = tyk("apply", "manifests", "--auto-approve", "--key-sink", str(sink))
     assert "4 key(s) issued, 0 written to keys.jsonl" in r.out, r.out
     assert "rotate them" in r.out
-    assert len(new_keys(dash, before)) == 4
+    assert len(new_keys(watched, before)) == 4
     assert sink.read_text() == ""
     assert stat.S_IMODE(sink.stat().st_mode) == 0o600

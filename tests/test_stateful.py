@@ -21,8 +21,8 @@ and at the moments that matter:
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import shutil
 import tempfile
 from collections import Counter
@@ -32,7 +32,8 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-import scenarios as sc
+from harness import scenarios as sc
+from harness.capture import capture_logs
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -140,15 +141,6 @@ def _user_fields(record: Mapping[str, Any]) -> dict[str, str]:
     return {k: v for k, v in record["fields"].items() if not k.startswith(RESERVED_PREFIX)}
 
 
-class _Logs(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 class TyksyncMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -169,12 +161,8 @@ class TyksyncMachine(RuleBasedStateMachine):
         self.keys_captured = 0
         self.outputs: list[str] = []
         # Every log record, debug included (`-vv`), is searched for secrets too.
-        self.logs = _Logs()
-        self.logger = logging.getLogger("tyksync")
-        self.saved_logging = (self.logger.level, self.logger.propagate)
-        self.logger.addHandler(self.logs)
-        self.logger.setLevel(logging.DEBUG)
-        self.logger.propagate = False
+        self.closing = contextlib.ExitStack()
+        self.logs = self.closing.enter_context(capture_logs(isolate=True))
         self.next_id = 0
         # Requests created out of band without any owner mark: the ones `prune: owned`
         # must never delete (unless they duplicate a declared identity, or a
@@ -183,8 +171,7 @@ class TyksyncMachine(RuleBasedStateMachine):
         self.out_of_band: set[str] = set()  # every request made behind tyksync's back
 
     def teardown(self) -> None:
-        self.logger.removeHandler(self.logs)
-        self.logger.level, self.logger.propagate = self.saved_logging
+        self.closing.close()
         self.journal.close()
         self.sink.close()
         self.client.close()
@@ -509,7 +496,7 @@ class TyksyncMachine(RuleBasedStateMachine):
 
     @invariant()
     def nothing_secret_in_any_output(self) -> None:
-        text = "\n".join(self.outputs + self.logs.lines)
+        text = "\n".join(self.outputs + self.logs.messages)
         if self.journal_path.exists():
             text += self.journal_path.read_text(encoding="utf-8")
         for secret in (SECRET, CANARY_PREFIX, *self.sandbox.store.issued_keys()):

@@ -1,7 +1,8 @@
 """Seeded random fault scenarios: manifests, live state and a fault schedule from one seed.
 
-Shared by `tests/test_fault_scenarios.py` (a few hundred in CI) and
-`scripts/fault_scenarios.py` (thousands, with figures). A scenario is a small world (3-8
+Run by `tests/test_fault_scenarios.py` (a few hundred in CI) and
+`scripts/fault_scenarios.py` (thousands, with figures); `tests/test_stateful.py` uses its
+helpers. A scenario is a small world (3-8
 developers, 2-5 policies, up to ~20 live requests), one to three owners' manifest files and
 one fault profile. `run_scenario` drives tyksync as `tyksync apply` does (read live state,
 resolve, plan, apply) against a sandbox over real HTTP with the faults on, until the plan is
@@ -19,7 +20,6 @@ is not seeded, so a rare failure may need a few runs.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 import threading
 import time
@@ -45,6 +45,8 @@ from tyksync.render import FORMATS, render
 from tyksync.sandbox import CANARY_PREFIX, Faults, Sandbox
 from tyksync.sandbox.store import Record, request_policies
 from tyksync.sandbox.wire import Dialect
+
+from .capture import LogCapture, capture_logs
 
 # A recognisable Dashboard secret: any output that contains it is a leak.
 SECRET = "fault-scenario-secret-CANARY-7d1f20"
@@ -571,17 +573,6 @@ class CommitLog:
         setattr(store, "create_request", create_request)  # noqa: B010
 
 
-class LogCapture(logging.Handler):
-    """What tyksync logs (the CLI prints it on stderr), kept for the leak check."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
     """Run one scenario to convergence and check it; never raises on a violation.
 
@@ -631,19 +622,12 @@ def _run(scenario: Scenario, workdir: Path) -> ScenarioResult:
     ]
     # Every record, debug included (what `-vv` prints), is kept for the leak check, and
     # kept from pytest's and the script's output.
-    logs = LogCapture()
-    logger = logging.getLogger("tyksync")
-    saved = (logger.level, logger.propagate)
-    logger.addHandler(logs)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
     try:
-        _drive(scenario, sandbox, clients, workdir, result, logs)
+        with capture_logs(isolate=True) as logs:
+            _drive(scenario, sandbox, clients, workdir, result, logs)
     except Exception as e:  # a crash is a finding too: report it with the seed
         result.problems.append(f"crashed: {type(e).__name__}: {e}")
     finally:
-        logger.removeHandler(logs)
-        logger.level, logger.propagate = saved
         for client in clients:
             client.close()
         sandbox.stop()
@@ -739,7 +723,7 @@ def _drive(
         sandbox.faults = Faults()
         journal.close()
         outputs.append(journal_path.read_text(encoding="utf-8") if journal_path.exists() else "")
-        outputs.extend(logs.lines)
+        outputs.extend(logs.messages)
         check_outcome(scenario, sandbox, before, keys_before, result)
         _check_no_leaks(sandbox, outputs, result)
 
