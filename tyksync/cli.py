@@ -352,8 +352,12 @@ def apply(
         raise click.UsageError("give manifest PATHS, or --plan FILE (a plan saved by plan --out)")
     saved = read_saved_plan(plan_file) if plan_file else None
     if saved is not None:
+        if reissue and not saved.reissue:
+            raise click.UsageError(
+                "--reissue: the saved plan was made without it; plan again with --reissue"
+            )
         paths = paths or tuple(Path(p) for p in saved.manifest_paths)
-        reissue = saved.reissue
+        reissue = saved.reissue  # re-derived with the options it was made with
     manifests = load_manifests(paths)  # bad manifests fail before the network
     # Files that will be refused are refused before any call to the Dashboard.
     if key_sink is not None:
