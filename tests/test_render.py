@@ -20,7 +20,7 @@ from typing import get_args
 import pytest
 
 from tyksync import __version__
-from tyksync.plan import Action, DevRef, Plan, PlanWarning, PolicyRef, Scope
+from tyksync.plan import KINDS, Action, DevRef, Plan, PlanWarning, PolicyRef, Scope
 from tyksync.render import (
     FORMATS,
     Format,
@@ -301,7 +301,9 @@ def test_text_lines_per_action_kind() -> None:
 
 def test_text_keeps_the_plan_order() -> None:
     plan = plan_of(actions=(DELETE_APPROVED, CREATE, APPROVE))
-    verbs = [line.split()[1] for line in text_of(plan).splitlines() if line.startswith(" ")]
+    # Action lines are `  + create ...`; the access-change lines above them are not.
+    words = [line.split() for line in text_of(plan).splitlines()]
+    verbs = [w[1] for w in words if len(w) > 1 and w[1] in KINDS]
     assert verbs == ["delete", "create", "approve"]
 
 
@@ -619,6 +621,8 @@ def test_markdown_limit_is_strict() -> None:
 
 
 ACTION_LINE = re.compile(r"- `(\+|~|-/\+|-)` \*\*")
+WARNING_LINE = re.compile(r"- `[a-z]+@example.com` \\\[")
+ACCESS_LINE = re.compile(r"- `[a-z]+@example.com`: `[-+~?]`")
 
 
 def test_markdown_any_limit_gives_output_under_it() -> None:
@@ -629,14 +633,21 @@ def test_markdown_any_limit_gives_output_under_it() -> None:
         except ValueError:
             continue  # too small for even the summary: refused, never overrun
         assert len(out) < limit
-        hidden = re.search(r"truncated: (\d+) more actions?(?: and (\d+) more warnings?)?", out)
-        shown_actions = sum(bool(ACTION_LINE.match(line)) for line in out.splitlines())
-        shown_warnings = out.count("\n- `bob@") + out.count("\n- `dave@")
+        hidden = re.search(
+            r"truncated: (?:the access changes of (\d+) more developers? and )?"
+            r"(\d+) more actions?(?: and (\d+) more warnings?)?",
+            out,
+        )
+        lines = out.splitlines()
+        shown_actions = sum(bool(ACTION_LINE.match(line)) for line in lines)
+        shown_warnings = sum(bool(WARNING_LINE.match(line)) for line in lines)
+        shown_access = sum(bool(ACCESS_LINE.match(line)) for line in lines)
         if hidden is None:
             assert out == full
         else:
-            assert shown_actions + int(hidden.group(1)) == len(FULL.actions)
-            assert shown_warnings + int(hidden.group(2) or 0) == len(FULL.warnings)
+            assert shown_access + int(hidden.group(1) or 0) == 4  # alice, bob, dave, erin
+            assert shown_actions + int(hidden.group(2)) == len(FULL.actions)
+            assert shown_warnings + int(hidden.group(3) or 0) == len(FULL.warnings)
 
 
 def test_markdown_cuts_warnings_last() -> None:

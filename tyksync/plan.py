@@ -19,6 +19,10 @@ from tyksync.models import KeyRequest, LiveState
 FORMAT_VERSION = 1
 KINDS = ("create", "approve", "replace", "delete")
 _KIND_RANK = {k: i for i, k in enumerate(KINDS)}
+# What an action does to access (SPEC section 12), with the symbol every rendering shows:
+# a key will be issued, an approved request goes, a key is issued anew, a request waits.
+ACCESS_KINDS = ("gain", "new_key", "pending", "loss")
+ACCESS_SYMBOL = {"gain": "+", "new_key": "~", "pending": "?", "loss": "-"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,61 @@ class Action:
             approved=bool(data.get("approved", False)),
             declared_at=data.get("declared_at"),
         )
+
+
+@dataclass(frozen=True)
+class AccessChange:
+    """What one action does to a developer's access: a key issued (`gain`), a key issued
+    in place of another (`new_key`), a pending request made (`pending`), an approved
+    request deleted (`loss`; the key it issued stays valid, SPEC section 1)."""
+
+    change: str  # one of ACCESS_KINDS
+    developer: DevRef
+    policies: tuple[PolicyRef, ...]
+    request_id: str | None  # the live request approved, replaced or deleted
+    declared_at: str | None
+
+    @property
+    def symbol(self) -> str:
+        return ACCESS_SYMBOL[self.change]
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "change": self.change,
+            "developer": self.developer.to_data(),
+            "policies": [p.to_data() for p in self.policies],
+            "request_id": self.request_id,
+            "declared_at": self.declared_at,
+        }
+
+
+def access_kinds(action: Action) -> tuple[str, ...]:
+    """What one action does to access; the one place that says it (SPEC section 12):
+
+    - create: `gain` when it approves (a key is issued), else `pending`;
+    - approve: `gain`;
+    - replace of a pending request: as a create;
+    - replace of an approved request: `new_key` when it approves (`--reissue`); when it
+      does not, the approved request goes (`loss`) and a pending one is made (`pending`);
+    - delete of an approved request: `loss`; of a pending one: nothing (no key was issued).
+    """
+    if action.action == "approve":
+        return ("gain",)
+    if action.action == "delete":
+        return ("loss",) if action.approved else ()
+    if action.action == "replace" and action.approved:
+        return ("new_key",) if action.approve else ("loss", "pending")
+    return ("gain",) if action.approve else ("pending",)
+
+
+def access_changes(actions: Iterable[Action]) -> tuple[AccessChange, ...]:
+    """The access changes of a plan's actions, in the actions' order (so grouped by
+    developer, as the actions are)."""
+    return tuple(
+        AccessChange(kind, a.developer, a.policies, a.request_id, a.declared_at)
+        for a in actions
+        for kind in access_kinds(a)
+    )
 
 
 @dataclass(frozen=True)
@@ -244,6 +303,10 @@ class Plan:
     def count(self, kind: str) -> int:
         return sum(1 for a in self.actions if a.action == kind)
 
+    @property
+    def access_changes(self) -> tuple[AccessChange, ...]:
+        return access_changes(self.actions)
+
     def summary(self) -> dict[str, int]:
         counts = {kind: self.count(kind) for kind in KINDS}
         counts["warnings"] = len(self.warnings)
@@ -259,6 +322,7 @@ class Plan:
             "summary": self.summary(),
             "safety": self.safety.to_data(),
             "managed": self.managed,
+            "access_changes": [c.to_data() for c in self.access_changes],
             "actions": [a.to_data() for a in self.actions],
             "warnings": [w.to_data() for w in self.warnings],
             "scope": self.scope.to_data(),

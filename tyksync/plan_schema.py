@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tyksync.plan import FORMAT_VERSION, KINDS
+from tyksync.plan import ACCESS_KINDS, FORMAT_VERSION, KINDS
 
 _ID = {"type": "string"}
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -39,6 +39,15 @@ _ACTION = _object(
         "owner": _NULLABLE_STRING,
         "reason": {"type": "string"},
         "approved": {"type": "boolean"},
+        "declared_at": _NULLABLE_STRING,
+    }
+)
+_ACCESS_CHANGE = _object(
+    {
+        "change": {"enum": list(ACCESS_KINDS)},
+        "developer": _DEVELOPER,
+        "policies": _POLICIES,
+        "request_id": _NULLABLE_STRING,
         "declared_at": _NULLABLE_STRING,
     }
 )
@@ -88,6 +97,7 @@ def plan_json_schema() -> dict[str, Any]:
         "summary": _SUMMARY,
         "safety": _SAFETY,
         "managed": _COUNT,
+        "access_changes": {"type": "array", "items": _ACCESS_CHANGE},
         "actions": {"type": "array", "items": _ACTION},
         "warnings": {"type": "array", "items": _WARNING},
         "scope": _SCOPE,

@@ -20,7 +20,8 @@ from typing import Final, Literal, TextIO
 
 from tyksync import __version__
 from tyksync.escape import printable
-from tyksync.plan import Action, DevRef, Plan, PlanWarning, PolicyRef
+from tyksync.markdown import code_span as _md_code
+from tyksync.plan import AccessChange, Action, DevRef, Plan, PlanWarning, PolicyRef
 
 Format = Literal["text", "json", "markdown"]
 FORMATS: Final[tuple[Format, ...]] = ("text", "json", "markdown")  # for click.Choice
@@ -179,9 +180,37 @@ def _text_warning(warning: PlanWarning, paint: Callable[[str, str], str]) -> str
     return f"{paint('! warning:', _YELLOW)} {where}: {printable(warning.message)}"
 
 
+_ACCESS_COLOR: Final = {"gain": _GREEN, "new_key": _YELLOW, "pending": _YELLOW, "loss": _RED}
+_ACCESS_HEAD: Final = "Access changes:"
+
+
+def _by_developer_access(changes: Iterable[AccessChange]) -> dict[DevRef, list[AccessChange]]:
+    groups: dict[DevRef, list[AccessChange]] = {}
+    for change in changes:
+        groups.setdefault(change.developer, []).append(change)
+    return groups
+
+
+def _text_access(plan: Plan, paint: Callable[[str, str], str]) -> list[str]:
+    """`Access changes:`, then one line per developer: `+ [Gold]  - [Silver]` (SPEC 12)."""
+    groups = _by_developer_access(plan.access_changes)
+    if not groups:
+        return []
+    names = {d: printable(d.email or d.id) for d in groups}
+    width = max(len(n) for n in names.values())
+    lines = [_ACCESS_HEAD]
+    for developer, changes in groups.items():
+        parts = [
+            f"{paint(c.symbol, _ACCESS_COLOR[c.change])} {_text_policies(c.policies)}"
+            for c in changes
+        ]
+        lines.append(f"  {names[developer]:<{width}}  " + "  ".join(parts))
+    return lines
+
+
 def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
-    """Terraform-like: one line per action, in the plan's order, then warnings, then a
-    one-line summary."""
+    """Terraform-like: the access changes per developer, one line per action in the plan's
+    order, then warnings, then a one-line summary."""
 
     def paint(text: str, code: str) -> str:
         return f"{code}{text}{_RESET}" if color else text
@@ -191,6 +220,9 @@ def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
         blocks.append([f"Dashboard: {printable(plan.dashboard)}"])
     if plan.safety.refused:
         blocks.append([paint(f"REFUSED: {refusal(plan)}", _BOLD + _RED)])
+    access = _text_access(plan, paint)
+    if access:
+        blocks.append(access)
     if plan.actions:
         blocks.append([_text_action(a, paint) for a in plan.actions])
     if plan.warnings:
@@ -217,21 +249,6 @@ def render_json(plan: Plan, stream: TextIO) -> None:
 _TRUNCATED: Final = (
     "_… output truncated: {n} not shown (full plan: run tyksync plan --format json)._"
 )
-
-
-def _md_code(text: str) -> str:
-    """Outside text (emails, names, ids, values, reasons quoting them) as a CommonMark code
-    span: nothing in it is live on a PR page, no mention, link, image, HTML, heading or
-    table break. Not an HTML <code> element, whose content other renderers (and GitHub,
-    for @mentions and bare URLs) still interpret."""
-    text = printable(text)
-    # The fence is one backtick longer than the longest run inside; a space pads content
-    # that starts or ends with a backtick or a space (CommonMark strips one from each side).
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    if not text or text[0] in "` " or text[-1] in "` ":
-        text = f" {text} "
-    return f"{fence}{text}{fence}"
 
 
 def _md_policies(policies: Sequence[PolicyRef]) -> str:
@@ -295,6 +312,20 @@ class _Line:
     text: str
     actions: int = 0
     warnings: int = 0
+    access: int = 0  # developers whose access changes it lists
+
+
+def _md_access(plan: Plan) -> list[_Line]:
+    """`**Access changes**`, then one item per developer: `` `+` `Gold` · `-` `Silver` ``."""
+    groups = _by_developer_access(plan.access_changes)
+    if not groups:
+        return []
+    lines = [_Line(""), _Line(f"**{_ACCESS_HEAD[:-1]}**"), _Line("")]
+    for developer, changes in groups.items():
+        parts = (f"`{c.symbol}` {_md_policies(c.policies)}" for c in changes)
+        who = _md_code(developer.email or developer.id)
+        lines.append(_Line(f"- {who}: " + " · ".join(parts), access=1))
+    return lines
 
 
 def _md_details(plan: Plan) -> list[_Line]:
@@ -349,13 +380,17 @@ def _fit(lines: Sequence[_Line], budget: int) -> tuple[list[_Line], list[_Line]]
         used += len(line.text) + 1
         count += 1
     if count < len(lines):
-        while count and not (lines[count - 1].actions or lines[count - 1].warnings):
+        while count and not (
+            lines[count - 1].actions or lines[count - 1].warnings or lines[count - 1].access
+        ):
             count -= 1
     return list(lines[:count]), list(lines[count:])
 
 
-def _truncation_note(actions: int, warnings: int) -> str:
+def _truncation_note(actions: int, warnings: int, access: int = 0) -> str:
     hidden = []
+    if access:
+        hidden.append("the access changes of " + _plural(access, "more developer"))
     if actions:
         hidden.append(_plural(actions, "more action"))
     if warnings:
@@ -366,31 +401,40 @@ def _truncation_note(actions: int, warnings: int) -> str:
 def render_markdown(plan: Plan, stream: TextIO, *, limit: int = 60000) -> None:
     """A pull-request comment, strictly shorter than `limit` characters.
 
-    When the whole plan does not fit, actions are cut at a whole line (warnings are kept
-    as long as there is room: they are what a reviewer must not miss) and a note says how
-    much was left out. The heading, the summary table and the footer are always there.
+    When the whole plan does not fit, lines are cut whole: the access changes are kept
+    first (they open the plan), then the warnings (what a reviewer must not miss), then as
+    many actions as there is room for, and a note says how much was left out. The
+    heading, the summary table and the footer are always there.
     """
     head, footer = _md_head(plan), _md_footer(plan)
-    details, warnings = _md_details(plan), _md_warnings(plan)
-    body = details + warnings
+    access, details, warnings = _md_access(plan), _md_details(plan), _md_warnings(plan)
+    body = access + details + warnings
     if _size(head) + _size(line.text for line in body) + _size(footer) < limit:
         _write_lines(stream, head + [line.text for line in body] + footer)
         return
 
     # Room for the note as if everything were hidden: its length only shrinks after.
-    worst_note = _truncation_note(len(plan.actions), len(plan.warnings))
+    worst_note = _truncation_note(
+        len(plan.actions), len(plan.warnings), sum(x.access for x in access)
+    )
     budget = limit - 1 - _size(head) - _size(["", worst_note]) - _size(footer)
     if budget < 0:
         raise ValueError(f"a Markdown limit of {limit} characters cannot hold the plan summary")
+    kept_access, cut = _fit(access, budget)
+    budget -= _size(line.text for line in kept_access)
     warnings_size = _size(line.text for line in warnings)
     if warnings_size <= budget:
-        kept, cut = _fit(details, budget - warnings_size)
+        kept, cut_details = _fit(details, budget - warnings_size)
         kept += warnings
     else:
-        kept, cut = _fit(warnings, budget)
-        cut += details
-    note = _truncation_note(sum(x.actions for x in cut), sum(x.warnings for x in cut))
-    _write_lines(stream, head + [line.text for line in kept] + ["", note] + footer)
+        kept, cut_details = _fit(warnings, budget)
+        cut_details += details
+    cut += cut_details
+    note = _truncation_note(
+        sum(x.actions for x in cut), sum(x.warnings for x in cut), sum(x.access for x in cut)
+    )
+    lines = head + [line.text for line in kept_access + kept] + ["", note] + footer
+    _write_lines(stream, lines)
 
 
 def _write_lines(stream: TextIO, lines: Iterable[str]) -> None:
