@@ -15,26 +15,36 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
 
 import click
 
-from tyksync import __version__, redact
+from tyksync import __version__, audit, redact
 from tyksync.applier import Applier, ApplyResult, Outcome
 from tyksync.client import url_label
 from tyksync.connection import DEFAULT_SANDBOX_STATE, ConnectionSettings, connect
-from tyksync.errors import ManifestError, Refused, TyksyncError
+from tyksync.errors import ManifestError, Problem, Refused, TyksyncError
 from tyksync.escape import printable, printable_lines
 from tyksync.fileutil import check_private
+from tyksync.gitrev import manifests_at
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
-from tyksync.manifest import load_manifests, manifest_json_schema, resolve
+from tyksync.manifest import Manifests, load_manifests, manifest_json_schema, resolve
 from tyksync.manifest.export import export_manifest
 from tyksync.pipeline import plan_live
 from tyksync.plan import FORMAT_VERSION, Plan, check_safety
 from tyksync.plan_schema import plan_json_schema
 from tyksync.render import Format, refusal, render, render_text, use_color
+from tyksync.render_audit import (
+    DIFF_FORMATS,
+    GRANTS_FORMATS,
+    DiffFormat,
+    GrantsFormat,
+    render_diff,
+    render_grants,
+)
 from tyksync.saved import (
     check_dashboard,
     check_same,
@@ -525,6 +535,143 @@ def export(owner: str | None, developer_email: str | None, **kwargs: Any) -> int
         log.warning("%s", note)
     sys.stdout.write(text)
     return 0
+
+
+# ---- grants / diff (audit) -------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(GRANTS_FORMATS),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--developer",
+    "developers",
+    multiple=True,
+    metavar="EMAIL",
+    help="Only this developer (email or id); repeatable.",
+)
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    metavar="NAME",
+    help="Only requests for this policy (name, id or _id), alone or with others; repeatable.",
+)
+@click.option("--owner", "owners", multiple=True, metavar="NAME", help="Only this owner's.")
+@click.option(
+    "--state",
+    type=click.Choice(["key", "pending"]),
+    help="Only approved requests (key) or only pending ones.",
+)
+@click.option(
+    "--unmanaged",
+    is_flag=True,
+    help="Only requests no manifest governs (without PATHS: those with no owner mark).",
+)
+@click.option(
+    "--expiring-within",
+    type=click.IntRange(min=0),
+    metavar="DAYS",
+    help="Only requests whose declaration expires within DAYS (or has expired).",
+)
+@_connection_options
+@_command
+def grants(
+    paths: tuple[Path, ...],
+    fmt: str,
+    developers: tuple[str, ...],
+    policies: tuple[str, ...],
+    owners: tuple[str, ...],
+    state: str | None,
+    unmanaged: bool,
+    expiring_within: int | None,
+    **kwargs: Any,
+) -> int:
+    """Who holds which key request now, and since when.
+
+    With the manifest PATHS, each row also says where it is declared and whether the
+    manifests want it.
+    """
+    settings = _settings(kwargs)
+    manifests = load_manifests(paths) if paths else None  # bad manifests fail first
+    where = audit.GrantFilter(
+        developers=developers,
+        policies=policies,
+        owners=owners,
+        unmanaged=unmanaged,
+        expiring_within=expiring_within,
+        state=cast(audit.GrantState | None, state),
+    )
+    with connect(settings, os.environ) as conn:
+        live = conn.client.read_live()
+        label = conn.label
+    report = audit.grants(
+        live, now=datetime.now(timezone.utc), manifests=manifests, dashboard=label, where=where
+    )
+    render_grants(report, sys.stdout, cast(GrantsFormat, fmt))
+    return 0
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--base",
+    metavar="REV",
+    help="Compare PATHS as committed at this git revision with PATHS in the work tree.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(DIFF_FORMATS),
+    default="text",
+    show_default=True,
+)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when access differs, 0 when not.")
+@_verbosity
+@_command
+def diff(paths: tuple[Path, ...], base: str | None, fmt: str, detailed_exitcode: bool) -> int:
+    """What a change of the manifests does to access, offline.
+
+    \b
+      tyksync diff OLD_PATH NEW_PATH
+      tyksync diff --base origin/main manifests/
+
+    Developers and policies are compared as written (no Dashboard resolves them): a
+    rename shows as a loss and a gain.
+    """
+    if base is None:
+        if len(paths) != 2:
+            raise click.UsageError("give OLD_PATH and NEW_PATH, or --base REV PATHS...")
+        old, new = _load_both(paths[0], paths[1])
+        old_label, new_label = str(paths[0]), str(paths[1])
+    else:
+        new = load_manifests(paths)
+        old = manifests_at(base, paths)
+        shown = " ".join(str(p) for p in paths)
+        old_label, new_label = f"{shown} at {base}", f"{shown} (work tree)"
+    report = audit.access_diff(old, new, old_label=old_label, new_label=new_label)
+    render_diff(report, sys.stdout, cast(DiffFormat, fmt))
+    return 2 if detailed_exitcode and report.differs else 0
+
+
+def _load_both(old: Path, new: Path) -> tuple[Manifests, Manifests]:
+    """Both sets of manifests, or one error with the problems of both."""
+    loaded: list[Manifests] = []
+    problems: list[Problem] = []
+    for path in (old, new):
+        try:
+            loaded.append(load_manifests([path]))
+        except ManifestError as e:
+            problems += e.problems
+    if problems:
+        raise ManifestError(problems)
+    return loaded[0], loaded[1]
 
 
 def _attach_sandbox() -> None:
