@@ -346,6 +346,10 @@ def test_grants_cli_filters_and_formats(dash: Sandbox, tyk: Tyk) -> None:
     none = tyk("grants", "--expiring-within", "30", "--format", "markdown")
     assert none.code == 0
     assert "No grants." in none.out
+    typo = tyk("grants", "--policy", "Glod", "--developer", "bob@example.com")
+    assert "No grants." in typo.out
+    assert "--policy 'Glod': no policy with this name, id or _id on the Dashboard" in typo.err
+    assert "--developer" not in typo.err
     md = tyk("grants", "manifests", "--format", "markdown")
     assert md.out.startswith("### tyksync grants\n")
 

@@ -90,6 +90,7 @@ class GrantsReport:
     # With manifests: declarations that have no live request yet (the plan creates them).
     not_yet_live: int = 0
     filtered: bool = False  # some rows were left out by a filter
+    notes: tuple[str, ...] = ()  # filters that name nothing the Dashboard holds
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -158,6 +159,7 @@ def grants(
         with_manifests=manifests is not None,
         not_yet_live=not_yet_live,
         filtered=len(kept) < len(rows),
+        notes=_unknown_filters(where or GrantFilter(), live),
     )
 
 
@@ -260,6 +262,23 @@ def _filtered(
         return True
 
     return [g for g in rows if keep(g)]
+
+
+def _unknown_filters(where: GrantFilter, live: LiveState) -> tuple[str, ...]:
+    """A filter naming no developer or policy is most likely a typo: say so, rather than
+    let an empty report read as "nobody holds it"."""
+    developers, policies = live.developer_index(), live.policy_index()
+    notes = [
+        f"--developer {ref!r}: no developer with this email or id on the Dashboard"
+        for ref in where.developers
+        if not developers.lookup(ref)
+    ]
+    notes += [
+        f"--policy {ref!r}: no policy with this name, id or _id on the Dashboard"
+        for ref in where.policies
+        if not policies.lookup(ref)
+    ]
+    return tuple(notes)
 
 
 def _unmanaged(g: Grant) -> bool:

@@ -614,6 +614,8 @@ def grants(
     report = audit.grants(
         live, now=datetime.now(timezone.utc), manifests=manifests, dashboard=label, where=where
     )
+    for note in report.notes:
+        log.warning("%s", note)
     render_grants(report, sys.stdout, cast(GrantsFormat, fmt))
     return 0
 
