@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tyksync.client import DashboardClient, RetryPolicy
-from tyksync.errors import AnswerLost, ApiError, ConfigError, NetworkError
+from tyksync.errors import AlreadyProcessed, AnswerLost, ApiError, ConfigError, NetworkError
 from tyksync.sandbox import Faults, Sandbox
 
 SECRET = "client-secret-CANARY-7f3a9"
@@ -170,7 +170,7 @@ def test_create_approve_delete_round_trip(sandbox: Sandbox) -> None:
     assert got is not None and got.approved is False and got.owner == "t"
     key = client.approve_request(new_id)
     assert key in sandbox.store.issued_keys()
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(AlreadyProcessed) as e:
         client.approve_request(new_id)
     assert e.value.status == 400 and "already been processed" in e.value.dashboard_message
     assert client.delete_request(new_id) is True

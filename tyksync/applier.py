@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from tyksync.client import DashboardClient
-from tyksync.errors import AnswerLost, ApiError, Refused, TyksyncError
+from tyksync.errors import AlreadyProcessed, AnswerLost, ApiError, Refused, TyksyncError
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
 from tyksync.models import OP_FIELD, OWNER_FIELD, KeyRequest
@@ -36,7 +36,6 @@ T = TypeVar("T")
 SETTLE_TRIES = 3
 # Seconds to wait between reads when a write timed out and may still be in flight.
 PATIENCE = (0.0, 0.5, 1.0, 2.0, 4.0)
-ALREADY_PROCESSED = "already been processed"
 
 
 @dataclass(frozen=True)
@@ -351,7 +350,7 @@ class Applier:
                     return self._key_lost(action, request_id)
                 continue  # not approved: a second PUT cannot issue a second key
             except ApiError as e:
-                processed = e.status == 400 and ALREADY_PROCESSED in e.dashboard_message
+                processed = isinstance(e, AlreadyProcessed)
                 if processed and self._approved_now(request_id):
                     if lost:
                         return self._key_lost(action, request_id)

@@ -29,6 +29,7 @@ import requests.auth
 
 from tyksync import __version__, redact
 from tyksync.errors import (
+    AlreadyProcessed,
     AnswerLost,
     ApiError,
     ConfigError,
@@ -43,6 +44,8 @@ log = logging.getLogger("tyksync.client")
 PAGE_SIZE = 10
 WALKS = 4  # page-by-page reads of one listing before giving up on a stable view
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The Dashboard's only way to say an approval was refused because it happened before.
+ALREADY_PROCESSED = "Key request has already been processed"
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,12 @@ class DashboardClient:
     def approve_request(self, request_id: str) -> str:
         """Approve; return the RawKey (a live credential: never log or print it)."""
         path = f"/api/portal/requests/approve/{_seg(request_id)}"
-        answer = self._write("PUT", path, None)
+        try:
+            answer = self._write("PUT", path, None)
+        except ApiError as e:
+            if e.status == 400 and ALREADY_PROCESSED in e.dashboard_message:
+                raise AlreadyProcessed(e.method, e.path, e.status, e.dashboard_message) from None
+            raise
         key = answer.get("RawKey") if isinstance(answer, dict) else None
         if not isinstance(key, str) or not key:
             raise NetworkError("PUT", path, "the approval answer held no key")

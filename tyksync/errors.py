@@ -66,6 +66,11 @@ class ApiError(TyksyncError):
         )
 
 
+class AlreadyProcessed(ApiError):
+    """An approval the Dashboard refused because the request was approved before (by us,
+    in an earlier try whose answer was lost, or by someone else)."""
+
+
 _HINTS = {
     401: "check TYK_DASHBOARD_SECRET or --secret-file: the Dashboard did not accept the secret",
     403: "the Dashboard user behind this secret lacks the portal permissions",
