@@ -311,6 +311,7 @@ class DashboardClient:
         429) are retried, and anything else raises AnswerLost.
         """
         shown = path if not params else f"{path}?" + "&".join(f"{k}={v}" for k, v in params.items())
+        call = _Call(method, shown, retry_lost, missing_ok, bad_ok)
         attempt = 0
         while True:
             attempt += 1
@@ -318,83 +319,73 @@ class DashboardClient:
             delay = self._backoff(attempt)
             try:
                 answer = self._once(method, path, body, params)
-            except requests.exceptions.SSLError as e:
-                # A certificate that does not verify will not verify on a second try.
-                raise NetworkError(method, shown, _describe(e)) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-                if not (retry_lost or _not_sent(e)):
-                    raise AnswerLost(
-                        method,
-                        shown,
-                        f"{_describe(e)}; the outcome is unknown",
-                        in_flight=isinstance(e, requests.exceptions.ReadTimeout),
-                    ) from None
-                if last:
-                    raise NetworkError(method, shown, _describe(e)) from None
-                log.warning("%s %s: %s; retrying in %.1fs", method, shown, _describe(e), delay)
-                self._sleep(delay)
-                continue
             except requests.exceptions.RequestException as e:
-                raise NetworkError(method, shown, _describe(e)) from None
-            except (ValueError, UnicodeError):
-                # http.client refuses a header value it cannot send; its message would
-                # quote the value, which is the secret.
-                raise ConfigError(
-                    "the Dashboard secret holds characters an HTTP header cannot carry "
-                    "(a line break, or non-Latin-1 text); check how it was stored"
-                ) from None
+                retry = _judge_failure(call, e, last)
+            else:
+                verdict = self._judge(call, answer, last)
+                if not isinstance(verdict, _Retry):
+                    return verdict.body
+                retry = verdict
+            wait = delay if retry.wait is None else retry.wait
+            log.warning("%s %s: %s; retrying in %.1fs", method, shown, retry.reason, wait)
+            self._sleep(wait)
 
-            status = answer.status
-            if 300 <= status < 400:
-                raise ApiError(
-                    method,
-                    shown,
-                    status,
-                    "the Dashboard redirected; tyksync does not follow redirects (a write "
-                    "would be lost): use the URL it points to"
-                    + (f" ({url_label(answer.location)})" if answer.location else ""),
-                )
-            if status < 300:
-                if answer.body is _INVALID:
-                    if retry_lost and not last:
-                        log.warning("%s %s: invalid JSON; retrying in %.1fs", method, shown, delay)
-                        self._sleep(delay)
-                        continue
-                    error = f"the Dashboard answered {status} with a body that is not valid JSON"
-                    if retry_lost:
-                        raise NetworkError(method, shown, error)
-                    raise AnswerLost(method, shown, error + "; the outcome is unknown")
-                return answer.body
-            if status == 404 and missing_ok:
-                return None
-            if status == 400 and bad_ok:
-                return None
-            if status in RETRY_STATUSES and (retry_lost or status == 429) and not last:
-                wait = self._retry_after(answer) if status == 429 else None
-                wait = delay if wait is None else wait
-                log.warning("%s %s: answered %d; retrying in %.1fs", method, shown, status, wait)
-                self._sleep(wait)
-                continue
-            message = redact.redact(_message(answer.body))
-            if status >= 500 and not retry_lost:
-                raise AnswerLost(
-                    method, shown, f"the Dashboard answered {status}; the outcome is unknown"
-                )
-            raise ApiError(method, shown, status, message)
+    def _judge(self, call: _Call, answer: _Answer, last: bool) -> _Answer | _Retry:
+        """An answer to return (its body), one to try again, or an error raised."""
+        status = answer.status
+        if 300 <= status < 400:
+            raise ApiError(
+                call.method,
+                call.shown,
+                status,
+                "the Dashboard redirected; tyksync does not follow redirects (a write "
+                "would be lost): use the URL it points to"
+                + (f" ({url_label(answer.location)})" if answer.location else ""),
+            )
+        if status < 300:
+            if answer.body is not _INVALID:
+                return answer
+            if call.retry_lost and not last:
+                return _Retry("invalid JSON")
+            error = f"the Dashboard answered {status} with a body that is not valid JSON"
+            if call.retry_lost:
+                raise NetworkError(call.method, call.shown, error)
+            raise AnswerLost(call.method, call.shown, error + "; the outcome is unknown")
+        if (status == 404 and call.missing_ok) or (status == 400 and call.bad_ok):
+            return _Answer(status, None)
+        if status in RETRY_STATUSES and (call.retry_lost or status == 429) and not last:
+            wait = self._retry_after(answer) if status == 429 else None
+            return _Retry(f"answered {status}", wait)
+        if status >= 500 and not call.retry_lost:
+            raise AnswerLost(
+                call.method, call.shown, f"the Dashboard answered {status}; the outcome is unknown"
+            )
+        raise ApiError(call.method, call.shown, status, redact.redact(_message(answer.body)))
 
     def _once(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> _Answer:
+        """One try on the wire: the status and the parsed body, or requests' exception."""
         started = time.monotonic()
-        response = self.session.request(
-            method,
-            self.url + path,
-            params=params,
-            data=None if body is None else json.dumps(body),
-            headers={"Content-Type": "application/json"} if body is not None else None,
-            timeout=self.timeout,
-            verify=self._verify,
-            # A redirect would turn a PUT or DELETE into a GET and report it done.
-            allow_redirects=False,
-        )
+        try:
+            response = self.session.request(
+                method,
+                self.url + path,
+                params=params,
+                data=None if body is None else json.dumps(body),
+                headers={"Content-Type": "application/json"} if body is not None else None,
+                timeout=self.timeout,
+                verify=self._verify,
+                # A redirect would turn a PUT or DELETE into a GET and report it done.
+                allow_redirects=False,
+            )
+        except (ValueError, UnicodeError) as e:
+            if isinstance(e, requests.exceptions.RequestException):
+                raise
+            # http.client refuses a header value it cannot send; its message would
+            # quote the value, which is the secret.
+            raise ConfigError(
+                "the Dashboard secret holds characters an HTTP header cannot carry "
+                "(a line break, or non-Latin-1 text); check how it was stored"
+            ) from None
         log.debug(
             "%s %s -> %d (%.0f ms)",
             method,
@@ -431,6 +422,42 @@ class DashboardClient:
 
 
 _INVALID = object()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What the retry rules need to know of one call."""
+
+    method: str
+    shown: str  # the path and query, as messages name the call
+    retry_lost: bool  # idempotent: a lost answer or a 5xx may be retried
+    missing_ok: bool  # a 404 is an answer (None), not an error
+    bad_ok: bool  # a 400 is an answer (None), not an error
+
+
+@dataclass(frozen=True)
+class _Retry:
+    reason: str
+    wait: float | None = None  # None: the backoff delay
+
+
+def _judge_failure(call: _Call, e: requests.exceptions.RequestException, last: bool) -> _Retry:
+    """No answer came: try again, or raise."""
+    if isinstance(e, requests.exceptions.SSLError):
+        # A certificate that does not verify will not verify on a second try.
+        raise NetworkError(call.method, call.shown, _describe(e)) from None
+    if not isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+        raise NetworkError(call.method, call.shown, _describe(e)) from None
+    if not (call.retry_lost or _not_sent(e)):
+        raise AnswerLost(
+            call.method,
+            call.shown,
+            f"{_describe(e)}; the outcome is unknown",
+            in_flight=isinstance(e, requests.exceptions.ReadTimeout),
+        ) from None
+    if last:
+        raise NetworkError(call.method, call.shown, _describe(e)) from None
+    return _Retry(_describe(e))
 
 
 class _SecretHeader(requests.auth.AuthBase):
