@@ -140,12 +140,6 @@ class DashboardClient:
     def list_requests(self) -> list[KeyRequest]:
         return [_key_request(r) for r in self._list("/api/portal/requests")]
 
-    def list_developers(self) -> list[Developer]:
-        return [_developer(d) for d in self._list("/api/portal/developers")]
-
-    def list_policies(self) -> list[Policy]:
-        return [_policy(p) for p in self._list("/api/portal/policies")]
-
     def get_request(self, request_id: str) -> KeyRequest | None:
         """One request, or None when the Dashboard says it does not exist."""
         answer = self._read(f"/api/portal/requests/{_seg(request_id)}", missing_ok=True)
@@ -154,18 +148,6 @@ class DashboardClient:
     def developer(self, developer_id: str) -> Developer | None:
         answer = self._read(f"/api/portal/developers/{_seg(developer_id)}", missing_ok=True)
         return None if answer is None else _developer(_object(answer, "developer"))
-
-    def developer_by_email(self, email: str) -> Developer | None:
-        answer = self._read(f"/api/portal/developers/email/{_seg(email)}", missing_ok=True)
-        return None if answer is None else _developer(_object(answer, "developer"))
-
-    def policy(self, ref: str) -> Policy | None:
-        """A policy by `_id`, explicit `id` or name."""
-        answer = self._read(f"/api/portal/policies/{_seg(ref)}", missing_ok=True, bad_ok=True)
-        if answer is not None:
-            return _policy(_object(answer, "policy"))
-        matches = [p for p in self.list_policies() if ref in (p.db_id, p.id, p.name)]
-        return matches[0] if len(matches) == 1 else None
 
     # ---- writes ------------------------------------------------------------------------
 
@@ -284,11 +266,8 @@ class DashboardClient:
         *,
         params: Mapping[str, str] | None = None,
         missing_ok: bool = False,
-        bad_ok: bool = False,
     ) -> Any:
-        return self._send(
-            "GET", path, None, params=params, retry_lost=True, missing_ok=missing_ok, bad_ok=bad_ok
-        )
+        return self._send("GET", path, None, params=params, retry_lost=True, missing_ok=missing_ok)
 
     def _write(self, method: str, path: str, body: Any) -> Any:
         return self._send(method, path, body, retry_lost=False)
@@ -302,7 +281,6 @@ class DashboardClient:
         params: Mapping[str, str] | None = None,
         retry_lost: bool,
         missing_ok: bool = False,
-        bad_ok: bool = False,
     ) -> Any:
         """One call with the retry rules of its kind.
 
@@ -311,7 +289,7 @@ class DashboardClient:
         429) are retried, and anything else raises AnswerLost.
         """
         shown = path if not params else f"{path}?" + "&".join(f"{k}={v}" for k, v in params.items())
-        call = _Call(method, shown, retry_lost, missing_ok, bad_ok)
+        call = _Call(method, shown, retry_lost, missing_ok)
         attempt = 0
         while True:
             attempt += 1
@@ -351,7 +329,7 @@ class DashboardClient:
             if call.retry_lost:
                 raise NetworkError(call.method, call.shown, error)
             raise AnswerLost(call.method, call.shown, error + "; the outcome is unknown")
-        if (status == 404 and call.missing_ok) or (status == 400 and call.bad_ok):
+        if status == 404 and call.missing_ok:
             return _Answer(status, None)
         if status in RETRY_STATUSES and (call.retry_lost or status == 429) and not last:
             wait = self._retry_after(answer) if status == 429 else None
@@ -432,7 +410,6 @@ class _Call:
     shown: str  # the path and query, as messages name the call
     retry_lost: bool  # idempotent: a lost answer or a 5xx may be retried
     missing_ok: bool  # a 404 is an answer (None), not an error
-    bad_ok: bool  # a 400 is an answer (None), not an error
 
 
 @dataclass(frozen=True)
