@@ -8,24 +8,38 @@ connection errors, 429 (honouring Retry-After, capped), 5xx and invalid JSON. Cr
 approvals are not idempotent and are never retried once they may have reached the Dashboard;
 a lost answer raises `AnswerLost`, and the applier settles the outcome by reading live
 state. Deletes are idempotent: retried, and a 404 means already gone.
+
+The Dashboard is an outside party (SPEC section 10): every answer is read as a stream under
+a size cap and a deadline from connecting to its last byte.
 """
 
 from __future__ import annotations
 
+import contextvars
+import heapq
+import itertools
 import json
 import logging
 import math
+import os
 import random
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+import requests.adapters
 import requests.auth
+import urllib3.connection
+import urllib3.connectionpool
 
 from tyksync import __version__, redact
 from tyksync.errors import (
@@ -44,6 +58,8 @@ log = logging.getLogger("tyksync.client")
 PAGE_SIZE = 10
 WALKS = 4  # page-by-page reads of one listing before giving up on a stable view
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RESPONSE_BYTES = 512 * 1024 * 1024
+CHUNK = 64 * 1024
 # The Dashboard's only way to say an approval was refused because it happened before.
 ALREADY_PROCESSED = "Key request has already been processed"
 
@@ -72,10 +88,12 @@ class DashboardClient:
         *,
         verify: bool | str = True,
         timeout: tuple[float, float] = (5.0, 30.0),
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
+        """`timeout`: seconds to connect, and for a whole answer (connect to last byte)."""
         if not secret:
             raise ConfigError("no Dashboard secret: set TYK_DASHBOARD_SECRET or --secret-file")
         try:
@@ -96,6 +114,7 @@ class DashboardClient:
         redact.register(secret)
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -109,6 +128,8 @@ class DashboardClient:
         self.session.headers.update(
             {"User-Agent": f"tyksync/{__version__}", "Accept": "application/json"}
         )
+        self.session.mount("http://", _WatchedAdapter())
+        self.session.mount("https://", _WatchedAdapter())
 
     def close(self) -> None:
         self.session.close()
@@ -296,7 +317,7 @@ class DashboardClient:
             last = attempt >= self.retry.attempts
             delay = self._backoff(attempt)
             try:
-                answer = self._once(method, path, body, params)
+                answer = self._once(call, path, body, params)
             except requests.exceptions.RequestException as e:
                 retry = _judge_failure(call, e, last)
             else:
@@ -340,39 +361,51 @@ class DashboardClient:
             )
         raise ApiError(call.method, call.shown, status, redact.redact(_message(answer.body)))
 
-    def _once(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> _Answer:
+    def _once(self, call: _Call, path: str, body: Any, params: Mapping[str, str] | None) -> _Answer:
         """One try on the wire: the status and the parsed body, or requests' exception."""
         started = time.monotonic()
-        try:
-            response = self.session.request(
-                method,
-                self.url + path,
-                params=params,
-                data=None if body is None else json.dumps(body),
-                headers={"Content-Type": "application/json"} if body is not None else None,
-                timeout=self.timeout,
-                verify=self._verify,
-                # A redirect would turn a PUT or DELETE into a GET and report it done.
-                allow_redirects=False,
-            )
-        except (ValueError, UnicodeError) as e:
-            if isinstance(e, requests.exceptions.RequestException):
+        connect, seconds = self.timeout
+        with _Watch(seconds) as watch:
+            try:
+                response = self.session.request(
+                    call.method,
+                    self.url + path,
+                    params=params,
+                    data=None if body is None else json.dumps(body),
+                    headers={"Content-Type": "application/json"} if body is not None else None,
+                    timeout=(min(connect, seconds), seconds),
+                    verify=self._verify,
+                    # A redirect would turn a PUT or DELETE into a GET and report it done.
+                    allow_redirects=False,
+                    # Read below, under the size cap and the deadline.
+                    stream=True,
+                )
+                try:
+                    content = self._content(call, response, watch)
+                finally:
+                    response.close()  # after a whole answer, the connection stays pooled
+            except requests.exceptions.RequestException:
+                if watch.sent and watch.expired:
+                    # The watch cut the connection: a timeout, whatever requests made of it.
+                    raise _Deadline(seconds) from None
                 raise
-            # http.client refuses a header value it cannot send; its message would
-            # quote the value, which is the secret.
-            raise ConfigError(
-                "the Dashboard secret holds characters an HTTP header cannot carry "
-                "(a line break, or non-Latin-1 text); check how it was stored"
-            ) from None
+            except (ValueError, UnicodeError):
+                # http.client refuses a header value it cannot send; its message would
+                # quote the value, which is the secret.
+                raise ConfigError(
+                    "the Dashboard secret holds characters an HTTP header cannot carry "
+                    "(a line break, or non-Latin-1 text); check how it was stored"
+                ) from None
         log.debug(
-            "%s %s -> %d (%.0f ms)",
-            method,
+            "%s %s -> %d (%.0f ms, %d bytes)",
+            call.method,
             path,
             response.status_code,
             (time.monotonic() - started) * 1000,
+            len(content),
         )
         try:
-            parsed: Any = response.json() if response.content else None
+            parsed: Any = json.loads(content) if content else None
         except ValueError:
             parsed = _INVALID
         return _Answer(
@@ -381,6 +414,24 @@ class DashboardClient:
             response.headers.get("Retry-After"),
             response.headers.get("Location"),
         )
+
+    def _content(self, call: _Call, response: requests.Response, watch: _Watch) -> bytes:
+        """The body, read in chunks: never more than the cap in memory, never past the
+        deadline (socket timeouts only bound the gap between two bytes)."""
+        content = bytearray()
+        for chunk in response.iter_content(CHUNK):
+            content += chunk
+            if len(content) > self.max_response_bytes:
+                raise self._too_large(call)
+            if watch.expired:
+                raise _Deadline(watch.seconds)
+        return bytes(content)
+
+    def _too_large(self, call: _Call) -> NetworkError:
+        reason = f"the answer is larger than {_size(self.max_response_bytes)} (--max-response-mb)"
+        if call.retry_lost:
+            return NetworkError(call.method, call.shown, reason)
+        return AnswerLost(call.method, call.shown, f"{reason}; the outcome is unknown")
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.retry.max_backoff, self.retry.backoff * 2 ** (attempt - 1))
@@ -437,6 +488,170 @@ def _judge_failure(call: _Call, e: requests.exceptions.RequestException, last: b
     return _Retry(_describe(e))
 
 
+class _Deadline(requests.exceptions.ReadTimeout):
+    """The whole answer took longer than the timeout; retried or lost as any timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no whole answer within {seconds:g}s")
+        self.seconds = seconds
+
+
+# ---- the deadline of a call ----------------------------------------------------------------
+
+_current_watch: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar(
+    "tyksync_watch", default=None
+)
+
+
+class _Watch:
+    """The deadline of one call, from connecting to the last byte.
+
+    Socket timeouts bound each wait for a byte, not the answer: a Dashboard sending one
+    byte a second, in its headers or its body, would hold a call open for ever. At the
+    deadline the connection the call was sent on is shut down under the blocked read.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._sockets: list[Any] = []
+        self._done = False
+        self._token: contextvars.Token[_Watch | None] | None = None
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    @property
+    def sent(self) -> bool:
+        """The call reached the Dashboard (a connection waited for its answer)."""
+        with self._lock:
+            return bool(self._sockets)
+
+    def __enter__(self) -> _Watch:
+        self._token = _current_watch.set(self)
+        _WATCHDOG.arm(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self._lock:
+            self._done = True  # the connection may go back to the pool: never cut it now
+        if self._token is not None:
+            _current_watch.reset(self._token)
+
+    def add(self, sock: Any) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            for sock in self._sockets:
+                _shut_down(sock)
+
+
+class _Watchdog:
+    """One thread for the deadlines of every call, started on first use. (A timer thread
+    a call costs a thread start a call, which two busy processes feel.)"""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._ready = threading.Condition()
+        self._due: list[tuple[float, int, _Watch]] = []  # a heap, earliest first
+        self._count = itertools.count()  # ties broken by arrival, never by comparing watches
+        self._thread: threading.Thread | None = None
+
+    def arm(self, watch: _Watch) -> None:
+        with self._ready:
+            heapq.heappush(self._due, (watch.deadline, next(self._count), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="tyksync-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._due[0][2] is watch:
+                self._ready.notify()  # earlier than what the thread sleeps until
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    left = self._due[0][0] - time.monotonic() if self._due else None
+                    self._ready.wait(None if left is None else max(left, 0.0))
+                _, _, watch = heapq.heappop(self._due)
+            watch.expire()  # a no-op for the calls that ended in time
+
+
+_WATCHDOG = _Watchdog()
+# A forked child has the watchdog's state but not its thread.
+os.register_at_fork(after_in_child=_WATCHDOG.reset)
+
+
+def _shut_down(sock: Any) -> None:
+    # socket.socket's own shutdown, also for a TLS socket: SSLSocket.shutdown would drop
+    # its TLS state under the thread reading from it.
+    while not isinstance(sock, socket.socket) and hasattr(sock, "socket"):
+        sock = sock.socket  # urllib3's TLS-in-TLS transport
+    if isinstance(sock, socket.socket):
+        with suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watched(sock: Any) -> None:
+    watch = _current_watch.get()
+    if watch is not None and sock is not None:
+        watch.add(sock)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _watched(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _watched(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with connections a `_Watch` can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools are classes of their own
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+# ---- wire helpers --------------------------------------------------------------------------
+
+
 class _SecretHeader(requests.auth.AuthBase):
     """The Dashboard's scheme: the raw secret in `authorization`, no "Bearer"."""
 
@@ -477,6 +692,8 @@ def _not_sent(e: requests.exceptions.RequestException) -> bool:
 
 
 def _describe(e: requests.exceptions.RequestException) -> str:
+    if isinstance(e, _Deadline):
+        return f"no whole answer within {e.seconds:g}s (--timeout)"
     if isinstance(e, requests.exceptions.ConnectTimeout):
         return "timed out connecting to the Dashboard"
     if isinstance(e, requests.exceptions.Timeout):
@@ -499,6 +716,11 @@ def _message(body: Any) -> str:
         if isinstance(message, str):
             return message[:500]
     return ""
+
+
+def _size(n: int) -> str:
+    mib = 1024 * 1024
+    return f"{n // mib} MiB" if n % mib == 0 else f"{n} bytes"
 
 
 def _envelope(answer: Any, path: str) -> tuple[list[dict[str, Any]], int]:

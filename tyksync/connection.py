@@ -23,6 +23,7 @@ from tyksync.errors import ConfigError
 log = logging.getLogger("tyksync")
 
 DEFAULT_SANDBOX_STATE = Path(".tyksync/sandbox.json")
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class ConnectionSettings:
     insecure: bool = False
     sandbox: bool = False
     sandbox_state: Path = DEFAULT_SANDBOX_STATE
-    timeout: float = 30.0
+    timeout: float = 30.0  # seconds for a whole answer, connect to last byte
+    max_response_mb: int = 512
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,12 @@ def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Co
         from tyksync.sandbox import embedded_sandbox
 
         with embedded_sandbox(settings.sandbox_state) as sandbox:
-            client = DashboardClient(sandbox.url, sandbox.secret, timeout=(5.0, settings.timeout))
+            client = DashboardClient(
+                sandbox.url,
+                sandbox.secret,
+                timeout=(5.0, settings.timeout),
+                max_response_bytes=settings.max_response_mb * MIB,
+            )
             try:
                 yield Connection(client, f"sandbox:{settings.sandbox_state}")
             finally:
@@ -79,7 +86,13 @@ def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Co
         if not settings.ca_bundle.is_file():
             raise ConfigError(f"--ca-bundle {settings.ca_bundle}: no such file")
         verify = str(settings.ca_bundle)
-    client = DashboardClient(url, secret, verify=verify, timeout=(5.0, settings.timeout))
+    client = DashboardClient(
+        url,
+        secret,
+        verify=verify,
+        timeout=(5.0, settings.timeout),
+        max_response_bytes=settings.max_response_mb * MIB,
+    )
     _warn_cleartext(url)  # after the client accepted the URL as one
     try:
         yield Connection(client, url_label(url))

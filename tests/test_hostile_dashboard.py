@@ -1,0 +1,323 @@
+"""A hostile Dashboard (SPEC section 10), over real HTTP on 127.0.0.1: answers without end,
+answers a byte at a time, malformed answers, ids that are not ids, page counts no listing
+can fill, proxies in the environment.
+
+Each test reproduces the attack against a small server written here, and fails if the
+defence it names is taken away.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from support import Tyk
+
+from tyksync.client import DashboardClient, RetryPolicy
+from tyksync.errors import (
+    AnswerLost,
+    NetworkError,
+)
+
+SECRET = "hostile-secret-CANARY-9d41"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
+MIB = 1024 * 1024
+LIST = "/api/portal/requests"
+
+DEV = {"id": "64a000000000000000000a01", "email": "alice@example.com", "inactive": False}
+POL = {"_id": "64b000000000000000000b01", "id": "gold", "name": "Gold", "active": True}
+REQ = {
+    "id": "64c000000000000000000c01",
+    "by_user": DEV["id"],
+    "apply_policies": [POL["_id"]],
+    "for_plan": POL["_id"],
+    "fields": {"ticket": "OPS-1"},
+    "approved": False,
+    "date_created": "2026-01-05T10:00:00Z",
+    "version": "v2",
+}
+
+
+# ---- a Dashboard that answers what a test tells it to --------------------------------------
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Server
+
+    def do_GET(self) -> None:
+        self.server.serve(self)
+
+    do_POST = do_PUT = do_DELETE = do_CONNECT = do_GET
+
+    @property
+    def query(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+
+    @property
+    def route(self) -> str:
+        return urlsplit(self.path).path
+
+    def body(self) -> bytes:
+        length = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def trickle(self, data: bytes, every: float) -> None:
+        """`data` one byte at a time, until the client hangs up or the test ends."""
+        for i in range(len(data)):
+            if self.server.stopping.wait(every):
+                return
+            self.wfile.write(data[i : i + 1])
+            self.wfile.flush()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, respond: Callable[[Handler], None]) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.respond = respond
+        self.calls: list[tuple[str, str]] = []
+        self.stopping = threading.Event()
+
+    def serve(self, handler: Handler) -> None:
+        self.calls.append((handler.command, handler.path))
+        try:
+            self.respond(handler)
+        except OSError:
+            handler.close_connection = True  # the client hung up: what these tests expect
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def count(self, method: str) -> int:
+        return sum(1 for m, _ in self.calls if m == method)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Callable[[Handler], None]], Server]]:
+    servers: list[Server] = []
+
+    def start(respond: Callable[[Handler], None]) -> Server:
+        server = Server(respond)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+
+
+def client(url: str, *, attempts: int = 1, timeout: float = 5.0, **kw: Any) -> DashboardClient:
+    return DashboardClient(
+        url,
+        SECRET,
+        retry=RetryPolicy(attempts=attempts),
+        sleep=lambda _s: None,
+        timeout=(2.0, timeout),
+        **kw,
+    )
+
+
+def listing(*items: Any, pages: int = 1) -> dict[str, Any]:
+    return {"Data": list(items), "Pages": pages}
+
+
+def portal(requests: Any = None, developers: Any = None, policies: Any = None) -> Any:
+    """A Dashboard with one developer, one policy and one request, each replaceable."""
+    answers = {
+        "/api/portal/requests": listing(REQ) if requests is None else requests,
+        "/api/portal/developers": listing(DEV) if developers is None else developers,
+        "/api/portal/policies": listing(POL) if policies is None else policies,
+    }
+
+    def respond(h: Handler) -> None:
+        body = answers.get(h.route)
+        if body is None:
+            h.answer(404, {"Status": "Error", "Message": "Not found", "Meta": None})
+        else:
+            h.answer(200, body)
+
+    return respond
+
+
+# ---- every answer has a size cap, read as a stream ----------------------------------------
+
+
+def endless_listing(h: Handler) -> None:
+    """A 200 whose chunked body goes on (up to 64 MiB, so that a client without a cap
+    fails the test rather than hanging it)."""
+    h.send_response(200)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Transfer-Encoding", "chunked")
+    h.end_headers()
+    piece = json.dumps(REQ).encode() + b", "
+    piece *= (64 * 1024) // len(piece)
+    first = b'{"Pages": 1, "Data": ['
+    h.wfile.write(b"%x\r\n%s\r\n" % (len(first), first))
+    sent = 0
+    while sent < 64 * MIB and not h.server.stopping.is_set():
+        h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        sent += len(piece)
+    h.wfile.write(b"0\r\n\r\n")
+
+
+def test_an_endless_answer_stops_at_the_cap_with_memory_bounded(serve: Any) -> None:
+    server = serve(endless_listing)
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(NetworkError) as e:
+            client(server.url, max_response_bytes=MIB).list_requests()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(e.value) == (
+        "GET /api/portal/requests?p=-1: the answer is larger than 1 MiB (--max-response-mb)"
+    )
+    assert time.monotonic() - started < 5
+    assert peak < 8 * MIB, peak
+    assert server.count("GET") == 1  # too large is not retried: it would be as large again
+
+
+def test_a_compressed_answer_is_capped_as_it_is_unpacked(serve: Any) -> None:
+    bomb = gzip.compress(b" " * (64 * MIB), compresslevel=9)  # about 64 KiB on the wire
+
+    def respond(h: Handler) -> None:
+        h.answer(200, bomb, {"Content-Encoding": "gzip"})
+
+    server = serve(respond)
+    tracemalloc.start()
+    try:
+        with pytest.raises(NetworkError, match="larger than 1 MiB"):
+            client(server.url, max_response_bytes=MIB).list_requests()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MIB, peak
+
+
+def test_a_write_whose_answer_is_too_large_is_lost_not_failed(serve: Any) -> None:
+    server = serve(endless_listing)
+    with pytest.raises(AnswerLost, match=r"larger than 1 MiB.*outcome is unknown"):
+        client(server.url, max_response_bytes=MIB).approve_request(REQ["id"])
+    assert server.count("PUT") == 1
+
+
+@pytest.fixture
+def manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(EXAMPLES, tmp_path / "manifests")
+    monkeypatch.setenv("TYK_DASHBOARD_SECRET", SECRET)
+    for name in ("TYK_DASHBOARD_URL", "TYK_DASHBOARD_SECRET_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "manifests"
+
+
+def test_max_response_mb_reaches_the_client(serve: Any, manifests: Path, tyk: Tyk) -> None:
+    big = listing(*[dict(REQ, id=f"64c0000000000000000{n:05x}") for n in range(8000)], pages=800)
+    server = serve(portal(requests=big))  # about 2 MiB
+    r = tyk("plan", "manifests", "--dashboard", server.url, "--max-response-mb", "1")
+    assert r.code == 1
+    assert "GET /api/portal/requests?p=-1: the answer is larger than 1 MiB" in r.err
+    r = tyk("plan", "manifests", "--dashboard", server.url, "--max-response-mb", "3")
+    assert "larger than" not in r.err
+
+
+# ---- --timeout bounds the whole answer --------------------------------------------------
+
+
+# Both end after a few seconds, so that a client without a deadline fails the tests that
+# use them rather than hanging them.
+
+
+def slow_body(every: float) -> Callable[[Handler], None]:
+    def respond(h: Handler) -> None:
+        body = json.dumps(listing()).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.flush()
+        h.trickle(body, every)
+
+    return respond
+
+
+def slow_headers(every: float) -> Callable[[Handler], None]:
+    def respond(h: Handler) -> None:
+        h.close_connection = True
+        h.trickle(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", every)
+
+    return respond
+
+
+@pytest.mark.parametrize("respond", [slow_body(0.25), slow_headers(0.25)], ids=["body", "headers"])
+def test_a_trickled_answer_ends_at_the_timeout(serve: Any, respond: Any) -> None:
+    # A byte every 0.25 s never trips a 1 s socket timeout: only a deadline ends this.
+    server = serve(respond)
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as e:
+        client(server.url, timeout=1.0).list_requests()
+    took = time.monotonic() - started
+    assert str(e.value) == "GET /api/portal/requests?p=-1: no whole answer within 1s (--timeout)"
+    assert 0.9 < took < 3, took
+
+
+def test_a_read_past_the_deadline_is_retried(serve: Any) -> None:
+    server = serve(slow_body(0.25))
+    with pytest.raises(NetworkError, match=r"within 0\.5s"):
+        client(server.url, attempts=2, timeout=0.5).list_requests()
+    assert server.count("GET") == 2
+
+
+def test_a_write_past_the_deadline_is_lost_and_not_resent(serve: Any) -> None:
+    server = serve(slow_body(0.25))
+    started = time.monotonic()
+    with pytest.raises(AnswerLost) as e:
+        client(server.url, attempts=5, timeout=1.0).create_request(DEV["id"], ["gold"], {})
+    assert time.monotonic() - started < 3
+    assert "POST /api/portal/requests: no whole answer within 1s" in str(e.value)
+    assert e.value.in_flight
+    assert server.count("POST") == 1
+
+
+def test_timeout_option_bounds_each_answer(serve: Any, manifests: Path, tyk: Tyk) -> None:
+    server = serve(slow_body(1.0))  # one byte a second
+    r = tyk("plan", "manifests", "--dashboard", server.url, "--timeout", "1")
+    assert r.code == 1
+    assert "GET /api/portal/requests?p=-1: no whole answer within 1s (--timeout)" in r.err
+    # Five tries of about a second each, and the backoff between them.
+    assert server.count("GET") == 5
+    assert r.seconds < 14, r.seconds
