@@ -9,6 +9,7 @@ defence it names is taken away.
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import shutil
 import threading
@@ -26,8 +27,11 @@ from support import Tyk
 from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.errors import (
     AnswerLost,
+    MalformedAnswer,
     NetworkError,
+    TyksyncError,
 )
+from tyksync.sandbox import Sandbox
 
 SECRET = "hostile-secret-CANARY-9d41"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
@@ -321,3 +325,171 @@ def test_timeout_option_bounds_each_answer(serve: Any, manifests: Path, tyk: Tyk
     # Five tries of about a second each, and the backoff between them.
     assert server.count("GET") == 5
     assert r.seconds < 14, r.seconds
+
+
+# ---- malformed answers are errors naming the call ----------------------------------------
+
+
+def deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def tampered(item: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**item, **changes}
+
+
+NESTED = json.loads(deep(900))  # parses, and is deeper than anything should walk
+
+MALFORMED = {
+    "fields not a map": ("requests", tampered(REQ, fields="ticket=OPS-1")),
+    "field value a number": ("requests", tampered(REQ, fields={"ticket": 1})),
+    "field value nested": ("requests", tampered(REQ, fields={"ticket": NESTED})),
+    "approved a string": ("requests", tampered(REQ, approved="true")),
+    "id a number": ("requests", tampered(REQ, id=7)),
+    "id empty": ("requests", tampered(REQ, id="")),
+    "id dot": ("requests", tampered(REQ, id=".")),
+    "id dot dot": ("requests", tampered(REQ, id="..")),
+    "id with a slash": ("requests", tampered(REQ, id="64c0/../../developers")),
+    "id with a space": ("requests", tampered(REQ, id="64c0 1")),
+    "id with an escape": ("requests", tampered(REQ, id="\x1b[2J")),
+    "id percent-encoded dots": ("requests", tampered(REQ, id="%2e%2e")),
+    "id too long": ("requests", tampered(REQ, id="a" * 300)),
+    "by_user a list": ("requests", tampered(REQ, by_user=[DEV["id"]])),
+    "by_user dot dot": ("requests", tampered(REQ, by_user="..")),
+    "apply_policies a string": ("requests", tampered(REQ, apply_policies="gold")),
+    "apply_policies numbers": ("requests", tampered(REQ, apply_policies=[1])),
+    "for_plan an object": ("requests", tampered(REQ, apply_policies=None, for_plan={})),
+    "date a number": ("requests", tampered(REQ, date_created=20260105)),
+    "developer email a number": ("developers", tampered(DEV, email=5)),
+    "developer inactive a string": ("developers", tampered(DEV, inactive="no")),
+    "developer id with a slash": ("developers", tampered(DEV, id="a/b")),
+    "policy active a string": ("policies", tampered(POL, active="false")),
+    "policy name an object": ("policies", tampered(POL, name={})),
+    "policy without an id": ("policies", tampered(POL, _id=None, id=None)),
+    "item not an object": ("requests", "64c000000000000000000c01"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=list(MALFORMED))
+def test_a_malformed_item_is_an_error_naming_the_call(serve: Any, case: str) -> None:
+    which, item = MALFORMED[case]
+    server = serve(portal(**{which: listing(item)}))
+    with pytest.raises(NetworkError) as e:
+        client(server.url).read_live()
+    assert str(e.value).startswith(f"GET /api/portal/{which}"), e.value
+    assert "malformed answer" in str(e.value) or "Data was not" in str(e.value)
+    assert str(e.value).isprintable()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"Data": {"a": REQ}, "Pages": 1},
+        {"Data": [REQ], "Pages": "1"},
+        {"Data": [REQ], "Pages": True},
+        [REQ],
+        "everything",
+    ],
+    ids=["data a map", "pages a string", "pages a bool", "a bare list", "a string"],
+)
+def test_a_malformed_listing_is_an_error_naming_the_call(serve: Any, body: Any) -> None:
+    server = serve(portal(requests=body))
+    with pytest.raises(MalformedAnswer, match=r"^GET /api/portal/requests\?p=-1: malformed"):
+        client(server.url).list_requests()
+
+
+def test_deeply_nested_json_is_invalid_json(serve: Any) -> None:
+    server = serve(lambda h: h.answer(200, deep(100_000)))
+    with pytest.raises(NetworkError, match="not valid JSON"):
+        client(server.url, attempts=2).list_requests()
+    assert server.count("GET") == 2  # retried, as any invalid answer to a read
+
+
+@pytest.mark.parametrize(
+    "body",
+    [deep(100_000), json.dumps({"RawKey": NESTED}).encode(), b'{"RawKey": ""}', b"[]"],
+    ids=["nested past the parser", "nested key", "empty key", "a list"],
+)
+def test_a_malformed_approve_answer_is_an_answer_lost(serve: Any, body: bytes) -> None:
+    # Answered 200: approved, most likely, and the key with it; the applier settles it.
+    server = serve(lambda h: h.answer(200, body))
+    with pytest.raises(AnswerLost) as e:
+        client(server.url).approve_request(REQ["id"])
+    assert str(e.value).startswith(f"PUT /api/portal/requests/approve/{REQ['id']}: ")
+    assert "outcome is unknown" in str(e.value)
+    assert server.count("PUT") == 1
+
+
+@pytest.mark.parametrize("new_id", ["..", "a/b", "", 42])
+def test_a_create_answer_without_a_usable_id_is_an_answer_lost(serve: Any, new_id: Any) -> None:
+    server = serve(lambda h: h.answer(200, {"Status": "OK", "Message": new_id, "Meta": None}))
+    with pytest.raises(AnswerLost, match=r"^POST /api/portal/requests: malformed answer"):
+        client(server.url).create_request(DEV["id"], ["gold"], {})
+    assert server.count("POST") == 1
+
+
+def test_a_single_item_answer_that_is_no_object_is_an_error(serve: Any) -> None:
+    server = serve(lambda h: h.answer(200, [REQ]))
+    with pytest.raises(MalformedAnswer, match=f"^GET /api/portal/requests/{REQ['id']}: "):
+        client(server.url).get_request(REQ["id"])
+    with pytest.raises(MalformedAnswer, match=f"^GET /api/portal/developers/{DEV['id']}: "):
+        client(server.url).developer(DEV["id"])
+
+
+@pytest.mark.parametrize("bad", ["", ".", ".."])
+def test_dot_segments_and_empty_ids_are_never_sent(serve: Any, bad: str) -> None:
+    server = serve(portal())
+    c = client(server.url)
+    for call in (c.delete_request, c.approve_request, c.get_request, c.developer):
+        with pytest.raises(TyksyncError, match="not one"):
+            call(bad)  # type: ignore[operator]
+    assert server.calls == []
+
+
+def test_an_id_is_sent_as_one_percent_encoded_segment(serve: Any) -> None:
+    server = serve(lambda h: h.answer(404, {"Status": "Error", "Message": "Not found"}))
+    c = client(server.url)
+    assert c.delete_request("a/../b?c#d") is False
+    assert c.get_request("a b%") is None
+    assert server.calls == [
+        ("DELETE", "/api/portal/requests/a%2F..%2Fb%3Fc%23d"),
+        ("GET", "/api/portal/requests/a%20b%25"),
+    ]
+
+
+def tamper_proxy(sb: Sandbox, tamper: Callable[[str, Any], Any]) -> Callable[[Handler], None]:
+    """A Dashboard that answers as the sandbox does, with `tamper(route, answer)` applied."""
+
+    def respond(h: Handler) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", sb.port, timeout=10)
+        try:
+            headers = {"authorization": h.headers.get("authorization", "")}
+            conn.request(h.command, h.path, body=h.body() or None, headers=headers)
+            got = conn.getresponse()
+            status, raw = got.status, got.read()
+        finally:
+            conn.close()
+        h.answer(status, json.dumps(tamper(h.route, json.loads(raw))).encode())
+
+    return respond
+
+
+def test_a_listed_dot_dot_id_is_refused_and_nothing_is_deleted(
+    serve: Any, manifests: Path, tyk: Tyk
+) -> None:
+    # The examples delete erin's Silver request; listed as "..", its DELETE would go to
+    # DELETE /api/portal/, another endpoint, once urllib3 resolved the dot segment.
+    def rename(route: str, answer: Any) -> Any:
+        if route == LIST:
+            for item in answer["Data"]:
+                if item["id"] == "64c000000000000000000c04":
+                    item["id"] = ".."
+        return answer
+
+    with Sandbox(SECRET, seed="demo") as sb:
+        server = serve(tamper_proxy(sb, rename))
+        r = tyk("apply", "manifests", "--auto-approve", "--dashboard", server.url)
+        assert r.code == 1
+        assert "GET /api/portal/requests: malformed answer: a key request's id" in r.err
+        assert server.count("DELETE") == 0
+        assert sb.mutating_calls() == 0

@@ -10,7 +10,8 @@ a lost answer raises `AnswerLost`, and the applier settles the outcome by readin
 state. Deletes are idempotent: retried, and a 404 means already gone.
 
 The Dashboard is an outside party (SPEC section 10): every answer is read as a stream under
-a size cap and a deadline from connecting to its last byte.
+a size cap and a deadline from connecting to its last byte, every member is type-checked,
+and ids are checked before they are put in a path.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
@@ -48,6 +49,7 @@ from tyksync.errors import (
     ApiError,
     ConfigError,
     IncompleteListing,
+    MalformedAnswer,
     NetworkError,
     TyksyncError,
 )
@@ -144,31 +146,39 @@ class DashboardClient:
 
     def read_live(self) -> LiveState:
         """Everything a plan needs, in three list calls."""
-        raw_requests = self._list("/api/portal/requests")
-        raw_developers = self._list("/api/portal/developers")
-        developers = tuple(_developer(d) for d in raw_developers)
-        policies = tuple(_policy(p) for p in self._list("/api/portal/policies"))
+        raw_requests = self._list(REQUESTS)
+        raw_developers = self._list(DEVELOPERS)
+        raw_policies = self._list(POLICIES)
+        with _parsing("GET", DEVELOPERS):
+            developers = tuple(_developer(d) for d in raw_developers)
+        with _parsing("GET", POLICIES):
+            policies = tuple(_policy(p) for p in raw_policies)
+        with _parsing("GET", REQUESTS):
+            key_requests = tuple(_key_request(r) for r in raw_requests)
         # Before 1.9.2 the Dashboard listed `_id` for requests and developers alike; an
         # empty request list must not hide that.
         legacy = any("_id" in r and "id" not in r for r in [*raw_requests, *raw_developers])
         return LiveState(
-            developers=developers,
-            policies=policies,
-            requests=tuple(_key_request(r) for r in raw_requests),
-            legacy=legacy,
+            developers=developers, policies=policies, requests=key_requests, legacy=legacy
         )
 
     def list_requests(self) -> list[KeyRequest]:
-        return [_key_request(r) for r in self._list("/api/portal/requests")]
+        raw = self._list(REQUESTS)
+        with _parsing("GET", REQUESTS):
+            return [_key_request(r) for r in raw]
 
     def get_request(self, request_id: str) -> KeyRequest | None:
         """One request, or None when the Dashboard says it does not exist."""
-        answer = self._read(f"/api/portal/requests/{_seg(request_id)}", missing_ok=True)
-        return None if answer is None else _key_request(_object(answer, "key request"))
+        path = f"{REQUESTS}/{_seg(request_id)}"
+        answer = self._read(path, missing_ok=True)
+        with _parsing("GET", path):
+            return None if answer is None else _key_request(_object(answer))
 
     def developer(self, developer_id: str) -> Developer | None:
-        answer = self._read(f"/api/portal/developers/{_seg(developer_id)}", missing_ok=True)
-        return None if answer is None else _developer(_object(answer, "developer"))
+        path = f"{DEVELOPERS}/{_seg(developer_id)}"
+        answer = self._read(path, missing_ok=True)
+        with _parsing("GET", path):
+            return None if answer is None else _developer(_object(answer))
 
     # ---- writes ------------------------------------------------------------------------
 
@@ -186,30 +196,35 @@ class DashboardClient:
             "for_plan": policy_ids[0],
             "approved": False,
         }
-        answer = self._write("POST", "/api/portal/requests", body)
-        new_id = answer.get("Message") if isinstance(answer, dict) else None
-        if not isinstance(new_id, str) or not new_id:
-            raise NetworkError("POST", "/api/portal/requests", "the answer held no request id")
-        return new_id
+        answer = self._write("POST", REQUESTS, body)
+        # The Dashboard answered 200: the request was most likely created, under an id
+        # that cannot be read, so its outcome is settled by reading live state.
+        with _parsing("POST", REQUESTS, lost=True):
+            new_id = _object(answer).get("Message")
+            if not isinstance(new_id, str) or not new_id:
+                raise _Malformed("the answer held no request id")
+            return _safe_id(new_id, "the new request's id")
 
     def approve_request(self, request_id: str) -> str:
         """Approve; return the RawKey (a live credential: never log or print it)."""
-        path = f"/api/portal/requests/approve/{_seg(request_id)}"
+        path = f"{REQUESTS}/approve/{_seg(request_id)}"
         try:
             answer = self._write("PUT", path, None)
         except ApiError as e:
             if e.status == 400 and ALREADY_PROCESSED in e.dashboard_message:
                 raise AlreadyProcessed(e.method, e.path, e.status, e.dashboard_message) from None
             raise
-        key = answer.get("RawKey") if isinstance(answer, dict) else None
-        if not isinstance(key, str) or not key:
-            raise NetworkError("PUT", path, "the approval answer held no key")
+        # Answered 200 without a readable key: approved, most likely, and the key lost.
+        with _parsing("PUT", path, lost=True):
+            key = _object(answer).get("RawKey")
+            if not isinstance(key, str) or not key:
+                raise _Malformed("the approval answer held no key")
         redact.register(key)
         return key
 
     def delete_request(self, request_id: str) -> bool:
         """Delete; False when the request was already gone."""
-        path = f"/api/portal/requests/{_seg(request_id)}"
+        path = f"{REQUESTS}/{_seg(request_id)}"
         return self._send("DELETE", path, None, retry_lost=True, missing_ok=True) is not None
 
     # ---- transport ---------------------------------------------------------------------
@@ -235,9 +250,10 @@ class DashboardClient:
                 raise
             log.info("GET %s?p=-1 refused (%s); reading page by page", path, e.status)
             return self._walk(path)
-        items, pages = _envelope(answer, path)
-        if _complete(len(items), pages):
-            return _dedupe(items, path)
+        with _parsing("GET", f"{path}?p=-1"):
+            items, pages = _envelope(answer)
+            if _complete(len(items), pages):
+                return _dedupe(items)
         log.info(
             "GET %s?p=-1 gave %d items for %d pages; reading page by page", path, len(items), pages
         )
@@ -261,19 +277,23 @@ class DashboardClient:
     def _walk_once(self, path: str) -> list[dict[str, Any]]:
         # Dashboards before 1.9.2 count pages from 0, later ones from 1 (and take p=0 as
         # "everything"); reading 0..Pages covers both, and duplicates are dropped by id.
-        first, pages = _envelope(self._read(path, params={"p": "1"}), path)
+        with _parsing("GET", f"{path}?p=1"):
+            first, pages = _envelope(self._read(path, params={"p": "1"}))
         items = list(first)
         for p in range(pages + 1):
             if p == 1:
                 continue
             try:
-                more, _ = _envelope(self._read(path, params={"p": str(p)}), path)
+                answer = self._read(path, params={"p": str(p)})
             except ApiError as e:
                 if p == 0 and e.status == 400:
                     continue
                 raise
+            with _parsing("GET", f"{path}?p={p}"):
+                more, _ = _envelope(answer)
             items.extend(more)
-        unique = _dedupe(items, path)
+        with _parsing("GET", path):
+            unique = _dedupe(items)
         if not _complete(len(unique), pages):
             raise IncompleteListing(
                 f"GET {path}: the Dashboard reported {pages} pages of {PAGE_SIZE} but "
@@ -406,7 +426,8 @@ class DashboardClient:
         )
         try:
             parsed: Any = json.loads(content) if content else None
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: JSON nested deeper than the parser's stack.
             parsed = _INVALID
         return _Answer(
             response.status_code,
@@ -450,6 +471,9 @@ class DashboardClient:
         return min(seconds, self.retry.max_retry_after)
 
 
+REQUESTS = "/api/portal/requests"
+DEVELOPERS = "/api/portal/developers"
+POLICIES = "/api/portal/policies"
 _INVALID = object()
 
 
@@ -680,7 +704,12 @@ def url_label(url: str) -> str:
 
 
 def _seg(value: str) -> str:
-    return quote(value, safe="@")
+    """An id as one path segment: `/` and everything else outside the unreserved set
+    percent-encoded. A `.` or `..` segment would be resolved on the way (a DELETE of `..`
+    would reach another endpoint), so those are refused, as an empty id is."""
+    if value in ("", ".", ".."):
+        raise TyksyncError(f"refusing to send {value!r} as an id: it is not one")
+    return quote(value, safe="")
 
 
 def _not_sent(e: requests.exceptions.RequestException) -> bool:
@@ -723,17 +752,38 @@ def _size(n: int) -> str:
     return f"{n // mib} MiB" if n % mib == 0 else f"{n} bytes"
 
 
-def _envelope(answer: Any, path: str) -> tuple[list[dict[str, Any]], int]:
+# ---- parsing answers -----------------------------------------------------------------------
+
+
+class _Malformed(Exception):
+    """A member of an answer of the wrong type or value; `_parsing` names the call."""
+
+
+@contextmanager
+def _parsing(method: str, shown: str, *, lost: bool = False) -> Iterator[None]:
+    """Parse errors as errors of the call `method shown`. `lost`: the call was a write the
+    Dashboard accepted, so its outcome is unknown rather than failed."""
+    try:
+        yield
+    except _Malformed as e:
+        if lost:
+            raise AnswerLost(
+                method, shown, f"malformed answer: {e}; the outcome is unknown"
+            ) from None
+        raise MalformedAnswer(method, shown, f"malformed answer: {e}") from None
+
+
+def _envelope(answer: Any) -> tuple[list[dict[str, Any]], int]:
     if not isinstance(answer, dict):
-        raise NetworkError("GET", path, "the list answer was not a {Data, Pages} object")
+        raise _Malformed("the list answer was not a {Data, Pages} object")
     data = answer.get("Data")
     if data is None:
         data = []
     pages = answer.get("Pages", 0)
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-        raise NetworkError("GET", path, "the list answer's Data was not a list of objects")
+        raise _Malformed("the list answer's Data was not a list of objects")
     if not isinstance(pages, int) or isinstance(pages, bool) or pages < 0:
-        raise NetworkError("GET", path, "the list answer's Pages was not a count")
+        raise _Malformed("the list answer's Pages was not a count")
     return data, pages
 
 
@@ -743,63 +793,100 @@ def _complete(count: int, pages: int) -> bool:
     return (pages - 1) * PAGE_SIZE < count <= pages * PAGE_SIZE
 
 
-def _item_id(item: Mapping[str, Any]) -> str | None:
+def _item_id(item: Mapping[str, Any]) -> str:
+    """`id`, or `_id` as Dashboards before 1.9.2 list it."""
     value = item.get("id") or item.get("_id")
-    return value if isinstance(value, str) and value else None
+    if value is None:
+        raise _Malformed("a listed item had no id")
+    if not isinstance(value, str):
+        raise _Malformed("a listed item's id was not a string")
+    return value
 
 
-def _ids(items: list[dict[str, Any]]) -> set[str | None]:
+def _ids(items: list[dict[str, Any]]) -> set[str]:
     return {_item_id(i) for i in items}
 
 
-def _dedupe(items: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+def _dedupe(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
     for item in items:
-        key = _item_id(item)
-        if key is None:
-            raise NetworkError("GET", path, "a listed item had no id")
-        seen.setdefault(key, item)
+        seen.setdefault(_item_id(item), item)
     return list(seen.values())
 
 
-def _object(answer: Any, what: str) -> dict[str, Any]:
+def _object(answer: Any) -> dict[str, Any]:
     if not isinstance(answer, dict):
-        raise TyksyncError(f"the Dashboard's {what} answer was not an object")
+        raise _Malformed("the answer was not an object")
     return answer
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+# Ids the Dashboard makes are 24-hex ObjectIds. Anything else that is to go into a path is
+# held to characters no path, query, terminal or shell reads as more than text.
+_SAFE_ID = re.compile(r"[A-Za-z0-9_~:@+=.-]{1,256}")
+
+
+def _safe_id(value: str, what: str) -> str:
+    if value in (".", "..") or not _SAFE_ID.fullmatch(value):
+        raise _Malformed(
+            f"{what} is not an id (empty, `.`, `..`, too long, or holding `/` or another "
+            "character no id holds)"
+        )
+    return value
+
+
+def _text(raw: Mapping[str, Any], name: str, what: str) -> str:
+    """A string member; absent or null is "" (Go's zero value)."""
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Malformed(f"{what}'s `{name}` was not a string")
+    return value
+
+
+def _flag(raw: Mapping[str, Any], name: str, what: str, *, default: bool) -> bool:
+    value = raw.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _Malformed(f"{what}'s `{name}` was not true or false")
+    return value
 
 
 def _key_request(raw: Mapping[str, Any]) -> KeyRequest:
-    rid = _item_id(raw)
-    if rid is None:
-        raise TyksyncError("the Dashboard listed a key request without an id")
+    what = "a key request"
+    rid = _safe_id(_item_id(raw), "a key request's id")
+    developer_id = _text(raw, "by_user", what)
+    if developer_id:
+        _safe_id(developer_id, "a key request's `by_user`")
     apply_policies = raw.get("apply_policies")
+    if apply_policies is not None and not (
+        isinstance(apply_policies, list) and all(isinstance(p, str) for p in apply_policies)
+    ):
+        raise _Malformed(f"{what}'s `apply_policies` was not a list of strings")
+    for_plan = _text(raw, "for_plan", what)
     policies: tuple[str, ...]
-    if isinstance(apply_policies, list) and apply_policies:
-        policies = tuple(str(p) for p in apply_policies if p)
-    elif raw.get("for_plan"):
-        policies = (str(raw["for_plan"]),)
+    if apply_policies:
+        policies = tuple(p for p in apply_policies if p)
+    elif for_plan:
+        policies = (for_plan,)
     else:
         policies = ()
-    fields_raw = raw.get("fields")
-    fields = (
-        {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in fields_raw.items()}
-        if isinstance(fields_raw, dict)
-        else {}
-    )
+    fields = raw.get("fields")
+    if fields is None:
+        fields = {}
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        raise _Malformed(f"{what}'s `fields` was not a map of strings")
     return KeyRequest(
         id=rid,
-        developer_id=_str(raw.get("by_user")),
+        developer_id=developer_id,
         policies=policies,
-        approved=raw.get("approved") is True,
-        fields=fields,
-        date_created=normalize_date(_str(raw.get("date_created"))),
-        for_api=_str(raw.get("for_api")),
-        version=_str(raw.get("version")),
-        org_id=_str(raw.get("org_id")),
+        approved=_flag(raw, "approved", what, default=False),
+        fields=dict(fields),
+        date_created=normalize_date(_text(raw, "date_created", what)),
+        for_api=_text(raw, "for_api", what),
+        version=_text(raw, "version", what),
+        org_id=_text(raw, "org_id", what),
     )
 
 
@@ -827,25 +914,25 @@ def normalize_date(value: str) -> str:
 
 
 def _developer(raw: Mapping[str, Any]) -> Developer:
-    did = _item_id(raw)
-    if did is None:
-        raise TyksyncError("the Dashboard listed a developer without an id")
+    what = "a developer"
     return Developer(
-        id=did,
-        email=_str(raw.get("email")),
-        org_id=_str(raw.get("org_id")),
-        inactive=raw.get("inactive") is True,
+        id=_safe_id(_item_id(raw), "a developer's id"),
+        email=_text(raw, "email", what),
+        org_id=_text(raw, "org_id", what),
+        inactive=_flag(raw, "inactive", what, default=False),
     )
 
 
 def _policy(raw: Mapping[str, Any]) -> Policy:
-    db_id = _str(raw.get("_id"))
-    explicit = _str(raw.get("id"))
+    # Policies are never put in a path: an explicit id may be any string (SPEC section 1).
+    what = "a policy"
+    db_id = _text(raw, "_id", what)
+    explicit = _text(raw, "id", what)
     if not db_id and not explicit:
-        raise TyksyncError("the Dashboard listed a policy without an id")
+        raise _Malformed("a policy had no id")
     return Policy(
         db_id=db_id or explicit,
         id=explicit,
-        name=_str(raw.get("name")),
-        active=raw.get("active") is not False,
+        name=_text(raw, "name", what),
+        active=_flag(raw, "active", what, default=True),
     )

@@ -100,6 +100,11 @@ class AnswerLost(NetworkError):
         self.in_flight = in_flight
 
 
+class MalformedAnswer(NetworkError):
+    """The Dashboard answered something tyksync cannot read as the call's answer: wrong
+    types, an id that is not one, ..."""
+
+
 class IncompleteListing(TyksyncError):
     """A list answer did not hold the number of items its `Pages` promised."""
 
