@@ -27,6 +27,7 @@ from support import Tyk
 from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.errors import (
     AnswerLost,
+    IncompleteListing,
     MalformedAnswer,
     NetworkError,
     TyksyncError,
@@ -493,3 +494,73 @@ def test_a_listed_dot_dot_id_is_refused_and_nothing_is_deleted(
         assert "GET /api/portal/requests: malformed answer: a key request's id" in r.err
         assert server.count("DELETE") == 0
         assert sb.mutating_calls() == 0
+
+
+# ---- page walks are bounded -----------------------------------------------------------------
+
+
+def refuses_everything(page: Callable[[int], Any]) -> Callable[[Handler], None]:
+    def respond(h: Handler) -> None:
+        p = int(h.query["p"])
+        if p < 0:
+            h.answer(400, {"Status": "Error", "Message": "Invalid page number", "Meta": None})
+        else:
+            h.answer(200, page(p))
+
+    return respond
+
+
+def request(n: int) -> dict[str, Any]:
+    return tampered(REQ, id=f"64c0000000000000{n:08x}")
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        lambda p: listing(request(1), request(2), request(3), pages=10**12),
+        lambda p: listing(pages=10**12),
+        # One new item a page, for ever (for 50 pages, so that a walk without a bound
+        # fails the test rather than hanging it).
+        lambda p: listing(*([request(p)] if p <= 50 else []), pages=10**12),
+    ],
+    ids=["same page again", "empty pages", "one new item a page"],
+)
+def test_pages_the_items_cannot_fill_end_the_walk(serve: Any, page: Any) -> None:
+    server = serve(refuses_everything(page))
+    started = time.monotonic()
+    with pytest.raises(IncompleteListing, match=r"^GET /api/portal/requests: .*10{12} pages"):
+        client(server.url).list_requests()
+    assert time.monotonic() - started < 2
+    assert server.count("GET") <= 5, server.calls
+
+
+def full_page(p: int) -> dict[str, Any]:
+    """Ten new items a page, for ever (for 200 pages: a client without a bound fails the
+    test rather than hanging it)."""
+    return listing(*[request(p * 10 + i) for i in range(10 if p < 200 else 0)], pages=10**12)
+
+
+def test_a_walk_of_endless_full_pages_is_held_to_the_size_cap(serve: Any) -> None:
+    server = serve(refuses_everything(full_page))
+    with pytest.raises(NetworkError, match=r"add up to more than 65536 bytes \(--max-response"):
+        client(server.url, max_response_bytes=64 * 1024).list_requests()
+    assert server.count("GET") < 50
+
+
+def test_a_walk_stops_at_the_first_page_that_adds_nothing(serve: Any) -> None:
+    # A Dashboard that refuses p=-1 but reads p=0 as everything: nothing after it is new.
+    items = [request(n) for n in range(25)]
+    server = serve(
+        refuses_everything(
+            lambda p: listing(*(items if p == 0 else items[(p - 1) * 10 : p * 10]), pages=3)
+        )
+    )
+    assert len(client(server.url).list_requests()) == 25
+    walk = [1, 0, 2]  # twice: two walks in a row must agree
+    assert [q for _, q in server.calls] == [f"{LIST}?p={p}" for p in [-1, *walk, *walk]]
+
+
+def test_a_walk_of_a_real_listing_still_reads_every_page(serve: Any) -> None:
+    items = [request(n) for n in range(25)]
+    server = serve(refuses_everything(lambda p: listing(*items[(p - 1) * 10 : p * 10], pages=3)))
+    assert len(client(server.url).list_requests()) == 25

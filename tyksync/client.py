@@ -275,31 +275,45 @@ class DashboardClient:
         )
 
     def _walk_once(self, path: str) -> list[dict[str, Any]]:
-        # Dashboards before 1.9.2 count pages from 0, later ones from 1 (and take p=0 as
-        # "everything"); reading 0..Pages covers both, and duplicates are dropped by id.
-        with _parsing("GET", f"{path}?p=1"):
-            first, pages = _envelope(self._read(path, params={"p": "1"}))
-        items = list(first)
-        for p in range(pages + 1):
-            if p == 1:
-                continue
-            try:
-                answer = self._read(path, params={"p": str(p)})
-            except ApiError as e:
-                if p == 0 and e.status == 400:
-                    continue
+        """One walk. Dashboards before 1.9.2 count pages from 0, later ones from 1 (and take
+        p=0 as "everything"), so p=1 and p=0 are read first, then p=2, 3, ...
+
+        `Pages` is the Dashboard's word, not a number of calls to make: the walk stops at the
+        first page that adds nothing, never reads a page past what the items seen so far can
+        fill (plus one), and the pages together are held to the size cap of one answer.
+        """
+        budget = _Budget(self.max_response_bytes)
+        items: dict[str, dict[str, Any]] = {}
+
+        def read(p: int) -> tuple[int, int]:
+            """The new items page `p` added, and the Dashboard's page count."""
+            shown = f"{path}?p={p}"
+            answer = self._read(path, params={"p": str(p)}, budget=budget)
+            with _parsing("GET", shown):
+                page, pages = _envelope(answer)
+                before = len(items)
+                for item in page:
+                    items.setdefault(_item_id(item), item)
+            return len(items) - before, pages
+
+        _, pages = read(1)
+        try:
+            read(0)
+        except ApiError as e:
+            if e.status != 400:
                 raise
-            with _parsing("GET", f"{path}?p={p}"):
-                more, _ = _envelope(answer)
-            items.extend(more)
-        with _parsing("GET", path):
-            unique = _dedupe(items)
-        if not _complete(len(unique), pages):
+        p = 2
+        while p <= min(pages, _pages_for(len(items)) + 1):
+            added, _ = read(p)
+            if not added:
+                break
+            p += 1
+        if not _complete(len(items), pages):
             raise IncompleteListing(
                 f"GET {path}: the Dashboard reported {pages} pages of {PAGE_SIZE} but "
-                f"{len(unique)} distinct items could be read; refusing to plan on a partial view"
+                f"{len(items)} distinct items could be read; refusing to plan on a partial view"
             )
-        return unique
+        return list(items.values())
 
     def _read(
         self,
@@ -307,8 +321,11 @@ class DashboardClient:
         *,
         params: Mapping[str, str] | None = None,
         missing_ok: bool = False,
+        budget: _Budget | None = None,
     ) -> Any:
-        return self._send("GET", path, None, params=params, retry_lost=True, missing_ok=missing_ok)
+        return self._send(
+            "GET", path, None, params=params, retry_lost=True, missing_ok=missing_ok, budget=budget
+        )
 
     def _write(self, method: str, path: str, body: Any) -> Any:
         return self._send(method, path, body, retry_lost=False)
@@ -322,6 +339,7 @@ class DashboardClient:
         params: Mapping[str, str] | None = None,
         retry_lost: bool,
         missing_ok: bool = False,
+        budget: _Budget | None = None,
     ) -> Any:
         """One call with the retry rules of its kind.
 
@@ -330,7 +348,7 @@ class DashboardClient:
         429) are retried, and anything else raises AnswerLost.
         """
         shown = path if not params else f"{path}?" + "&".join(f"{k}={v}" for k, v in params.items())
-        call = _Call(method, shown, retry_lost, missing_ok)
+        call = _Call(method, shown, retry_lost, missing_ok, budget)
         attempt = 0
         while True:
             attempt += 1
@@ -439,17 +457,25 @@ class DashboardClient:
     def _content(self, call: _Call, response: requests.Response, watch: _Watch) -> bytes:
         """The body, read in chunks: never more than the cap in memory, never past the
         deadline (socket timeouts only bound the gap between two bytes)."""
+        budget = call.budget
+        cap = self.max_response_bytes if budget is None else budget.left
         content = bytearray()
         for chunk in response.iter_content(CHUNK):
             content += chunk
-            if len(content) > self.max_response_bytes:
+            if len(content) > cap:
                 raise self._too_large(call)
             if watch.expired:
                 raise _Deadline(watch.seconds)
+        if budget is not None:
+            budget.left -= len(content)
         return bytes(content)
 
     def _too_large(self, call: _Call) -> NetworkError:
-        reason = f"the answer is larger than {_size(self.max_response_bytes)} (--max-response-mb)"
+        size = _size(self.max_response_bytes)
+        if call.budget is not None:
+            reason = f"the pages of this listing add up to more than {size} (--max-response-mb)"
+        else:
+            reason = f"the answer is larger than {size} (--max-response-mb)"
         if call.retry_lost:
             return NetworkError(call.method, call.shown, reason)
         return AnswerLost(call.method, call.shown, f"{reason}; the outcome is unknown")
@@ -477,6 +503,13 @@ POLICIES = "/api/portal/policies"
 _INVALID = object()
 
 
+class _Budget:
+    """Bytes the pages of one walk may still take: together they are one answer."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+
 @dataclass(frozen=True)
 class _Call:
     """What the retry rules need to know of one call."""
@@ -485,6 +518,7 @@ class _Call:
     shown: str  # the path and query, as messages name the call
     retry_lost: bool  # idempotent: a lost answer or a 5xx may be retried
     missing_ok: bool  # a 404 is an answer (None), not an error
+    budget: _Budget | None = None  # a page of a walk, held to what the walk has left
 
 
 @dataclass(frozen=True)
@@ -791,6 +825,10 @@ def _complete(count: int, pages: int) -> bool:
     if pages == 0:
         return count == 0
     return (pages - 1) * PAGE_SIZE < count <= pages * PAGE_SIZE
+
+
+def _pages_for(count: int) -> int:
+    return -(-count // PAGE_SIZE)
 
 
 def _item_id(item: Mapping[str, Any]) -> str:
