@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import logging
 import shutil
+import socket
 import threading
 import time
 import tracemalloc
@@ -25,6 +27,7 @@ import pytest
 from support import Tyk
 
 from tyksync.client import DashboardClient, RetryPolicy
+from tyksync.connection import ConnectionSettings, connect
 from tyksync.errors import (
     AnswerLost,
     IncompleteListing,
@@ -564,3 +567,142 @@ def test_a_walk_of_a_real_listing_still_reads_every_page(serve: Any) -> None:
     items = [request(n) for n in range(25)]
     server = serve(refuses_everything(lambda p: listing(*items[(p - 1) * 10 : p * 10], pages=3)))
     assert len(client(server.url).list_requests()) == 25
+
+
+# ---- proxies ----------------------------------------------------------------------------------
+
+
+def forwarding_proxy(sb: Sandbox) -> Callable[[Handler], None]:
+    """An HTTP proxy that hands absolute-URI calls to the sandbox and refuses CONNECT."""
+
+    def respond(h: Handler) -> None:
+        if h.command == "CONNECT":
+            h.close_connection = True
+            h.answer(502, b"")
+            return
+        url = urlsplit(h.path)
+        path = url.path + (f"?{url.query}" if url.query else "")
+        forward = tamper_proxy(sb, lambda _route, answer: answer)
+        h.path = path
+        forward(h)
+
+    return respond
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    for name in (*PROXY_VARIABLES, "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+    def point_at(proxy: str) -> None:
+        for name in PROXY_VARIABLES:
+            monkeypatch.setenv(name, proxy)
+            monkeypatch.setenv(name.lower(), proxy)
+
+    return point_at
+
+
+@pytest.fixture
+def only_loopback(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Name lookups for anything but this machine fail (recorded) instead of going out."""
+    looked_up: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            looked_up.append(str(host))
+            raise socket.gaierror(socket.EAI_NONAME, "not looked up in tests")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return looked_up
+
+
+@pytest.mark.parametrize("how", ["127.0.0.1", "localhost", "--sandbox"])
+def test_a_loopback_dashboard_never_goes_through_a_proxy(
+    serve: Any, manifests: Path, tyk: Tyk, proxy_env: Any, how: str
+) -> None:
+    proxy = serve(lambda h: h.answer(502, b""))
+    proxy_env(f"http://127.0.0.1:{proxy.server_address[1]}")
+    with Sandbox(SECRET, seed="demo") as sb:
+        url = sb.url.replace("127.0.0.1", how)
+        r = tyk(
+            "plan",
+            "manifests",
+            *(["--sandbox"] if how == "--sandbox" else ["--dashboard", url]),
+            "-v",
+        )
+    assert r.code == 0, r.err
+    assert proxy.calls == []
+    assert "proxy" not in r.err
+
+
+def test_another_dashboard_goes_through_the_proxy_named_without_credentials(
+    serve: Any, manifests: Path, tyk: Tyk, proxy_env: Any, only_loopback: list[str]
+) -> None:
+    password = "proxy-password-CANARY-77"
+    with Sandbox(SECRET, seed="demo") as sb:
+        proxy = serve(forwarding_proxy(sb))
+        port = proxy.server_address[1]
+        proxy_env(f"http://ops:{password}@127.0.0.1:{port}")
+        url = "http://dashboard.example.invalid:3000"
+        r = tyk("plan", "manifests", "--dashboard", url, "--insecure", "-v")
+    assert r.code == 0, r.err
+    assert f"through the proxy http://127.0.0.1:{port}" in r.err
+    assert ("GET", f"{url}/api/portal/requests?p=-1") in proxy.calls
+    assert password not in r.all and SECRET not in r.all
+    assert only_loopback == []
+
+
+def test_no_proxy_is_honoured(
+    serve: Any, proxy_env: Any, only_loopback: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = serve(lambda h: h.answer(502, b""))
+    proxy_env(f"http://127.0.0.1:{proxy.server_address[1]}")
+    url = "https://dashboard.example.invalid"
+    with pytest.raises(NetworkError):
+        client(url).list_requests()
+    assert [m for m, _ in proxy.calls] == ["CONNECT"]
+    monkeypatch.setenv("NO_PROXY", "dashboard.example.invalid")
+    with pytest.raises(NetworkError):
+        client(url).list_requests()
+    assert len(proxy.calls) == 1  # straight to the (unresolvable) host this time
+    assert set(only_loopback) == {"dashboard.example.invalid"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://dashboard.example.invalid",
+        "http://10.1.2.3:3000",
+        "HTTP://Dashboard.Example.Invalid:3000/",
+        "http://[2001:db8::1]:3000",
+    ],
+)
+def test_plain_http_to_another_host_is_refused_before_any_call(
+    url: str, manifests: Path, tyk: Tyk, only_loopback: list[str]
+) -> None:
+    r = tyk("plan", "manifests", "--dashboard", url)
+    assert r.code == 1
+    assert "plain http://" in r.err and "--insecure" in r.err
+    assert only_loopback == []
+    # --insecure lets it through, loudly; nothing is called before a read (none here).
+    with connect(
+        ConnectionSettings(dashboard=url, insecure=True), {"TYK_DASHBOARD_SECRET": SECRET}
+    ) as conn:
+        assert conn.client.url == url.rstrip("/")
+    assert only_loopback == []
+
+
+def test_plain_http_to_another_host_is_loud_with_insecure(
+    manifests: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    settings = ConnectionSettings(dashboard="http://dashboard.example.invalid", insecure=True)
+    with connect(settings, {"TYK_DASHBOARD_SECRET": SECRET}):
+        pass
+    assert "travel in clear" in caplog.text

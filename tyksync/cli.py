@@ -68,7 +68,8 @@ def _connection_options(f: F) -> F:
         click.option(
             "--insecure",
             is_flag=True,
-            help="Do NOT verify TLS certificates (the secret can then be intercepted).",
+            help="Do NOT verify TLS certificates, and allow plain http:// to another host "
+            "(the secret can then be intercepted).",
         ),
         click.option(
             "--sandbox",

@@ -11,13 +11,15 @@ state. Deletes are idempotent: retried, and a 404 means already gone.
 
 The Dashboard is an outside party (SPEC section 10): every answer is read as a stream under
 a size cap and a deadline from connecting to its last byte, every member is type-checked,
-and ids are checked before they are put in a path.
+and ids are checked before they are put in a path. A Dashboard on this machine is never
+reached through a proxy; others honour the standard proxy variables.
 """
 
 from __future__ import annotations
 
 import contextvars
 import heapq
+import ipaddress
 import itertools
 import json
 import logging
@@ -39,6 +41,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import requests.adapters
 import requests.auth
+import requests.utils
 import urllib3.connection
 import urllib3.connectionpool
 
@@ -120,12 +123,28 @@ class DashboardClient:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
-        # Passed on every call, not set on the session: requests lets REQUESTS_CA_BUNDLE
-        # override a session's `verify`, which would silently undo --ca-bundle/--insecure.
-        self._verify = verify
         self.session = requests.Session()
-        # An explicit auth object: without one, requests would let a ~/.netrc entry for
-        # the Dashboard's host replace the secret header.
+        # What requests would take from the environment is taken here instead, so that a
+        # loopback Dashboard never goes through a proxy (requests would send it there
+        # unless NO_PROXY says otherwise).
+        self.session.trust_env = False
+        if verify is True:
+            # As requests does with trust_env: the environment's CA bundle, unless
+            # --ca-bundle or --insecure said otherwise.
+            verify = (
+                os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            )
+        self._verify = verify
+        self._proxies = {} if is_loopback(parts.hostname or "") else _environ_proxies(url)
+        self.proxy = requests.utils.select_proxy(self.url, self._proxies)
+        if self.proxy:
+            log.info(
+                "reaching the Dashboard through the proxy %s (HTTPS_PROXY, HTTP_PROXY or "
+                "ALL_PROXY; NO_PROXY lists hosts reached directly)",
+                proxy_label(self.proxy),
+            )
+        # An explicit auth object: requests must not let a ~/.netrc entry for the
+        # Dashboard's host replace the secret header.
         self.session.auth = _SecretHeader(secret)
         self.session.headers.update(
             {"User-Agent": f"tyksync/{__version__}", "Accept": "application/json"}
@@ -413,6 +432,7 @@ class DashboardClient:
                     headers={"Content-Type": "application/json"} if body is not None else None,
                     timeout=(min(connect, seconds), seconds),
                     verify=self._verify,
+                    proxies=self._proxies,
                     # A redirect would turn a PUT or DELETE into a GET and report it done.
                     allow_redirects=False,
                     # Read below, under the size cap and the deadline.
@@ -705,6 +725,29 @@ class _WatchedAdapter(requests.adapters.HTTPAdapter):
         if not proxy.lower().startswith("socks"):  # SOCKS pools are classes of their own
             manager.pool_classes_by_scheme = _WATCHED_POOLS
         return manager
+
+
+# ---- proxies -------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """This machine: 127.0.0.0/8, ::1 or localhost."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _environ_proxies(url: str) -> dict[str, str]:
+    """The proxies HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY give for `url`."""
+    return {k: v for k, v in requests.utils.get_environ_proxies(url).items() if k != "no"}
+
+
+def proxy_label(proxy: str) -> str:
+    """A proxy URL without its credentials; requests reads one without a scheme as http."""
+    return url_label(proxy if "://" in proxy else f"http://{proxy}")
 
 
 # ---- wire helpers --------------------------------------------------------------------------

@@ -6,7 +6,6 @@ never shows in a process list or a shell history.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import stat
 import warnings
@@ -17,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tyksync import redact
-from tyksync.client import DashboardClient, url_label
+from tyksync.client import DashboardClient, is_loopback, url_label
 from tyksync.errors import ConfigError
 
 log = logging.getLogger("tyksync")
@@ -93,7 +92,16 @@ def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Co
         timeout=(5.0, settings.timeout),
         max_response_bytes=settings.max_response_mb * MIB,
     )
-    _warn_cleartext(url)  # after the client accepted the URL as one
+    # After the client accepted the URL as one, before any call.
+    if settings.insecure:
+        _warn_cleartext(url)
+    elif _cleartext(url):
+        client.close()
+        raise ConfigError(
+            f"{url_label(url)} is plain http:// to a host other than this machine: the "
+            "Dashboard secret and any issued key would travel in clear; use https:// (or "
+            "--insecure to send them in clear anyway)"
+        )
     try:
         yield Connection(client, url_label(url))
     finally:
@@ -148,22 +156,16 @@ def _checked(secret: str, source: str) -> str:
     return secret
 
 
-def _warn_cleartext(url: str) -> None:
+def _cleartext(url: str) -> bool:
+    """Plain http:// to another machine."""
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        return
-    host = parts.hostname or ""
-    if host == "localhost" or _is_loopback(host):
-        return
-    log.warning(
-        "%s is plain http:// to a host other than this machine: the Dashboard secret and "
-        "any issued key travel in clear; use https://",
-        url_label(url),
-    )
+    return parts.scheme.lower() == "http" and not is_loopback(parts.hostname or "")
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _warn_cleartext(url: str) -> None:
+    if _cleartext(url):
+        log.warning(
+            "%s is plain http:// to a host other than this machine: the Dashboard secret and "
+            "any issued key travel in clear; use https://",
+            url_label(url),
+        )
