@@ -12,8 +12,10 @@ import gzip
 import http.client
 import json
 import logging
+import os
 import shutil
 import socket
+import stat
 import threading
 import time
 import tracemalloc
@@ -27,7 +29,7 @@ import pytest
 from support import Tyk
 
 from tyksync.client import DashboardClient, RetryPolicy
-from tyksync.connection import ConnectionSettings, connect
+from tyksync.connection import ConnectionSettings, connect, read_secret
 from tyksync.errors import (
     AnswerLost,
     IncompleteListing,
@@ -706,3 +708,33 @@ def test_plain_http_to_another_host_is_loud_with_insecure(
     with connect(settings, {"TYK_DASHBOARD_SECRET": SECRET}):
         pass
     assert "travel in clear" in caplog.text
+
+
+# ---- the secret file --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "warning"),
+    [
+        (0o600, None),
+        (0o640, "can be read by other users"),
+        (0o620, "can be changed by other users"),
+        (0o602, "can be changed by other users"),
+        (0o666, "can be read and changed by other users"),
+    ],
+)
+def test_secret_file_others_can_read_or_change_gets_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int, warning: str | None
+) -> None:
+    path = tmp_path / "secret"
+    path.write_text(SECRET + "\n")
+    os.chmod(path, mode)
+    caplog.set_level(logging.WARNING)
+    assert read_secret(path, {}) == SECRET
+    warnings = [r.getMessage() for r in caplog.records]
+    if warning is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warning in warnings[0]
+        assert f"mode {stat.S_IMODE(mode):o}" in warnings[0]
+    assert SECRET not in caplog.text

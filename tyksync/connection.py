@@ -120,10 +120,18 @@ def read_secret(secret_file: Path | None, env: Mapping[str, str]) -> str:
             raise ConfigError(f"secret file {path}: cannot read it: {e.strerror}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"secret file {path}: not UTF-8 text") from None
-        if mode & (stat.S_IRGRP | stat.S_IROTH):
+        # Writable matters too: whoever can change the file chooses which Dashboard user
+        # tyksync acts as.
+        exposed = [
+            word
+            for word, bits in (("read", stat.S_IRGRP | stat.S_IROTH), ("changed", _WRITABLE))
+            if mode & bits
+        ]
+        if exposed:
             log.warning(
-                "secret file %s can be read by other users (mode %o); run chmod 600 %s",
+                "secret file %s can be %s by other users (mode %o); run chmod 600 %s",
                 path,
+                " and ".join(exposed),
                 stat.S_IMODE(mode),
                 path,
             )
@@ -154,6 +162,9 @@ def _checked(secret: str, source: str) -> str:
             "byte-order mark?)"
         ) from None
     return secret
+
+
+_WRITABLE = stat.S_IWGRP | stat.S_IWOTH
 
 
 def _cleartext(url: str) -> bool:
