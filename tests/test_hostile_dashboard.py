@@ -738,3 +738,32 @@ def test_secret_file_others_can_read_or_change_gets_a_warning(
         assert len(warnings) == 1 and warning in warnings[0]
         assert f"mode {stat.S_IMODE(mode):o}" in warnings[0]
     assert SECRET not in caplog.text
+
+
+# ---- a URL with credentials is never echoed ----------------------------------------------
+
+
+PASSWORD = "url-password-CANARY-31"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http//ops:{PASSWORD}@dash.example.invalid",
+        f"ops:{PASSWORD}@dash.example.invalid",
+        f"ftp://ops:{PASSWORD}@dash.example.invalid",
+        f"http://ops:{PASSWORD}@dash.example.invalid:port",
+        f"http:///ops:{PASSWORD}@dash.example.invalid",
+        f"https://ops:{PASSWORD}@dash.example.invalid",
+        f"{PASSWORD}://dash.example.invalid",
+        f"http://dash.example.invalid:{PASSWORD}",
+    ],
+)
+def test_a_bad_url_is_never_echoed(
+    url: str, manifests: Path, tyk: Tyk, only_loopback: list[str]
+) -> None:
+    r = tyk("plan", "manifests", "--dashboard", url, "-vv")
+    assert r.code == 1
+    assert r.err.startswith("Error: the Dashboard URL"), r.err
+    assert PASSWORD not in r.all
+    assert only_loopback == []

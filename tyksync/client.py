@@ -115,7 +115,9 @@ class DashboardClient:
                 "the secret comes from TYK_DASHBOARD_SECRET or --secret-file"
             )
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"the Dashboard URL must be http(s)://host[:port], got {url!r}")
+            # Not quoted, not even in part: a mistyped URL ("http//user:pass@host",
+            # "user:pass@host") can hold a password anywhere.
+            raise ConfigError("the Dashboard URL must be http(s)://host[:port]")
         redact.register(secret)
         self.url = url.rstrip("/")
         self.timeout = timeout
