@@ -32,6 +32,7 @@ from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.connection import ConnectionSettings, connect, read_secret
 from tyksync.errors import (
     AnswerLost,
+    ApiError,
     IncompleteListing,
     MalformedAnswer,
     NetworkError,
@@ -767,3 +768,14 @@ def test_a_bad_url_is_never_echoed(
     assert r.err.startswith("Error: the Dashboard URL"), r.err
     assert PASSWORD not in r.all
     assert only_loopback == []
+
+
+# ---- the Dashboard's own words stay bounded -------------------------------------------------
+
+
+def test_a_huge_error_message_is_cut(serve: Any) -> None:
+    message = "no " * MIB
+    server = serve(lambda h: h.answer(403, {"Status": "Error", "Message": message}))
+    with pytest.raises(ApiError) as e:
+        client(server.url).list_requests()
+    assert len(str(e.value)) < 700
