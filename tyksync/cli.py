@@ -80,7 +80,8 @@ def _connection_options(f: F) -> F:
         click.option(
             "--insecure",
             is_flag=True,
-            help="Do NOT verify TLS certificates (the secret can then be intercepted).",
+            help="Do NOT verify TLS certificates, and allow plain http:// to another host "
+            "(the secret can then be intercepted).",
         ),
         click.option(
             "--sandbox",
@@ -99,7 +100,15 @@ def _connection_options(f: F) -> F:
             type=click.FloatRange(min=0.1),
             default=30.0,
             show_default=True,
-            help="Seconds to wait for each Dashboard answer.",
+            help="Seconds for each Dashboard answer, from connecting to its last byte.",
+        ),
+        click.option(
+            "--max-response-mb",
+            type=click.IntRange(min=1),
+            default=512,
+            show_default=True,
+            metavar="N",
+            help="Largest Dashboard answer to read, in MiB.",
         ),
         _verbosity,
     ]
@@ -121,6 +130,7 @@ def _settings(kwargs: dict[str, Any]) -> ConnectionSettings:
         sandbox=kwargs.pop("sandbox"),
         sandbox_state=kwargs.pop("sandbox_state"),
         timeout=kwargs.pop("timeout"),
+        max_response_mb=kwargs.pop("max_response_mb"),
     )
 
 
