@@ -23,10 +23,10 @@ import click
 from tyksync import __version__, redact
 from tyksync.applier import Applier, ApplyResult, Outcome
 from tyksync.client import url_label
-from tyksync.connection import DEFAULT_SANDBOX_STATE, ConnectionSettings, connect
+from tyksync.connection import ConnectionSettings, connect
 from tyksync.errors import ManifestError, Refused, TyksyncError
 from tyksync.escape import printable, printable_lines
-from tyksync.fileutil import check_private
+from tyksync.fileutil import DEFAULT_SANDBOX_STATE, STATE_DIR, check_private
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
 from tyksync.manifest import load_manifests, manifest_json_schema, resolve
@@ -47,7 +47,7 @@ log = logging.getLogger("tyksync")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_JOURNAL = Path(".tyksync/journal.jsonl")
+DEFAULT_JOURNAL = STATE_DIR / "journal.jsonl"
 
 
 def _verbosity(f: F) -> F:

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 from tyksync import redact
 from tyksync.client import DashboardClient, is_loopback, url_label
 from tyksync.errors import ConfigError
+from tyksync.fileutil import DEFAULT_SANDBOX_STATE
 
 log = logging.getLogger("tyksync")
 
-DEFAULT_SANDBOX_STATE = Path(".tyksync/sandbox.json")
 MIB = 1024 * 1024
 
 
