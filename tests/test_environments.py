@@ -672,3 +672,25 @@ def test_export_prints_one_document_per_environment(envs: dict[str, Env], tyk: T
     assert staging.startswith("# environment: staging\n")
     assert prod.startswith("# environment: prod\n")
     assert "bob@example.com" in staging and "bob@example.com" not in prod
+
+
+def test_the_example_config_runs_out_of_the_box(
+    tmp_path: Path, tyk: Tyk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TYKSYNC_ENV", raising=False)
+    example = Path(__file__).resolve().parent.parent / "examples" / "tyksync.toml"
+    r = tyk("plan", "--config", str(example), "--all-envs", "--format", "json")
+    assert r.code == 0, r.err
+    plans = json.loads(r.out)["environments"]
+    assert list(plans) == ["staging", "prod"]
+    qa = {
+        name: [a for a in plan["actions"] if a["owner"] == "qa-team"]
+        for name, plan in plans.items()
+    }
+    assert [a["developer"]["email"] for a in qa["staging"]] == ["carol@example.com"]
+    assert qa["prod"] == []
+    assert sorted(p.name for p in Path(".tyksync").glob("sandbox-*.json")) == [
+        "sandbox-prod.json",
+        "sandbox-staging.json",
+    ]
