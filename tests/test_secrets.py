@@ -552,7 +552,13 @@ def test_cleartext_http_to_another_host_warns_before_any_connection(
     # connect() reads the secret, warns, and builds a client: nothing touches the network
     # until a call is made, and none is made here (no_network would fail the test).
     secret = canary("watched-secret")
-    with connect(ConnectionSettings(dashboard=url), {"TYK_DASHBOARD_SECRET": secret}) as conn:
+    env = {"TYK_DASHBOARD_SECRET": secret}
+    settings = ConnectionSettings(dashboard=url)
+    if warns:  # refused unless --insecure (SPEC section 10), and loud with it
+        with pytest.raises(ConfigError, match="plain http://"), connect(settings, env):
+            pass  # pragma: no cover
+        settings = ConnectionSettings(dashboard=url, insecure=True)
+    with connect(settings, env) as conn:
         assert conn.client.url == url.rstrip("/")
     warnings = logs.at(logging.WARNING)
     assert any(CLEARTEXT in w for w in warnings) is warns, warnings

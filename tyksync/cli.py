@@ -25,11 +25,11 @@ from tyksync import __version__, environments, redact
 from tyksync.applier import Applier, ApplyResult, Outcome
 from tyksync.client import url_label
 from tyksync.config import Config, find_config, load_config
-from tyksync.connection import DEFAULT_SANDBOX_STATE, ConnectionSettings, connect
+from tyksync.connection import ConnectionSettings, connect
 from tyksync.environments import Overrides, Target
 from tyksync.errors import ConfigProblems, ManifestError, Refused, TyksyncError
 from tyksync.escape import printable, printable_lines
-from tyksync.fileutil import check_private
+from tyksync.fileutil import DEFAULT_SANDBOX_STATE, STATE_DIR, check_private
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
 from tyksync.manifest import Manifests, manifest_json_schema, resolve
@@ -57,7 +57,7 @@ log = logging.getLogger("tyksync")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_JOURNAL = Path(".tyksync/journal.jsonl")
+DEFAULT_JOURNAL = STATE_DIR / "journal.jsonl"
 
 
 def _verbosity(f: F) -> F:
@@ -90,7 +90,8 @@ def _connection_options(f: F) -> F:
         click.option(
             "--insecure",
             is_flag=True,
-            help="Do NOT verify TLS certificates (the secret can then be intercepted).",
+            help="Do NOT verify TLS certificates, and allow plain http:// to another host "
+            "(the secret can then be intercepted).",
         ),
         click.option(
             "--sandbox",
@@ -109,7 +110,15 @@ def _connection_options(f: F) -> F:
             type=click.FloatRange(min=0.1),
             default=30.0,
             show_default=True,
-            help="Seconds to wait for each Dashboard answer.",
+            help="Seconds for each Dashboard answer, from connecting to its last byte.",
+        ),
+        click.option(
+            "--max-response-mb",
+            type=click.IntRange(min=1),
+            default=512,
+            show_default=True,
+            metavar="N",
+            help="Largest Dashboard answer to read, in MiB.",
         ),
         *_environment_options,
         _verbosity,
@@ -217,6 +226,7 @@ def _plain_settings(kwargs: dict[str, Any]) -> ConnectionSettings:
         sandbox=kwargs.pop("sandbox"),
         sandbox_state=kwargs.pop("sandbox_state"),
         timeout=kwargs.pop("timeout"),
+        max_response_mb=kwargs.pop("max_response_mb"),
     )
 
 

@@ -8,24 +8,42 @@ connection errors, 429 (honouring Retry-After, capped), 5xx and invalid JSON. Cr
 approvals are not idempotent and are never retried once they may have reached the Dashboard;
 a lost answer raises `AnswerLost`, and the applier settles the outcome by reading live
 state. Deletes are idempotent: retried, and a 404 means already gone.
+
+The Dashboard is an outside party (SPEC section 10): every answer is read as a stream under
+a size cap and a deadline from connecting to its last byte, every member is type-checked,
+and ids are checked before they are put in a path. A Dashboard on this machine is never
+reached through a proxy; others honour the standard proxy variables.
 """
 
 from __future__ import annotations
 
+import contextvars
+import heapq
+import ipaddress
+import itertools
 import json
 import logging
 import math
+import os
 import random
 import re
+import socket
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+import requests.adapters
 import requests.auth
+import requests.utils
+import urllib3.connection
+import urllib3.connectionpool
 
 from tyksync import __version__, redact
 from tyksync.errors import (
@@ -34,6 +52,7 @@ from tyksync.errors import (
     ApiError,
     ConfigError,
     IncompleteListing,
+    MalformedAnswer,
     NetworkError,
     TyksyncError,
 )
@@ -44,6 +63,10 @@ log = logging.getLogger("tyksync.client")
 PAGE_SIZE = 10
 WALKS = 4  # page-by-page reads of one listing before giving up on a stable view
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RESPONSE_BYTES = 512 * 1024 * 1024
+CHUNK = 64 * 1024
+# The Dashboard's only way to say an approval was refused because it happened before.
+ALREADY_PROCESSED = "Key request has already been processed"
 
 
 @dataclass(frozen=True)
@@ -70,10 +93,12 @@ class DashboardClient:
         *,
         verify: bool | str = True,
         timeout: tuple[float, float] = (5.0, 30.0),
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
+        """`timeout`: seconds to connect, and for a whole answer (connect to last byte)."""
         if not secret:
             raise ConfigError("no Dashboard secret: set TYK_DASHBOARD_SECRET or --secret-file")
         try:
@@ -90,23 +115,44 @@ class DashboardClient:
                 "the secret comes from TYK_DASHBOARD_SECRET or --secret-file"
             )
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"the Dashboard URL must be http(s)://host[:port], got {url!r}")
+            # Not quoted, not even in part: a mistyped URL ("http//user:pass@host",
+            # "user:pass@host") can hold a password anywhere.
+            raise ConfigError("the Dashboard URL must be http(s)://host[:port]")
         redact.register(secret)
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
-        # Passed on every call, not set on the session: requests lets REQUESTS_CA_BUNDLE
-        # override a session's `verify`, which would silently undo --ca-bundle/--insecure.
-        self._verify = verify
         self.session = requests.Session()
-        # An explicit auth object: without one, requests would let a ~/.netrc entry for
-        # the Dashboard's host replace the secret header.
+        # What requests would take from the environment is taken here instead, so that a
+        # loopback Dashboard never goes through a proxy (requests would send it there
+        # unless NO_PROXY says otherwise).
+        self.session.trust_env = False
+        if verify is True:
+            # As requests does with trust_env: the environment's CA bundle, unless
+            # --ca-bundle or --insecure said otherwise.
+            verify = (
+                os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            )
+        self._verify = verify
+        self._proxies = {} if is_loopback(parts.hostname or "") else _environ_proxies(url)
+        self.proxy = requests.utils.select_proxy(self.url, self._proxies)
+        if self.proxy:
+            log.info(
+                "reaching the Dashboard through the proxy %s (HTTPS_PROXY, HTTP_PROXY or "
+                "ALL_PROXY; NO_PROXY lists hosts reached directly)",
+                proxy_label(self.proxy),
+            )
+        # An explicit auth object: requests must not let a ~/.netrc entry for the
+        # Dashboard's host replace the secret header.
         self.session.auth = _SecretHeader(secret)
         self.session.headers.update(
             {"User-Agent": f"tyksync/{__version__}", "Accept": "application/json"}
         )
+        self.session.mount("http://", _WatchedAdapter())
+        self.session.mount("https://", _WatchedAdapter())
 
     def close(self) -> None:
         self.session.close()
@@ -121,49 +167,39 @@ class DashboardClient:
 
     def read_live(self) -> LiveState:
         """Everything a plan needs, in three list calls."""
-        raw_requests = self._list("/api/portal/requests")
-        raw_developers = self._list("/api/portal/developers")
-        developers = tuple(_developer(d) for d in raw_developers)
-        policies = tuple(_policy(p) for p in self._list("/api/portal/policies"))
+        raw_requests = self._list(REQUESTS)
+        raw_developers = self._list(DEVELOPERS)
+        raw_policies = self._list(POLICIES)
+        with _parsing("GET", DEVELOPERS):
+            developers = tuple(_developer(d) for d in raw_developers)
+        with _parsing("GET", POLICIES):
+            policies = tuple(_policy(p) for p in raw_policies)
+        with _parsing("GET", REQUESTS):
+            key_requests = tuple(_key_request(r) for r in raw_requests)
         # Before 1.9.2 the Dashboard listed `_id` for requests and developers alike; an
         # empty request list must not hide that.
         legacy = any("_id" in r and "id" not in r for r in [*raw_requests, *raw_developers])
         return LiveState(
-            developers=developers,
-            policies=policies,
-            requests=tuple(_key_request(r) for r in raw_requests),
-            legacy=legacy,
+            developers=developers, policies=policies, requests=key_requests, legacy=legacy
         )
 
     def list_requests(self) -> list[KeyRequest]:
-        return [_key_request(r) for r in self._list("/api/portal/requests")]
-
-    def list_developers(self) -> list[Developer]:
-        return [_developer(d) for d in self._list("/api/portal/developers")]
-
-    def list_policies(self) -> list[Policy]:
-        return [_policy(p) for p in self._list("/api/portal/policies")]
+        raw = self._list(REQUESTS)
+        with _parsing("GET", REQUESTS):
+            return [_key_request(r) for r in raw]
 
     def get_request(self, request_id: str) -> KeyRequest | None:
         """One request, or None when the Dashboard says it does not exist."""
-        answer = self._read(f"/api/portal/requests/{_seg(request_id)}", missing_ok=True)
-        return None if answer is None else _key_request(_object(answer, "key request"))
+        path = f"{REQUESTS}/{_seg(request_id)}"
+        answer = self._read(path, missing_ok=True)
+        with _parsing("GET", path):
+            return None if answer is None else _key_request(_object(answer))
 
     def developer(self, developer_id: str) -> Developer | None:
-        answer = self._read(f"/api/portal/developers/{_seg(developer_id)}", missing_ok=True)
-        return None if answer is None else _developer(_object(answer, "developer"))
-
-    def developer_by_email(self, email: str) -> Developer | None:
-        answer = self._read(f"/api/portal/developers/email/{_seg(email)}", missing_ok=True)
-        return None if answer is None else _developer(_object(answer, "developer"))
-
-    def policy(self, ref: str) -> Policy | None:
-        """A policy by `_id`, explicit `id` or name."""
-        answer = self._read(f"/api/portal/policies/{_seg(ref)}", missing_ok=True, bad_ok=True)
-        if answer is not None:
-            return _policy(_object(answer, "policy"))
-        matches = [p for p in self.list_policies() if ref in (p.db_id, p.id, p.name)]
-        return matches[0] if len(matches) == 1 else None
+        path = f"{DEVELOPERS}/{_seg(developer_id)}"
+        answer = self._read(path, missing_ok=True)
+        with _parsing("GET", path):
+            return None if answer is None else _developer(_object(answer))
 
     # ---- writes ------------------------------------------------------------------------
 
@@ -181,30 +217,35 @@ class DashboardClient:
             "for_plan": policy_ids[0],
             "approved": False,
         }
-        answer = self._write("POST", "/api/portal/requests", body)
-        new_id = answer.get("Message") if isinstance(answer, dict) else None
-        if not isinstance(new_id, str) or not new_id:
-            raise NetworkError("POST", "/api/portal/requests", "the answer held no request id")
-        return new_id
+        answer = self._write("POST", REQUESTS, body)
+        # The Dashboard answered 200: the request was most likely created, under an id
+        # that cannot be read, so its outcome is settled by reading live state.
+        with _parsing("POST", REQUESTS, lost=True):
+            new_id = _object(answer).get("Message")
+            if not isinstance(new_id, str) or not new_id:
+                raise _Malformed("the answer held no request id")
+            return _safe_id(new_id, "the new request's id")
 
     def approve_request(self, request_id: str) -> str:
         """Approve; return the RawKey (a live credential: never log or print it)."""
-        path = f"/api/portal/requests/approve/{_seg(request_id)}"
+        path = f"{REQUESTS}/approve/{_seg(request_id)}"
         try:
             answer = self._write("PUT", path, None)
         except ApiError as e:
-            if e.status == 400 and "already been processed" in e.dashboard_message:
+            if e.status == 400 and ALREADY_PROCESSED in e.dashboard_message:
                 raise AlreadyProcessed(e.method, e.path, e.status, e.dashboard_message) from None
             raise
-        key = answer.get("RawKey") if isinstance(answer, dict) else None
-        if not isinstance(key, str) or not key:
-            raise NetworkError("PUT", path, "the approval answer held no key")
+        # Answered 200 without a readable key: approved, most likely, and the key lost.
+        with _parsing("PUT", path, lost=True):
+            key = _object(answer).get("RawKey")
+            if not isinstance(key, str) or not key:
+                raise _Malformed("the approval answer held no key")
         redact.register(key)
         return key
 
     def delete_request(self, request_id: str) -> bool:
         """Delete; False when the request was already gone."""
-        path = f"/api/portal/requests/{_seg(request_id)}"
+        path = f"{REQUESTS}/{_seg(request_id)}"
         return self._send("DELETE", path, None, retry_lost=True, missing_ok=True) is not None
 
     # ---- transport ---------------------------------------------------------------------
@@ -230,9 +271,10 @@ class DashboardClient:
                 raise
             log.info("GET %s?p=-1 refused (%s); reading page by page", path, e.status)
             return self._walk(path)
-        items, pages = _envelope(answer, path)
-        if _complete(len(items), pages):
-            return _dedupe(items, path)
+        with _parsing("GET", f"{path}?p=-1"):
+            items, pages = _envelope(answer)
+            if _complete(len(items), pages):
+                return _dedupe(items)
         log.info(
             "GET %s?p=-1 gave %d items for %d pages; reading page by page", path, len(items), pages
         )
@@ -254,27 +296,45 @@ class DashboardClient:
         )
 
     def _walk_once(self, path: str) -> list[dict[str, Any]]:
-        # Dashboards before 1.9.2 count pages from 0, later ones from 1 (and take p=0 as
-        # "everything"); reading 0..Pages covers both, and duplicates are dropped by id.
-        first, pages = _envelope(self._read(path, params={"p": "1"}), path)
-        items = list(first)
-        for p in range(pages + 1):
-            if p == 1:
-                continue
-            try:
-                more, _ = _envelope(self._read(path, params={"p": str(p)}), path)
-            except ApiError as e:
-                if p == 0 and e.status == 400:
-                    continue
+        """One walk. Dashboards before 1.9.2 count pages from 0, later ones from 1 (and take
+        p=0 as "everything"), so p=1 and p=0 are read first, then p=2, 3, ...
+
+        `Pages` is the Dashboard's word, not a number of calls to make: the walk stops at the
+        first page that adds nothing, never reads a page past what the items seen so far can
+        fill (plus one), and the pages together are held to the size cap of one answer.
+        """
+        budget = _Budget(self.max_response_bytes)
+        items: dict[str, dict[str, Any]] = {}
+
+        def read(p: int) -> tuple[int, int]:
+            """The new items page `p` added, and the Dashboard's page count."""
+            shown = f"{path}?p={p}"
+            answer = self._read(path, params={"p": str(p)}, budget=budget)
+            with _parsing("GET", shown):
+                page, pages = _envelope(answer)
+                before = len(items)
+                for item in page:
+                    items.setdefault(_item_id(item), item)
+            return len(items) - before, pages
+
+        _, pages = read(1)
+        try:
+            read(0)
+        except ApiError as e:
+            if e.status != 400:
                 raise
-            items.extend(more)
-        unique = _dedupe(items, path)
-        if not _complete(len(unique), pages):
+        p = 2
+        while p <= min(pages, _pages_for(len(items)) + 1):
+            added, _ = read(p)
+            if not added:
+                break
+            p += 1
+        if not _complete(len(items), pages):
             raise IncompleteListing(
                 f"GET {path}: the Dashboard reported {pages} pages of {PAGE_SIZE} but "
-                f"{len(unique)} distinct items could be read; refusing to plan on a partial view"
+                f"{len(items)} distinct items could be read; refusing to plan on a partial view"
             )
-        return unique
+        return list(items.values())
 
     def _read(
         self,
@@ -282,10 +342,10 @@ class DashboardClient:
         *,
         params: Mapping[str, str] | None = None,
         missing_ok: bool = False,
-        bad_ok: bool = False,
+        budget: _Budget | None = None,
     ) -> Any:
         return self._send(
-            "GET", path, None, params=params, retry_lost=True, missing_ok=missing_ok, bad_ok=bad_ok
+            "GET", path, None, params=params, retry_lost=True, missing_ok=missing_ok, budget=budget
         )
 
     def _write(self, method: str, path: str, body: Any) -> Any:
@@ -300,7 +360,7 @@ class DashboardClient:
         params: Mapping[str, str] | None = None,
         retry_lost: bool,
         missing_ok: bool = False,
-        bad_ok: bool = False,
+        budget: _Budget | None = None,
     ) -> Any:
         """One call with the retry rules of its kind.
 
@@ -309,31 +369,86 @@ class DashboardClient:
         429) are retried, and anything else raises AnswerLost.
         """
         shown = path if not params else f"{path}?" + "&".join(f"{k}={v}" for k, v in params.items())
+        call = _Call(method, shown, retry_lost, missing_ok, budget)
         attempt = 0
         while True:
             attempt += 1
             last = attempt >= self.retry.attempts
             delay = self._backoff(attempt)
             try:
-                answer = self._once(method, path, body, params)
-            except requests.exceptions.SSLError as e:
-                # A certificate that does not verify will not verify on a second try.
-                raise NetworkError(method, shown, _describe(e)) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-                if not (retry_lost or _not_sent(e)):
-                    raise AnswerLost(
-                        method,
-                        shown,
-                        f"{_describe(e)}; the outcome is unknown",
-                        in_flight=isinstance(e, requests.exceptions.ReadTimeout),
-                    ) from None
-                if last:
-                    raise NetworkError(method, shown, _describe(e)) from None
-                log.warning("%s %s: %s; retrying in %.1fs", method, shown, _describe(e), delay)
-                self._sleep(delay)
-                continue
+                answer = self._once(call, path, body, params)
             except requests.exceptions.RequestException as e:
-                raise NetworkError(method, shown, _describe(e)) from None
+                retry = _judge_failure(call, e, last)
+            else:
+                verdict = self._judge(call, answer, last)
+                if not isinstance(verdict, _Retry):
+                    return verdict.body
+                retry = verdict
+            wait = delay if retry.wait is None else retry.wait
+            log.warning("%s %s: %s; retrying in %.1fs", method, shown, retry.reason, wait)
+            self._sleep(wait)
+
+    def _judge(self, call: _Call, answer: _Answer, last: bool) -> _Answer | _Retry:
+        """An answer to return (its body), one to try again, or an error raised."""
+        status = answer.status
+        if 300 <= status < 400:
+            raise ApiError(
+                call.method,
+                call.shown,
+                status,
+                "the Dashboard redirected; tyksync does not follow redirects (a write "
+                "would be lost): use the URL it points to"
+                + (f" ({url_label(answer.location)})" if answer.location else ""),
+            )
+        if status < 300:
+            if answer.body is not _INVALID:
+                return answer
+            if call.retry_lost and not last:
+                return _Retry("invalid JSON")
+            error = f"the Dashboard answered {status} with a body that is not valid JSON"
+            if call.retry_lost:
+                raise NetworkError(call.method, call.shown, error)
+            raise AnswerLost(call.method, call.shown, error + "; the outcome is unknown")
+        if status == 404 and call.missing_ok:
+            return _Answer(status, None)
+        if status in RETRY_STATUSES and (call.retry_lost or status == 429) and not last:
+            wait = self._retry_after(answer) if status == 429 else None
+            return _Retry(f"answered {status}", wait)
+        if status >= 500 and not call.retry_lost:
+            raise AnswerLost(
+                call.method, call.shown, f"the Dashboard answered {status}; the outcome is unknown"
+            )
+        raise ApiError(call.method, call.shown, status, redact.redact(_message(answer.body)))
+
+    def _once(self, call: _Call, path: str, body: Any, params: Mapping[str, str] | None) -> _Answer:
+        """One try on the wire: the status and the parsed body, or requests' exception."""
+        started = time.monotonic()
+        connect, seconds = self.timeout
+        with _Watch(seconds) as watch:
+            try:
+                response = self.session.request(
+                    call.method,
+                    self.url + path,
+                    params=params,
+                    data=None if body is None else json.dumps(body),
+                    headers={"Content-Type": "application/json"} if body is not None else None,
+                    timeout=(min(connect, seconds), seconds),
+                    verify=self._verify,
+                    proxies=self._proxies,
+                    # A redirect would turn a PUT or DELETE into a GET and report it done.
+                    allow_redirects=False,
+                    # Read below, under the size cap and the deadline.
+                    stream=True,
+                )
+                try:
+                    content = self._content(call, response, watch)
+                finally:
+                    response.close()  # after a whole answer, the connection stays pooled
+            except requests.exceptions.RequestException:
+                if watch.sent and watch.expired:
+                    # The watch cut the connection: a timeout, whatever requests made of it.
+                    raise _Deadline(seconds) from None
+                raise
             except (ValueError, UnicodeError):
                 # http.client refuses a header value it cannot send; its message would
                 # quote the value, which is the secret.
@@ -341,68 +456,18 @@ class DashboardClient:
                     "the Dashboard secret holds characters an HTTP header cannot carry "
                     "(a line break, or non-Latin-1 text); check how it was stored"
                 ) from None
-
-            status = answer.status
-            if 300 <= status < 400:
-                raise ApiError(
-                    method,
-                    shown,
-                    status,
-                    "the Dashboard redirected; tyksync does not follow redirects (a write "
-                    "would be lost): use the URL it points to"
-                    + (f" ({url_label(answer.location)})" if answer.location else ""),
-                )
-            if status < 300:
-                if answer.body is _INVALID:
-                    if retry_lost and not last:
-                        log.warning("%s %s: invalid JSON; retrying in %.1fs", method, shown, delay)
-                        self._sleep(delay)
-                        continue
-                    error = f"the Dashboard answered {status} with a body that is not valid JSON"
-                    if retry_lost:
-                        raise NetworkError(method, shown, error)
-                    raise AnswerLost(method, shown, error + "; the outcome is unknown")
-                return answer.body
-            if status == 404 and missing_ok:
-                return None
-            if status == 400 and bad_ok:
-                return None
-            if status in RETRY_STATUSES and (retry_lost or status == 429) and not last:
-                wait = self._retry_after(answer) if status == 429 else None
-                wait = delay if wait is None else wait
-                log.warning("%s %s: answered %d; retrying in %.1fs", method, shown, status, wait)
-                self._sleep(wait)
-                continue
-            message = redact.redact(_message(answer.body))
-            if status >= 500 and not retry_lost:
-                raise AnswerLost(
-                    method, shown, f"the Dashboard answered {status}; the outcome is unknown"
-                )
-            raise ApiError(method, shown, status, message)
-
-    def _once(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> _Answer:
-        started = time.monotonic()
-        response = self.session.request(
-            method,
-            self.url + path,
-            params=params,
-            data=None if body is None else json.dumps(body),
-            headers={"Content-Type": "application/json"} if body is not None else None,
-            timeout=self.timeout,
-            verify=self._verify,
-            # A redirect would turn a PUT or DELETE into a GET and report it done.
-            allow_redirects=False,
-        )
         log.debug(
-            "%s %s -> %d (%.0f ms)",
-            method,
+            "%s %s -> %d (%.0f ms, %d bytes)",
+            call.method,
             path,
             response.status_code,
             (time.monotonic() - started) * 1000,
+            len(content),
         )
         try:
-            parsed: Any = response.json() if response.content else None
-        except ValueError:
+            parsed: Any = json.loads(content) if content else None
+        except (ValueError, RecursionError):
+            # RecursionError: JSON nested deeper than the parser's stack.
             parsed = _INVALID
         return _Answer(
             response.status_code,
@@ -410,6 +475,32 @@ class DashboardClient:
             response.headers.get("Retry-After"),
             response.headers.get("Location"),
         )
+
+    def _content(self, call: _Call, response: requests.Response, watch: _Watch) -> bytes:
+        """The body, read in chunks: never more than the cap in memory, never past the
+        deadline (socket timeouts only bound the gap between two bytes)."""
+        budget = call.budget
+        cap = self.max_response_bytes if budget is None else budget.left
+        content = bytearray()
+        for chunk in response.iter_content(CHUNK):
+            content += chunk
+            if len(content) > cap:
+                raise self._too_large(call)
+            if watch.expired:
+                raise _Deadline(watch.seconds)
+        if budget is not None:
+            budget.left -= len(content)
+        return bytes(content)
+
+    def _too_large(self, call: _Call) -> NetworkError:
+        size = _size(self.max_response_bytes)
+        if call.budget is not None:
+            reason = f"the pages of this listing add up to more than {size} (--max-response-mb)"
+        else:
+            reason = f"the answer is larger than {size} (--max-response-mb)"
+        if call.retry_lost:
+            return NetworkError(call.method, call.shown, reason)
+        return AnswerLost(call.method, call.shown, f"{reason}; the outcome is unknown")
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.retry.max_backoff, self.retry.backoff * 2 ** (attempt - 1))
@@ -428,7 +519,240 @@ class DashboardClient:
         return min(seconds, self.retry.max_retry_after)
 
 
+REQUESTS = "/api/portal/requests"
+DEVELOPERS = "/api/portal/developers"
+POLICIES = "/api/portal/policies"
 _INVALID = object()
+
+
+class _Budget:
+    """Bytes the pages of one walk may still take: together they are one answer."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What the retry rules need to know of one call."""
+
+    method: str
+    shown: str  # the path and query, as messages name the call
+    retry_lost: bool  # idempotent: a lost answer or a 5xx may be retried
+    missing_ok: bool  # a 404 is an answer (None), not an error
+    budget: _Budget | None = None  # a page of a walk, held to what the walk has left
+
+
+@dataclass(frozen=True)
+class _Retry:
+    reason: str
+    wait: float | None = None  # None: the backoff delay
+
+
+def _judge_failure(call: _Call, e: requests.exceptions.RequestException, last: bool) -> _Retry:
+    """No answer came: try again, or raise."""
+    if isinstance(e, requests.exceptions.SSLError):
+        # A certificate that does not verify will not verify on a second try.
+        raise NetworkError(call.method, call.shown, _describe(e)) from None
+    if not isinstance(e, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+        raise NetworkError(call.method, call.shown, _describe(e)) from None
+    if not (call.retry_lost or _not_sent(e)):
+        raise AnswerLost(
+            call.method,
+            call.shown,
+            f"{_describe(e)}; the outcome is unknown",
+            in_flight=isinstance(e, requests.exceptions.ReadTimeout),
+        ) from None
+    if last:
+        raise NetworkError(call.method, call.shown, _describe(e)) from None
+    return _Retry(_describe(e))
+
+
+class _Deadline(requests.exceptions.ReadTimeout):
+    """The whole answer took longer than the timeout; retried or lost as any timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no whole answer within {seconds:g}s")
+        self.seconds = seconds
+
+
+# ---- the deadline of a call ----------------------------------------------------------------
+
+_current_watch: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar(
+    "tyksync_watch", default=None
+)
+
+
+class _Watch:
+    """The deadline of one call, from connecting to the last byte.
+
+    Socket timeouts bound each wait for a byte, not the answer: a Dashboard sending one
+    byte a second, in its headers or its body, would hold a call open for ever. At the
+    deadline the connection the call was sent on is shut down under the blocked read.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._sockets: list[Any] = []
+        self._done = False
+        self._token: contextvars.Token[_Watch | None] | None = None
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    @property
+    def sent(self) -> bool:
+        """The call reached the Dashboard (a connection waited for its answer)."""
+        with self._lock:
+            return bool(self._sockets)
+
+    def __enter__(self) -> _Watch:
+        self._token = _current_watch.set(self)
+        _WATCHDOG.arm(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self._lock:
+            self._done = True  # the connection may go back to the pool: never cut it now
+        if self._token is not None:
+            _current_watch.reset(self._token)
+
+    def add(self, sock: Any) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            for sock in self._sockets:
+                _shut_down(sock)
+
+
+class _Watchdog:
+    """One thread for the deadlines of every call, started on first use. (A timer thread
+    a call costs a thread start a call, which two busy processes feel.)"""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._ready = threading.Condition()
+        self._due: list[tuple[float, int, _Watch]] = []  # a heap, earliest first
+        self._count = itertools.count()  # ties broken by arrival, never by comparing watches
+        self._thread: threading.Thread | None = None
+
+    def arm(self, watch: _Watch) -> None:
+        with self._ready:
+            heapq.heappush(self._due, (watch.deadline, next(self._count), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="tyksync-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._due[0][2] is watch:
+                self._ready.notify()  # earlier than what the thread sleeps until
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    left = self._due[0][0] - time.monotonic() if self._due else None
+                    self._ready.wait(None if left is None else max(left, 0.0))
+                _, _, watch = heapq.heappop(self._due)
+            watch.expire()  # a no-op for the calls that ended in time
+
+
+_WATCHDOG = _Watchdog()
+# A forked child has the watchdog's state but not its thread.
+os.register_at_fork(after_in_child=_WATCHDOG.reset)
+
+
+def _shut_down(sock: Any) -> None:
+    # socket.socket's own shutdown, also for a TLS socket: SSLSocket.shutdown would drop
+    # its TLS state under the thread reading from it.
+    while not isinstance(sock, socket.socket) and hasattr(sock, "socket"):
+        sock = sock.socket  # urllib3's TLS-in-TLS transport
+    if isinstance(sock, socket.socket):
+        with suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watched(sock: Any) -> None:
+    watch = _current_watch.get()
+    if watch is not None and sock is not None:
+        watch.add(sock)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _watched(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _watched(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with connections a `_Watch` can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools are classes of their own
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+# ---- proxies -------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """This machine: 127.0.0.0/8, ::1 or localhost."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _environ_proxies(url: str) -> dict[str, str]:
+    """The proxies HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY give for `url`."""
+    return {k: v for k, v in requests.utils.get_environ_proxies(url).items() if k != "no"}
+
+
+def proxy_label(proxy: str) -> str:
+    """A proxy URL without its credentials; requests reads one without a scheme as http."""
+    return url_label(proxy if "://" in proxy else f"http://{proxy}")
+
+
+# ---- wire helpers --------------------------------------------------------------------------
 
 
 class _SecretHeader(requests.auth.AuthBase):
@@ -459,7 +783,12 @@ def url_label(url: str) -> str:
 
 
 def _seg(value: str) -> str:
-    return quote(value, safe="@")
+    """An id as one path segment: `/` and everything else outside the unreserved set
+    percent-encoded. A `.` or `..` segment would be resolved on the way (a DELETE of `..`
+    would reach another endpoint), so those are refused, as an empty id is."""
+    if value in ("", ".", ".."):
+        raise TyksyncError(f"refusing to send {value!r} as an id: it is not one")
+    return quote(value, safe="")
 
 
 def _not_sent(e: requests.exceptions.RequestException) -> bool:
@@ -471,6 +800,8 @@ def _not_sent(e: requests.exceptions.RequestException) -> bool:
 
 
 def _describe(e: requests.exceptions.RequestException) -> str:
+    if isinstance(e, _Deadline):
+        return f"no whole answer within {e.seconds:g}s (--timeout)"
     if isinstance(e, requests.exceptions.ConnectTimeout):
         return "timed out connecting to the Dashboard"
     if isinstance(e, requests.exceptions.Timeout):
@@ -495,17 +826,43 @@ def _message(body: Any) -> str:
     return ""
 
 
-def _envelope(answer: Any, path: str) -> tuple[list[dict[str, Any]], int]:
+def _size(n: int) -> str:
+    mib = 1024 * 1024
+    return f"{n // mib} MiB" if n % mib == 0 else f"{n} bytes"
+
+
+# ---- parsing answers -----------------------------------------------------------------------
+
+
+class _Malformed(Exception):
+    """A member of an answer of the wrong type or value; `_parsing` names the call."""
+
+
+@contextmanager
+def _parsing(method: str, shown: str, *, lost: bool = False) -> Iterator[None]:
+    """Parse errors as errors of the call `method shown`. `lost`: the call was a write the
+    Dashboard accepted, so its outcome is unknown rather than failed."""
+    try:
+        yield
+    except _Malformed as e:
+        if lost:
+            raise AnswerLost(
+                method, shown, f"malformed answer: {e}; the outcome is unknown"
+            ) from None
+        raise MalformedAnswer(method, shown, f"malformed answer: {e}") from None
+
+
+def _envelope(answer: Any) -> tuple[list[dict[str, Any]], int]:
     if not isinstance(answer, dict):
-        raise NetworkError("GET", path, "the list answer was not a {Data, Pages} object")
+        raise _Malformed("the list answer was not a {Data, Pages} object")
     data = answer.get("Data")
     if data is None:
         data = []
     pages = answer.get("Pages", 0)
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-        raise NetworkError("GET", path, "the list answer's Data was not a list of objects")
+        raise _Malformed("the list answer's Data was not a list of objects")
     if not isinstance(pages, int) or isinstance(pages, bool) or pages < 0:
-        raise NetworkError("GET", path, "the list answer's Pages was not a count")
+        raise _Malformed("the list answer's Pages was not a count")
     return data, pages
 
 
@@ -515,63 +872,104 @@ def _complete(count: int, pages: int) -> bool:
     return (pages - 1) * PAGE_SIZE < count <= pages * PAGE_SIZE
 
 
-def _item_id(item: Mapping[str, Any]) -> str | None:
+def _pages_for(count: int) -> int:
+    return -(-count // PAGE_SIZE)
+
+
+def _item_id(item: Mapping[str, Any]) -> str:
+    """`id`, or `_id` as Dashboards before 1.9.2 list it."""
     value = item.get("id") or item.get("_id")
-    return value if isinstance(value, str) and value else None
+    if value is None:
+        raise _Malformed("a listed item had no id")
+    if not isinstance(value, str):
+        raise _Malformed("a listed item's id was not a string")
+    return value
 
 
-def _ids(items: list[dict[str, Any]]) -> set[str | None]:
+def _ids(items: list[dict[str, Any]]) -> set[str]:
     return {_item_id(i) for i in items}
 
 
-def _dedupe(items: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+def _dedupe(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
     for item in items:
-        key = _item_id(item)
-        if key is None:
-            raise NetworkError("GET", path, "a listed item had no id")
-        seen.setdefault(key, item)
+        seen.setdefault(_item_id(item), item)
     return list(seen.values())
 
 
-def _object(answer: Any, what: str) -> dict[str, Any]:
+def _object(answer: Any) -> dict[str, Any]:
     if not isinstance(answer, dict):
-        raise TyksyncError(f"the Dashboard's {what} answer was not an object")
+        raise _Malformed("the answer was not an object")
     return answer
 
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+# Ids the Dashboard makes are 24-hex ObjectIds. Anything else that is to go into a path is
+# held to characters no path, query, terminal or shell reads as more than text.
+_SAFE_ID = re.compile(r"[A-Za-z0-9_~:@+=.-]{1,256}")
+
+
+def _safe_id(value: str, what: str) -> str:
+    if value in (".", "..") or not _SAFE_ID.fullmatch(value):
+        raise _Malformed(
+            f"{what} is not an id (empty, `.`, `..`, too long, or holding `/` or another "
+            "character no id holds)"
+        )
+    return value
+
+
+def _text(raw: Mapping[str, Any], name: str, what: str) -> str:
+    """A string member; absent or null is "" (Go's zero value)."""
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Malformed(f"{what}'s `{name}` was not a string")
+    return value
+
+
+def _flag(raw: Mapping[str, Any], name: str, what: str, *, default: bool) -> bool:
+    value = raw.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _Malformed(f"{what}'s `{name}` was not true or false")
+    return value
 
 
 def _key_request(raw: Mapping[str, Any]) -> KeyRequest:
-    rid = _item_id(raw)
-    if rid is None:
-        raise TyksyncError("the Dashboard listed a key request without an id")
+    what = "a key request"
+    rid = _safe_id(_item_id(raw), "a key request's id")
+    developer_id = _text(raw, "by_user", what)
+    if developer_id:
+        _safe_id(developer_id, "a key request's `by_user`")
     apply_policies = raw.get("apply_policies")
+    if apply_policies is not None and not (
+        isinstance(apply_policies, list) and all(isinstance(p, str) for p in apply_policies)
+    ):
+        raise _Malformed(f"{what}'s `apply_policies` was not a list of strings")
+    for_plan = _text(raw, "for_plan", what)
     policies: tuple[str, ...]
-    if isinstance(apply_policies, list) and apply_policies:
-        policies = tuple(str(p) for p in apply_policies if p)
-    elif raw.get("for_plan"):
-        policies = (str(raw["for_plan"]),)
+    if apply_policies:
+        policies = tuple(p for p in apply_policies if p)
+    elif for_plan:
+        policies = (for_plan,)
     else:
         policies = ()
-    fields_raw = raw.get("fields")
-    fields = (
-        {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in fields_raw.items()}
-        if isinstance(fields_raw, dict)
-        else {}
-    )
+    fields = raw.get("fields")
+    if fields is None:
+        fields = {}
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        raise _Malformed(f"{what}'s `fields` was not a map of strings")
     return KeyRequest(
         id=rid,
-        developer_id=_str(raw.get("by_user")),
+        developer_id=developer_id,
         policies=policies,
-        approved=raw.get("approved") is True,
-        fields=fields,
-        date_created=normalize_date(_str(raw.get("date_created"))),
-        for_api=_str(raw.get("for_api")),
-        version=_str(raw.get("version")),
-        org_id=_str(raw.get("org_id")),
+        approved=_flag(raw, "approved", what, default=False),
+        fields=dict(fields),
+        date_created=normalize_date(_text(raw, "date_created", what)),
+        for_api=_text(raw, "for_api", what),
+        version=_text(raw, "version", what),
+        org_id=_text(raw, "org_id", what),
     )
 
 
@@ -599,25 +997,25 @@ def normalize_date(value: str) -> str:
 
 
 def _developer(raw: Mapping[str, Any]) -> Developer:
-    did = _item_id(raw)
-    if did is None:
-        raise TyksyncError("the Dashboard listed a developer without an id")
+    what = "a developer"
     return Developer(
-        id=did,
-        email=_str(raw.get("email")),
-        org_id=_str(raw.get("org_id")),
-        inactive=raw.get("inactive") is True,
+        id=_safe_id(_item_id(raw), "a developer's id"),
+        email=_text(raw, "email", what),
+        org_id=_text(raw, "org_id", what),
+        inactive=_flag(raw, "inactive", what, default=False),
     )
 
 
 def _policy(raw: Mapping[str, Any]) -> Policy:
-    db_id = _str(raw.get("_id"))
-    explicit = _str(raw.get("id"))
+    # Policies are never put in a path: an explicit id may be any string (SPEC section 1).
+    what = "a policy"
+    db_id = _text(raw, "_id", what)
+    explicit = _text(raw, "id", what)
     if not db_id and not explicit:
-        raise TyksyncError("the Dashboard listed a policy without an id")
+        raise _Malformed("a policy had no id")
     return Policy(
         db_id=db_id or explicit,
         id=explicit,
-        name=_str(raw.get("name")),
-        active=raw.get("active") is not False,
+        name=_text(raw, "name", what),
+        active=_flag(raw, "active", what, default=True),
     )

@@ -6,7 +6,6 @@ never shows in a process list or a shell history.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import stat
 import warnings
@@ -17,12 +16,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tyksync import redact
-from tyksync.client import DashboardClient, url_label
+from tyksync.client import DashboardClient, is_loopback, url_label
 from tyksync.errors import ConfigError
+from tyksync.fileutil import DEFAULT_SANDBOX_STATE
 
 log = logging.getLogger("tyksync")
 
-DEFAULT_SANDBOX_STATE = Path(".tyksync/sandbox.json")
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class ConnectionSettings:
     insecure: bool = False
     sandbox: bool = False
     sandbox_state: Path = DEFAULT_SANDBOX_STATE
-    timeout: float = 30.0
+    timeout: float = 30.0  # seconds for a whole answer, connect to last byte
+    max_response_mb: int = 512
     # The variable holding the secret (an environment's `secret_env`, tyksync.toml); None:
     # TYK_DASHBOARD_SECRET, or the file TYK_DASHBOARD_SECRET_FILE names (section 2).
     secret_env: str | None = None
@@ -53,7 +54,12 @@ def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Co
         from tyksync.sandbox import embedded_sandbox
 
         with embedded_sandbox(settings.sandbox_state) as sandbox:
-            client = DashboardClient(sandbox.url, sandbox.secret, timeout=(5.0, settings.timeout))
+            client = DashboardClient(
+                sandbox.url,
+                sandbox.secret,
+                timeout=(5.0, settings.timeout),
+                max_response_bytes=settings.max_response_mb * MIB,
+            )
             try:
                 yield Connection(client, f"sandbox:{settings.sandbox_state}")
             finally:
@@ -82,8 +88,23 @@ def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Co
         if not settings.ca_bundle.is_file():
             raise ConfigError(f"--ca-bundle {settings.ca_bundle}: no such file")
         verify = str(settings.ca_bundle)
-    client = DashboardClient(url, secret, verify=verify, timeout=(5.0, settings.timeout))
-    _warn_cleartext(url)  # after the client accepted the URL as one
+    client = DashboardClient(
+        url,
+        secret,
+        verify=verify,
+        timeout=(5.0, settings.timeout),
+        max_response_bytes=settings.max_response_mb * MIB,
+    )
+    # After the client accepted the URL as one, before any call.
+    if settings.insecure:
+        _warn_cleartext(url)
+    elif _cleartext(url):
+        client.close()
+        raise ConfigError(
+            f"{url_label(url)} is plain http:// to a host other than this machine: the "
+            "Dashboard secret and any issued key would travel in clear; use https:// (or "
+            "--insecure to send them in clear anyway)"
+        )
     try:
         yield Connection(client, url_label(url))
     finally:
@@ -113,10 +134,18 @@ def read_secret(
             raise ConfigError(f"secret file {path}: cannot read it: {e.strerror}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"secret file {path}: not UTF-8 text") from None
-        if mode & (stat.S_IRGRP | stat.S_IROTH):
+        # Writable matters too: whoever can change the file chooses which Dashboard user
+        # tyksync acts as.
+        exposed = [
+            word
+            for word, bits in (("read", stat.S_IRGRP | stat.S_IROTH), ("changed", _WRITABLE))
+            if mode & bits
+        ]
+        if exposed:
             log.warning(
-                "secret file %s can be read by other users (mode %o); run chmod 600 %s",
+                "secret file %s can be %s by other users (mode %o); run chmod 600 %s",
                 path,
+                " and ".join(exposed),
                 stat.S_IMODE(mode),
                 path,
             )
@@ -149,22 +178,19 @@ def _checked(secret: str, source: str) -> str:
     return secret
 
 
-def _warn_cleartext(url: str) -> None:
+_WRITABLE = stat.S_IWGRP | stat.S_IWOTH
+
+
+def _cleartext(url: str) -> bool:
+    """Plain http:// to another machine."""
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        return
-    host = parts.hostname or ""
-    if host == "localhost" or _is_loopback(host):
-        return
-    log.warning(
-        "%s is plain http:// to a host other than this machine: the Dashboard secret and "
-        "any issued key travel in clear; use https://",
-        url_label(url),
-    )
+    return parts.scheme.lower() == "http" and not is_loopback(parts.hostname or "")
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _warn_cleartext(url: str) -> None:
+    if _cleartext(url):
+        log.warning(
+            "%s is plain http:// to a host other than this machine: the Dashboard secret and "
+            "any issued key travel in clear; use https://",
+            url_label(url),
+        )

@@ -76,7 +76,8 @@ class ApiError(TyksyncError):
 
 
 class AlreadyProcessed(ApiError):
-    """An approval of a request that is no longer pending (the Dashboard's 400)."""
+    """An approval the Dashboard refused because the request was approved before (by us,
+    in an earlier try whose answer was lost, or by someone else)."""
 
 
 _HINTS = {
@@ -106,6 +107,11 @@ class AnswerLost(NetworkError):
     def __init__(self, method: str, path: str, reason: str, *, in_flight: bool = False) -> None:
         super().__init__(method, path, reason)
         self.in_flight = in_flight
+
+
+class MalformedAnswer(NetworkError):
+    """The Dashboard answered something tyksync cannot read as the call's answer: wrong
+    types, an id that is not one, ..."""
 
 
 class IncompleteListing(TyksyncError):

@@ -136,14 +136,16 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-STATE_DIR = ".tyksync"
+# tyksync's local state: the sandbox's, the journal. One spelling, here.
+STATE_DIR = Path(".tyksync")
+DEFAULT_SANDBOX_STATE = STATE_DIR / "sandbox.json"
 
 
 def ensure_state_dir(folder: Path) -> None:
     """Create `folder`; if it is tyksync's own `.tyksync/`, keep it out of git: it holds the
     sandbox state (with its keys) and the journal, which belong to no commit."""
     folder.mkdir(parents=True, exist_ok=True)
-    if folder.name == STATE_DIR:
+    if folder.name == STATE_DIR.name:
         ignore = folder / ".gitignore"
         if not ignore.exists():
             with suppress(OSError):

@@ -22,7 +22,7 @@ import click
 from tyksync.sandbox.faults import METHODS, Faults
 from tyksync.sandbox.server import Sandbox
 from tyksync.sandbox.store import SandboxError, state_lock
-from tyksync.sandbox.wire import DIALECTS, check_dialect
+from tyksync.sandbox.wire import DIALECTS, parse_dialect
 
 SECRET_ENV = "TYKSYNC_SANDBOX_SECRET"
 
@@ -177,7 +177,7 @@ def serve(
             with state_lock(state_path) if state_path else nullcontext():
                 server = Sandbox(
                     secret,
-                    dialect=check_dialect(dialect),
+                    dialect=parse_dialect(dialect),
                     state_path=state_path,
                     seed=seed_path or "demo",
                     faults=faults,

@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
+from tyksync.fileutil import DEFAULT_SANDBOX_STATE
 from tyksync.sandbox import wire
 from tyksync.sandbox.faults import WRITE_METHODS, Faults
 from tyksync.sandbox.seed import SeedSource, apply_seed, load_seed
@@ -392,7 +393,7 @@ class Sandbox:
         if not secret:
             raise ValueError("the sandbox needs a non-empty secret")
         self.secret = secret
-        self.dialect = wire.check_dialect(dialect)
+        self.dialect = wire.parse_dialect(dialect)
         self.faults = faults or Faults()
         self.host = host
         self.requested_port = port
@@ -516,7 +517,7 @@ class Sandbox:
 
 @contextmanager
 def embedded_sandbox(
-    state_path: Path = Path(".tyksync/sandbox.json"), dialect: Dialect = "modern"
+    state_path: Path = DEFAULT_SANDBOX_STATE, dialect: Dialect = "modern"
 ) -> Iterator[Sandbox]:
     """A sandbox for `--sandbox`: in-process, on a free loopback port, with a new random
     secret each run, its state kept in `state_path` and seeded with the demo on first use."""

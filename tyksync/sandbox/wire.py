@@ -20,7 +20,7 @@ PAGE_SIZE = 10
 T = TypeVar("T")
 
 
-def check_dialect(value: str) -> Dialect:
+def parse_dialect(value: str) -> Dialect:
     if value == "modern":
         return "modern"
     if value == "legacy":
