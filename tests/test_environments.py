@@ -277,6 +277,34 @@ def test_a_secret_file_from_the_config(envs: dict[str, Env], tyk: Tyk, tmp_path:
     assert "tyksync.toml: environments.prod.secret_file" in r.err
 
 
+def test_plain_http_to_another_host_is_refused_before_any_call(
+    envs: dict[str, Env], tyk: Tyk, tmp_path: Path
+) -> None:
+    write_config(
+        tmp_path,
+        {"staging": envs["staging"]},
+        '[environments.prod]\ndashboard = "http://dash.example.invalid"\n'
+        'secret_env = "TYK_PROD_SECRET"\nmanifests = ["manifests"]\n',
+    )
+    r = tyk("plan", "--all-envs")
+    assert r.code == 1
+    assert "environment prod: the Dashboard is plain http:// to a host other than" in r.err
+    assert no_calls(envs)
+
+
+def test_max_response_mb_reaches_every_environment(envs: dict[str, Env], tyk: Tyk) -> None:
+    staging = envs["staging"]
+    alice, gold = staging.developers["alice@example.com"], staging.policies["Gold"]
+    staging.sb.store.add_requests(
+        {"developer_id": alice, "policies": [gold], "fields": {"pad": "x" * 300}}
+        for _ in range(3000)
+    )
+    r = tyk("plan", "--all-envs", "--max-response-mb", "1")
+    assert r.code == 1
+    assert "environment staging: GET /api/portal/requests" in r.err
+    assert "larger than 1 MiB" in r.err
+
+
 CONFIG_ERRORS = [
     ("[environments.prod]\nsecret_env = 'X'\n", "environments.prod: missing key 'dashboard'"),
     (

@@ -164,6 +164,7 @@ def _targets(kwargs: dict[str, Any], *, config_alone: bool = False) -> list[Targ
         sandbox=settings.sandbox,
         sandbox_state=settings.sandbox_state if _given(ctx, "sandbox_state") else None,
         timeout=settings.timeout if _given(ctx, "timeout") else None,
+        max_response_mb=settings.max_response_mb,
     )
     selected = environments.select(
         config_path=config_path,

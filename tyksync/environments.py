@@ -13,10 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from tyksync.client import is_loopback
 from tyksync.config import Config, EnvironmentConfig, find_config, load_config
 from tyksync.connection import ConnectionSettings, read_secret
 from tyksync.errors import ConfigError, ConfigProblems, TyksyncError
+from tyksync.fileutil import STATE_DIR
 from tyksync.manifest import (
     Manifests,
     check_environment_names,
@@ -32,7 +35,7 @@ DEFAULT_TIMEOUT = 30.0
 def sandbox_state(name: str) -> Path:
     """Where `--sandbox` keeps environment NAME's sandbox: one state file each, so that
     two environments never share (and confuse) their ids."""
-    return Path(f".tyksync/sandbox-{name}.json")
+    return STATE_DIR / f"sandbox-{name}.json"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Overrides:
     sandbox: bool = False
     sandbox_state: Path | None = None
     timeout: float | None = None
+    max_response_mb: int = 512  # not in tyksync.toml: the command line's, for every one
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ def _target(config: Config, env: EnvironmentConfig, given: Overrides) -> Target:
         sandbox=sandbox,
         sandbox_state=given.sandbox_state or sandbox_state(env.name),
         timeout=given.timeout or env.timeout or DEFAULT_TIMEOUT,
+        max_response_mb=given.max_response_mb,
     )
     return Target(env.name, settings, config, env.manifests)
 
@@ -181,8 +186,9 @@ def manifest_views(
 
 def preflight(targets: Sequence[Target], environ: Mapping[str, str]) -> None:
     """What connecting to each environment needs and can be checked without a call: its
-    secret (named by its variable or file) and its CA bundle. Every problem of every
-    target is reported at once, before the first call to any Dashboard."""
+    secret (named by its variable or file), its CA bundle, and no plain http:// to another
+    machine without `insecure`. Every problem of every target is reported at once, before
+    the first call to any Dashboard."""
     problems: list[str] = []
     for target in targets:
         if target.name is None or target.settings.sandbox:
@@ -192,6 +198,14 @@ def preflight(targets: Sequence[Target], environ: Mapping[str, str]) -> None:
             read_secret(settings.secret_file, environ, secret_env=settings.secret_env)
         except TyksyncError as e:
             problems.append(f"environment {target.name}: {e}{_source(target)}")
+        url = urlsplit(settings.dashboard or "")
+        cleartext = url.scheme.lower() == "http" and not is_loopback(url.hostname or "")
+        if cleartext and not settings.insecure:
+            problems.append(
+                f"environment {target.name}: the Dashboard is plain http:// to a host "
+                "other than this machine: its secret and any issued key would travel in "
+                "clear; use https:// (or insecure = true / --insecure)"
+            )
         bundle = settings.ca_bundle
         if bundle is not None and not settings.insecure and not bundle.is_file():
             problems.append(f"environment {target.name}: ca_bundle {bundle}: no such file")
