@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import logging
 import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
 
 import click
 
-from tyksync import __version__, audit, redact
+from tyksync import __version__, audit, environments, redact
 from tyksync.applier import Applier, ApplyResult, Outcome
 from tyksync.client import url_label
+from tyksync.config import Config, find_config, load_config
 from tyksync.connection import ConnectionSettings, connect
-from tyksync.errors import ManifestError, Problem, Refused, TyksyncError
+from tyksync.environments import Overrides, Target
+from tyksync.errors import ConfigProblems, ManifestError, Problem, Refused, TyksyncError
 from tyksync.escape import printable, printable_lines
 from tyksync.fileutil import DEFAULT_SANDBOX_STATE, STATE_DIR, check_private
 from tyksync.gitrev import manifests_at
@@ -36,7 +40,7 @@ from tyksync.manifest.export import export_manifest
 from tyksync.pipeline import plan_live
 from tyksync.plan import FORMAT_VERSION, Plan, check_safety
 from tyksync.plan_schema import plan_json_schema
-from tyksync.render import Format, refusal, render, render_text, use_color
+from tyksync.render import Format, refusal, render, render_markdown, render_text, use_color
 from tyksync.render_audit import (
     DIFF_FORMATS,
     GRANTS_FORMATS,
@@ -45,8 +49,15 @@ from tyksync.render_audit import (
     render_diff,
     render_grants,
 )
+from tyksync.render_envs import (
+    markdown_limit,
+    render_environments_json,
+    render_heading,
+)
 from tyksync.saved import (
+    SavedPlan,
     check_dashboard,
+    check_environment,
     check_same,
     read_saved_plan,
     stale_resolution,
@@ -120,6 +131,7 @@ def _connection_options(f: F) -> F:
             metavar="N",
             help="Largest Dashboard answer to read, in MiB.",
         ),
+        *_environment_options,
         _verbosity,
     ]
     for option in reversed(options):
@@ -127,7 +139,93 @@ def _connection_options(f: F) -> F:
     return f
 
 
+_environment_options = [
+    click.option(
+        "--env",
+        "env_names",
+        metavar="NAME",
+        multiple=True,
+        help="Run against environment NAME of tyksync.toml (repeatable) [env TYKSYNC_ENV].",
+    ),
+    click.option("--all-envs", is_flag=True, help="Run against every environment of tyksync.toml."),
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="The environments file [default: ./tyksync.toml].",
+    ),
+]
+
+
+def _targets(kwargs: dict[str, Any], *, config_alone: bool = False) -> list[Target]:
+    """The Dashboards a command runs against, from its connection options (which it
+    takes with @_connection_options): one per environment selected, or section 2's one.
+    Options given on the command line win over tyksync.toml. A command that reads
+    manifests sees them through `_views`. `config_alone`: --config without an
+    environment is not an error (offline validate reads it for its names)."""
+    ctx = click.get_current_context()
+    names, all_envs = kwargs.pop("env_names"), kwargs.pop("all_envs")
+    config_path = kwargs.pop("config_path")
+    settings = _plain_settings(kwargs)
+    overrides = Overrides(
+        dashboard=settings.dashboard if _given(ctx, "dashboard") else None,
+        secret_file=settings.secret_file if _given(ctx, "secret_file") else None,
+        ca_bundle=settings.ca_bundle,
+        insecure=settings.insecure,
+        sandbox=settings.sandbox,
+        sandbox_state=settings.sandbox_state if _given(ctx, "sandbox_state") else None,
+        timeout=settings.timeout if _given(ctx, "timeout") else None,
+        max_response_mb=settings.max_response_mb,
+    )
+    selected = environments.select(
+        config_path=config_path,
+        names=names,
+        all_envs=all_envs,
+        environ=os.environ,
+        overrides=overrides,
+    )
+    if selected is not None:
+        return selected
+    if config_path is not None and not config_alone:
+        raise click.UsageError(
+            "--config: select environments with --env NAME or --all-envs "
+            f"(or set {environments.ENV_VARIABLE})"
+        )
+    return [environments.single(settings)]
+
+
 def _settings(kwargs: dict[str, Any]) -> ConnectionSettings:
+    """For a command that talks to one Dashboard: section 2's, or one environment's."""
+    targets = _targets(kwargs)
+    if len(targets) > 1:
+        raise click.UsageError("this command runs against one environment: select it with --env")
+    return targets[0].settings
+
+
+def _views(
+    targets: Sequence[Target],
+    paths: Sequence[Path],
+    *,
+    offline: bool = False,
+    config: Config | None = None,
+) -> list[Manifests]:
+    """Each target's manifests, all loaded and checked before any call."""
+    if not paths and not environments.named(targets):
+        raise click.UsageError("Missing argument 'PATHS...'.")
+    return environments.manifest_views(targets, paths, offline=offline, config=config)
+
+
+@contextlib.contextmanager
+def _running(target: Target) -> Iterator[None]:
+    """An error raised while running `target` names its environment."""
+    try:
+        yield
+    except TyksyncError as e:
+        environments.with_environment(e, target)
+        raise
+
+
+def _plain_settings(kwargs: dict[str, Any]) -> ConnectionSettings:
     dashboard = kwargs.pop("dashboard")
     source = click.get_current_context().get_parameter_source("dashboard")
     if kwargs["sandbox"] and source is click.core.ParameterSource.ENVIRONMENT:
@@ -194,25 +292,39 @@ def _max_deletes_option(f: F) -> F:
 # ---- validate / schema -----------------------------------------------------------------
 
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+# With environments, PATHS default to each environment's `manifests` (tyksync.toml).
+optional_paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 
 
 @cli.command()
-@paths_argument
+@optional_paths_argument
 @click.option("--online", is_flag=True, help="Also resolve developers and policies live.")
 @_connection_options
 @_command
 def validate(paths: tuple[Path, ...], online: bool, **kwargs: Any) -> int:
     """Check manifests; offline unless --online."""
-    settings = _settings(kwargs)
-    manifests = load_manifests(paths)
-    count = sum(len(f.requests) for f in manifests.files)
+    config_path = kwargs["config_path"]
+    targets = _targets(kwargs, config_alone=not online)
+    named = environments.named(targets)
+    config = None
+    if not online and not named and paths:
+        # Offline, no environment: check the `environments:` names against a
+        # tyksync.toml all the same, if there is one (a typo is caught at commit time).
+        found = find_config(config_path)
+        config = None if found is None else load_config(found)
+    views = _views(targets, paths, offline=not online, config=config)
     if online:
-        with connect(settings, os.environ) as conn:
-            resolve(manifests, conn.client.read_live())
-    where = "resolved against the Dashboard" if online else "offline check"
-    click.echo(
-        f"{len(manifests.files)} file(s), {count} request(s): valid ({where}).",
-    )
+        environments.preflight(targets, os.environ)
+    for target, manifests in zip(targets, views, strict=True):
+        if online:
+            with _running(target), connect(target.settings, os.environ) as conn:
+                resolve(manifests, conn.client.read_live())
+        count = sum(len(f.requests) for f in manifests.files)
+        where = "resolved against the Dashboard" if online else "offline check"
+        prefix = f"{target.name}: " if named else ""
+        click.echo(
+            f"{prefix}{len(manifests.files)} file(s), {count} request(s): valid ({where}).",
+        )
     return 0
 
 
@@ -229,7 +341,7 @@ def schema(of_plan: bool) -> int:
 
 
 @cli.command()
-@paths_argument
+@optional_paths_argument
 @click.option(
     "--format",
     "fmt",
@@ -263,22 +375,57 @@ def plan(
     **kwargs: Any,
 ) -> int:
     """Show what apply would change."""
-    settings = _settings(kwargs)
-    manifests = load_manifests(paths)  # bad manifests fail before any network call
+    ctx = click.get_current_context()
+    targets = _targets(kwargs)
+    if out is not None and len(targets) > 1:
+        raise click.UsageError(
+            "--out: a saved plan belongs to one environment; save one per environment "
+            "(--env NAME --out FILE)"
+        )
+    views = _views(targets, paths)  # bad manifests fail before any network call
     if out is not None:
         check_private(out, what="--out")  # a file that will be refused, before any call
-    with connect(settings, os.environ) as conn:
-        the_plan = plan_live(
-            conn.client, manifests, dashboard=conn.label, reissue=reissue, max_deletes=max_deletes
-        )
-    render(the_plan, sys.stdout, cast(Format, fmt), color=use_color(sys.stdout, os.environ))
-    if the_plan.safety.refused:
-        # Also on stderr: stdout may be a file (--format json > plan.json) nobody reads now.
-        log.warning("%s", refusal(the_plan))
-    if out is not None:
-        write_saved_plan(the_plan, out, manifest_paths=paths, reissue=reissue)
-        command = _apply_command(out, settings, max_deletes)
-        click.echo(f"Plan saved to {printable(str(out))}; apply it with: {command}", err=True)
+    environments.preflight(targets, os.environ)  # every environment's secret, first
+    named = environments.named(targets)
+    plans: dict[str, Plan] = {}
+    code = 0
+    for target, manifests in zip(targets, views, strict=True):
+        with _running(target), connect(target.settings, os.environ) as conn:
+            the_plan = plan_live(
+                conn.client,
+                manifests,
+                dashboard=conn.label,
+                reissue=reissue,
+                max_deletes=max_deletes,
+            )
+        color = use_color(sys.stdout, os.environ)
+        if target.name is None:
+            render(the_plan, sys.stdout, cast(Format, fmt), color=color)
+        else:
+            render_heading(target.name, sys.stdout, cast(Format, fmt), first=not plans)
+            plans[target.name] = the_plan
+            if fmt == "markdown":
+                render_markdown(the_plan, sys.stdout, limit=markdown_limit(len(targets)))
+            elif fmt == "text":
+                render_text(the_plan, sys.stdout, color=color)
+        if the_plan.safety.refused:
+            # Also on stderr: stdout may be a file (--format json > plan.json) nobody reads now.
+            where = f"{target.name}: " if named else ""
+            log.warning("%s%s", where, refusal(the_plan))
+        if out is not None:
+            written = paths or target.manifest_paths
+            write_saved_plan(
+                the_plan, out, manifest_paths=written, reissue=reissue, environment=target.name
+            )
+            command = _apply_command(out, target.settings, max_deletes, ctx, target.name)
+            click.echo(f"Plan saved to {printable(str(out))}; apply it with: {command}", err=True)
+        code = max(code, _plan_exit_code(the_plan, detailed_exitcode, warnings_as_changes))
+    if named and fmt == "json":
+        render_environments_json(plans, sys.stdout)
+    return code
+
+
+def _plan_exit_code(the_plan: Plan, detailed_exitcode: bool, warnings_as_changes: bool) -> int:
     if not detailed_exitcode:
         return 0
     if the_plan.safety.refused:
@@ -287,10 +434,24 @@ def plan(
     return 2 if drift else 0
 
 
-def _apply_command(out: Path, settings: ConnectionSettings, max_deletes: int | None) -> str:
+def _apply_command(
+    out: Path,
+    settings: ConnectionSettings,
+    max_deletes: int | None,
+    ctx: click.Context | None = None,
+    environment: str | None = None,
+) -> str:
     """The exact command that applies a saved plan, connection options included (the
-    secret comes from the environment or its file, as it did for the plan)."""
+    secret comes from the environment or its file, as it did for the plan). For an
+    environment, the options that were given on the command line: tyksync.toml gives
+    the rest again."""
     words = ["tyksync", "apply", "--plan", str(out)]
+    if environment is not None and ctx is not None:
+        words += ["--env", environment]
+        words += _given_options(ctx)
+        if max_deletes is not None:
+            words += ["--max-deletes", str(max_deletes)]
+        return printable(shlex.join(words))
     if settings.sandbox:
         words.append("--sandbox")
         if settings.sandbox_state != DEFAULT_SANDBOX_STATE:
@@ -306,6 +467,24 @@ def _apply_command(out: Path, settings: ConnectionSettings, max_deletes: int | N
     if max_deletes is not None:
         words += ["--max-deletes", str(max_deletes)]
     return printable(shlex.join(words))
+
+
+def _given_options(ctx: click.Context) -> list[str]:
+    """The connection options given on this command line, as words of another."""
+    words: list[str] = []
+    for name in ("config_path", "dashboard", "secret_file", "ca_bundle", "sandbox_state"):
+        value = ctx.params.get(name)
+        if value is not None and _given(ctx, name):
+            option = "--config" if name == "config_path" else "--" + name.replace("_", "-")
+            words += [option, url_label(value) if name == "dashboard" else str(value)]
+    for flag in ("insecure", "sandbox"):
+        if ctx.params.get(flag) and _given(ctx, flag):
+            words.append("--" + flag)
+    return words
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
 
 
 # ---- apply -----------------------------------------------------------------------------
@@ -367,65 +546,136 @@ def apply(
     **kwargs: Any,
 ) -> int:
     """Make the changes: creates and approvals first, then deletes."""
-    settings = _settings(kwargs)
-    if not paths and plan_file is None:
+    targets = _targets(kwargs)
+    named = environments.named(targets)
+    if not paths and plan_file is None and not named:
         raise click.UsageError("give manifest PATHS, or --plan FILE (a plan saved by plan --out)")
     saved = read_saved_plan(plan_file) if plan_file else None
     if saved is not None:
+        if len(targets) > 1:
+            raise click.UsageError(
+                "--plan: a saved plan belongs to one environment; select it with --env NAME"
+            )
+        check_environment(saved, targets[0].name)  # before any call
         if reissue and not saved.reissue:
             raise click.UsageError(
                 "--reissue: the saved plan was made without it; plan again with --reissue"
             )
         paths = paths or tuple(Path(p) for p in saved.manifest_paths)
         reissue = saved.reissue  # re-derived with the options it was made with
-    manifests = load_manifests(paths)  # bad manifests fail before the network
+    views = _views(targets, paths)  # bad manifests fail before the network
     # Files that will be refused are refused before any call to the Dashboard.
     if key_sink is not None:
         check_private(key_sink, what="--key-sink")
     check_private(journal, what="--journal", devices=True)
+    environments.preflight(targets, os.environ)  # every environment's secret, first
     # The plan is for a person; with --format json stdout holds the outcome alone.
     shown = sys.stderr if fmt == "json" else sys.stdout
-    with connect(settings, os.environ) as conn:
-        if saved is not None:
-            check_dashboard(saved, conn.label)
+    run = _ApplyRun(
+        saved=saved,
+        auto_approve=auto_approve,
+        force=force,
+        max_deletes=max_deletes,
+        reissue=reissue,
+        key_sink=key_sink,
+        journal=journal,
+        parallelism=parallelism,
+        shown=shown,
+    )
+    if not named:
+        the_plan, result = run.apply_to(targets[0], views[0])
+        if fmt == "json":
+            _print_result_json(the_plan, result or ApplyResult(), key_sink, sys.stdout)
+        elif result is not None:
+            _print_result(result, key_sink, sys.stdout)
+        return 0 if result is None or result.ok else 1
+    # One environment after another, in the order selected: a failure or a refusal
+    # stops the run, so that prod is not changed after staging went wrong.
+    outcomes: dict[str, Any] = {}
+    code = 0
+    for index, (target, manifests) in enumerate(zip(targets, views, strict=True)):
+        assert target.name is not None
+        render_heading(target.name, shown, "text", first=index == 0)
         try:
-            the_plan = plan_live(
-                conn.client,
-                manifests,
-                dashboard=conn.label,
-                reissue=reissue,
-                max_deletes=max_deletes,
-            )
-        except ManifestError as e:
-            raise e if saved is None else stale_resolution(e) from None
-        if saved is not None:
-            check_same(saved, the_plan)  # nothing in the file is applied: only what is now
-        render_text(the_plan, shown, color=use_color(shown, os.environ))
-        if not the_plan.has_changes:
-            if fmt == "json":
-                _print_result_json(the_plan, ApplyResult(), key_sink, sys.stdout)
-            return 0
-        check_safety(the_plan, force=force)
-        # Opened before asking: a sink that will be refused should fail before a "yes".
-        with _apply_outputs(key_sink, journal) as (sink, the_journal):
-            if saved is None and not auto_approve:
-                _confirm(the_plan, conn.label)
-            applier = Applier(
-                conn.client, key_sink=sink, journal=the_journal, parallelism=parallelism
-            )
-            result = applier.apply(the_plan)
+            with _running(target):
+                the_plan, result = run.apply_to(target, manifests)
+        except TyksyncError:
+            _not_applied(targets[index + 1 :])
+            if fmt == "json":  # what was done in the environments before, still reported
+                _print_outcomes_json(outcomes, sys.stdout)
+            raise
+        if fmt == "json":
+            outcomes[target.name] = _result_data(the_plan, result or ApplyResult(), key_sink)
+        elif result is not None:
+            _print_result(result, key_sink, sys.stdout)
+        if result is not None and not result.ok:
+            _not_applied(targets[index + 1 :])
+            code = 1
+            break
     if fmt == "json":
-        _print_result_json(the_plan, result, key_sink, sys.stdout)
-    else:
-        _print_result(result, key_sink, sys.stdout)
-    return 0 if result.ok else 1
+        _print_outcomes_json(outcomes, sys.stdout)
+    return code
+
+
+def _not_applied(rest: Sequence[Target]) -> None:
+    if rest:
+        names = ", ".join(t.name or "" for t in rest)
+        click.echo(f"Not applied (an earlier environment did not complete): {names}", err=True)
+
+
+@dataclass(frozen=True)
+class _ApplyRun:
+    """The options of one `apply`, for each environment it applies to."""
+
+    saved: SavedPlan | None
+    auto_approve: bool
+    force: bool
+    max_deletes: int | None
+    reissue: bool
+    key_sink: Path | None
+    journal: Path
+    parallelism: int
+    shown: TextIO
+
+    def apply_to(self, target: Target, manifests: Manifests) -> tuple[Plan, ApplyResult | None]:
+        """Plan against `target`, show the plan, ask, apply. None: nothing to apply."""
+        saved = self.saved
+        with connect(target.settings, os.environ) as conn:
+            if saved is not None:
+                check_dashboard(saved, conn.label, target.name)
+            try:
+                the_plan = plan_live(
+                    conn.client,
+                    manifests,
+                    dashboard=conn.label,
+                    reissue=self.reissue,
+                    max_deletes=self.max_deletes,
+                )
+            except ManifestError as e:
+                raise e if saved is None else stale_resolution(e) from None
+            if saved is not None:
+                # Nothing in the file is applied: only what is planned now.
+                check_same(saved, the_plan, target.name)
+            render_text(the_plan, self.shown, color=use_color(self.shown, os.environ))
+            if not the_plan.has_changes:
+                return the_plan, None
+            check_safety(the_plan, force=self.force)
+            # Opened before asking: a sink that will be refused should fail before a "yes".
+            with _apply_outputs(self.key_sink, self.journal, target.name) as (sink, journal):
+                if saved is None and not self.auto_approve:
+                    label = conn.label if target.name is None else f"{target.name} ({conn.label})"
+                    _confirm(the_plan, label)
+                applier = Applier(
+                    conn.client, key_sink=sink, journal=journal, parallelism=self.parallelism
+                )
+                return the_plan, applier.apply(the_plan)
 
 
 @contextlib.contextmanager
 def _apply_outputs(
-    key_sink: Path | None, journal: Path
+    key_sink: Path | None, journal: Path, environment: str | None = None
 ) -> Iterator[tuple[KeySink | None, Journal]]:
-    sink = KeySink(key_sink) if key_sink else None
+    sink = KeySink(key_sink, environment=environment) if key_sink else None
     try:
         the_journal = Journal(journal)
     except BaseException:
@@ -494,7 +744,18 @@ def _print_result_json(
     the_plan: Plan, result: ApplyResult, key_sink: Path | None, out: TextIO
 ) -> None:
     """The outcome as one JSON object (SPEC section 9): never a key, only how many."""
-    data = {
+    data = _result_data(the_plan, result, key_sink)
+    out.write(redact.redact(json.dumps(data, indent=2, ensure_ascii=True)) + "\n")
+
+
+def _print_outcomes_json(outcomes: dict[str, Any], out: TextIO) -> None:
+    """Several environments' outcomes: `{"environments": {NAME: outcome}}`."""
+    text = json.dumps({"environments": outcomes}, indent=2, ensure_ascii=True)
+    out.write(redact.redact(text) + "\n")
+
+
+def _result_data(the_plan: Plan, result: ApplyResult, key_sink: Path | None) -> dict[str, Any]:
+    return {
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
         "dashboard": the_plan.dashboard,
@@ -517,7 +778,6 @@ def _print_result_json(
             for o in result.outcomes
         ],
     }
-    out.write(redact.redact(json.dumps(data, indent=2, ensure_ascii=True)) + "\n")
 
 
 def _outcome_line(o: Outcome) -> str:
@@ -536,14 +796,19 @@ def _outcome_line(o: Outcome) -> str:
 @_connection_options
 @_command
 def export(owner: str | None, developer_email: str | None, **kwargs: Any) -> int:
-    """Print the live requests as a manifest."""
-    settings = _settings(kwargs)
-    with connect(settings, os.environ) as conn:
-        live = conn.client.read_live()
-    text, notes = export_manifest(live, owner=owner, developer=developer_email)
-    for note in notes:
-        log.warning("%s", note)
-    sys.stdout.write(text)
+    """Print the live requests as a manifest (with several environments, one YAML
+    document each, after a `# environment: NAME` line)."""
+    targets = _targets(kwargs)
+    environments.preflight(targets, os.environ)
+    for index, target in enumerate(targets):
+        with _running(target), connect(target.settings, os.environ) as conn:
+            live = conn.client.read_live()
+        text, notes = export_manifest(live, owner=owner, developer=developer_email)
+        for note in notes:
+            log.warning("%s%s", "" if target.name is None else f"{target.name}: ", note)
+        if target.name is not None:
+            text = f"{'---' + chr(10) if index else ''}# environment: {target.name}\n{text}"
+        sys.stdout.write(text)
     return 0
 
 
@@ -608,8 +873,13 @@ def grants(
     With the manifest PATHS, each row also says where it is declared and whether the
     manifests want it.
     """
-    settings = _settings(kwargs)
-    manifests = load_manifests(paths) if paths else None  # bad manifests fail first
+    targets = _targets(kwargs)
+    named = environments.named(targets)
+    if fmt == "csv" and len(targets) > 1:
+        raise click.UsageError("--format csv takes one environment: select it with --env")
+    # Bad manifests fail before any call; each environment sees its own.
+    views = _views(targets, paths) if paths else [None] * len(targets)
+    environments.preflight(targets, os.environ)
     where = audit.GrantFilter(
         developers=developers,
         policies=policies,
@@ -618,15 +888,27 @@ def grants(
         expiring_within=expiring_within,
         state=cast(audit.GrantState | None, state),
     )
-    with connect(settings, os.environ) as conn:
-        live = conn.client.read_live()
-        label = conn.label
-    report = audit.grants(
-        live, now=datetime.now(timezone.utc), manifests=manifests, dashboard=label, where=where
-    )
-    for note in report.notes:
-        log.warning("%s", note)
-    render_grants(report, sys.stdout, cast(GrantsFormat, fmt))
+    wrapped: dict[str, Any] = {}
+    for index, (target, manifests) in enumerate(zip(targets, views, strict=True)):
+        with _running(target), connect(target.settings, os.environ) as conn:
+            live = conn.client.read_live()
+            label = conn.label
+        report = audit.grants(
+            live, now=datetime.now(timezone.utc), manifests=manifests, dashboard=label, where=where
+        )
+        for note in report.notes:
+            log.warning("%s%s", "" if target.name is None else f"{target.name}: ", note)
+        if named and fmt == "json":
+            out = io.StringIO()
+            render_grants(report, out, "json")
+            wrapped[str(target.name)] = json.loads(out.getvalue())
+            continue
+        if named and fmt != "csv":  # CSV takes one environment: no heading in its rows
+            render_heading(str(target.name), sys.stdout, cast(Format, fmt), first=index == 0)
+        render_grants(report, sys.stdout, cast(GrantsFormat, fmt))
+    if wrapped:
+        json.dump({"environments": wrapped}, sys.stdout, indent=2, ensure_ascii=True)
+        sys.stdout.write("\n")
     return 0
 
 
@@ -731,8 +1013,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except TyksyncError as e:
         # Problems of a ManifestError are one a line, each escaped already; any other
         # message is one line, and may quote the Dashboard.
-        escape = printable_lines if isinstance(e, ManifestError) else printable
-        click.echo(escape(redact.redact(f"Error: {e}")), err=True)
+        escape = printable_lines if isinstance(e, (ManifestError, ConfigProblems)) else printable
+        where = f"environment {e.environment}: " if e.environment else ""
+        click.echo(escape(redact.redact(f"Error: {where}{e}")), err=True)
         return e.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

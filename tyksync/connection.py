@@ -35,6 +35,9 @@ class ConnectionSettings:
     sandbox_state: Path = DEFAULT_SANDBOX_STATE
     timeout: float = 30.0  # seconds for a whole answer, connect to last byte
     max_response_mb: int = 512
+    # The variable holding the secret (an environment's `secret_env`, tyksync.toml); None:
+    # TYK_DASHBOARD_SECRET, or the file TYK_DASHBOARD_SECRET_FILE names (section 2).
+    secret_env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Co
             "no Dashboard: set TYK_DASHBOARD_URL or pass --dashboard URL "
             "(or try tyksync on the embedded sandbox with --sandbox)"
         )
-    secret = read_secret(settings.secret_file, env)
+    secret = read_secret(settings.secret_file, env, secret_env=settings.secret_env)
     verify: bool | str = True
     if settings.insecure:
         log.warning(
@@ -108,7 +111,18 @@ def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Co
         client.close()
 
 
-def read_secret(secret_file: Path | None, env: Mapping[str, str]) -> str:
+def read_secret(
+    secret_file: Path | None, env: Mapping[str, str], *, secret_env: str | None = None
+) -> str:
+    if secret_env is not None and secret_file is None:
+        # An environment's own variable: no fallback to the single-Dashboard ones, which
+        # may hold another Dashboard's secret.
+        named = env.get(secret_env, "")
+        if not named:
+            raise ConfigError(
+                f"no Dashboard secret: the variable {secret_env} is not set (or empty)"
+            )
+        return _checked(named.rstrip("\r\n"), secret_env)
     path = secret_file or (
         Path(env["TYK_DASHBOARD_SECRET_FILE"]) if env.get("TYK_DASHBOARD_SECRET_FILE") else None
     )

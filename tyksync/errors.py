@@ -16,10 +16,25 @@ class TyksyncError(Exception):
     """Base of every error tyksync raises on purpose. Exit code 1 unless a subclass says."""
 
     exit_code = 1
+    # The environment (tyksync.toml) whose run raised it, when several may run: the CLI
+    # names it in the message.
+    environment: str | None = None
 
 
 class ConfigError(TyksyncError):
     """Missing or contradictory connection settings (no Dashboard, no secret, ...)."""
+
+
+class ConfigProblems(ConfigError):
+    """Every problem of a tyksync.toml, or of the environments selected, one a line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            super().__init__(self.problems[0])
+        else:
+            head = f"{len(self.problems)} problems in the configuration:"
+            super().__init__("\n".join([head, *self.problems]))
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,10 @@ class KeySinkError(TyksyncError):
 
 
 class KeySink:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, environment: str | None = None) -> None:
         self.path = path
+        # With several environments, each key's line says whose Dashboard issued it.
+        self.environment = environment
         # A FIFO is refused with the rest: whoever reads it would get the keys, and with
         # no reader an apply would block before its first approval.
         fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, what="--key-sink")
@@ -46,6 +48,7 @@ class KeySink:
                 "request_id": request_id,
                 "key": key,
                 "issued_at": datetime.now(timezone.utc).isoformat(),
+                **({} if self.environment is None else {"environment": self.environment}),
             },
             sort_keys=True,
         )

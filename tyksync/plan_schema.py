@@ -82,7 +82,11 @@ _SAVED = _object(
     {
         "manifest_paths": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "reissue": {"type": "boolean"},
-    }
+        # The environment of tyksync.toml the plan was made for (null: none). Written by
+        # every tyksync that knows environments; plans saved before lack it.
+        "environment": {"type": ["string", "null"], "minLength": 1},
+    },
+    required=["manifest_paths", "reissue"],
 )
 
 

@@ -34,15 +34,29 @@ class SavedPlan:
     dashboard: str
     manifest_paths: tuple[str, ...]
     reissue: bool
+    environment: str | None = None  # the environment of tyksync.toml it was made for
+
+
+def _environment_of(saved: dict[str, Any]) -> tuple[bool, str | None]:
+    """(well-formed, the environment). Plans saved before environments existed have no
+    member: they belong to no environment."""
+    value = saved.get("environment")
+    return value is None or (isinstance(value, str) and bool(value)), value
 
 
 def write_saved_plan(
-    plan: Plan, out: Path, *, manifest_paths: Sequence[Path], reissue: bool
+    plan: Plan,
+    out: Path,
+    *,
+    manifest_paths: Sequence[Path],
+    reissue: bool,
+    environment: str | None = None,
 ) -> None:
     data = plan.to_data()
     data[SAVED] = {
         "manifest_paths": [os.path.relpath(os.path.abspath(p)) for p in manifest_paths],
         "reissue": reissue,
+        "environment": environment,
     }
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +89,7 @@ def read_saved_plan(path: Path) -> SavedPlan:
         or not isinstance(saved.get("manifest_paths"), list)
         or not all(isinstance(p, str) and p for p in saved["manifest_paths"])
         or not isinstance(saved.get("reissue"), bool)
+        or not _environment_of(saved)[0]
     ):
         raise TyksyncError(
             f"--plan {shown}: not a tyksync plan file (save one with `tyksync plan --out`)"
@@ -91,6 +106,7 @@ def read_saved_plan(path: Path) -> SavedPlan:
         dashboard=data["dashboard"],
         manifest_paths=tuple(saved["manifest_paths"]),
         reissue=saved["reissue"],
+        environment=_environment_of(saved)[1],
     )
 
 
@@ -113,8 +129,33 @@ def stale_resolution(e: ManifestError) -> StalePlan:
     )
 
 
-def check_dashboard(saved: SavedPlan, dashboard: str) -> None:
-    """Refuse a plan made against no Dashboard, or another one, before reading anything."""
+def check_environment(saved: SavedPlan, environment: str | None) -> None:
+    """Refuse a plan made for another environment of tyksync.toml (or for one, applied
+    without one, or the other way round): a saved plan belongs to one environment."""
+    if saved.environment == environment:
+        return
+    shown = printable(str(saved.path))
+    if saved.environment is None:
+        raise StalePlan(
+            f"the saved plan was made without an environment, not for environment "
+            f"{environment}; run `tyksync plan --env {environment} --out` and review that plan"
+        )
+    made_for = printable(saved.environment)
+    if environment is None:
+        raise StalePlan(
+            f"the saved plan was made for environment {made_for}; apply it with "
+            f"`tyksync apply --plan {shown} --env {made_for}`"
+        )
+    raise StalePlan(
+        f"the saved plan was made for environment {made_for}, not {environment}; run "
+        f"`tyksync plan --env {environment} --out` and review that plan"
+    )
+
+
+def check_dashboard(saved: SavedPlan, dashboard: str, environment: str | None = None) -> None:
+    """Refuse a plan made for another environment, against no Dashboard, or against
+    another one, before reading anything."""
+    check_environment(saved, environment)
     if not saved.dashboard:
         raise StalePlan(
             "the saved plan names no Dashboard, so it was not made by tyksync (or was "
@@ -127,9 +168,9 @@ def check_dashboard(saved: SavedPlan, dashboard: str) -> None:
         )
 
 
-def check_same(saved: SavedPlan, now: Plan) -> None:
+def check_same(saved: SavedPlan, now: Plan, environment: str | None = None) -> None:
     """Go on only when the plan computed now is the saved one; otherwise say what moved."""
-    check_dashboard(saved, now.dashboard)
+    check_dashboard(saved, now.dashboard, environment)
     then, current = _compared(saved.data), _compared(now.to_data())
     if canonical_json(then) == canonical_json(current):
         return

@@ -7,6 +7,11 @@ This package is the only code in tyksync that reads YAML.
 """
 
 from tyksync.manifest.dump import dump_manifest
+from tyksync.manifest.environments import (
+    check_environment_names,
+    check_no_environments,
+    for_environment,
+)
 from tyksync.manifest.loader import (
     DeclaredDeveloper,
     DeclaredRequest,
@@ -26,7 +31,10 @@ __all__ = [
     "ManifestFile",
     "Manifests",
     "RequestDecl",
+    "check_environment_names",
+    "check_no_environments",
     "dump_manifest",
+    "for_environment",
     "load_manifests",
     "manifest_json_schema",
     "resolve",

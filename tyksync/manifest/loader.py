@@ -25,11 +25,18 @@ class DeclaredRequest:
     owner: str
     file: str
     line: int
+    # The environments of tyksync.toml this request is in: its own `environments`, else
+    # its file's; None: all of them.
+    environments: frozenset[str] | None = None
+    environments_line: int = 0  # where they are written (FILE:LINE of a typo)
 
     @property
     def textual_identity(self) -> tuple[str, frozenset[str]]:
         """Identity before resolution: emails compare case-insensitively."""
         return (self.developer.lower(), frozenset(self.plans))
+
+    def in_environment(self, name: str) -> bool:
+        return self.environments is None or name in self.environments
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,11 @@ class ManifestFile:
     developers: tuple[DeclaredDeveloper, ...]
     requests: tuple[DeclaredRequest, ...]
     sha256: str = ""  # of the file's bytes
+    environments: frozenset[str] | None = None  # the file's `environments`; None: all
+    environments_line: int = 0
+
+    def in_environment(self, name: str) -> bool:
+        return self.environments is None or name in self.environments
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,9 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
         manifest, found = validate_doc(doc, display)
         problems.extend(found)
         if manifest is not None:
-            loaded.append(_declared(manifest, doc, display))
+            declared = _declared(manifest, doc, display)
+            problems.extend(_environments_outside_file(declared))
+            loaded.append(declared)
     problems.extend(_identities_declared_twice(loaded))
     if problems:
         raise ManifestError(problems)
@@ -111,12 +125,18 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
 def _declared(manifest: ManifestDoc, doc: YamlDoc, file: str) -> ManifestFile:
     defaults_approved = manifest.defaults.approved if manifest.defaults else True
     defaults_fields = dict(manifest.defaults.fields) if manifest.defaults else {}
+    file_environments = _environments(manifest.environments)
+    file_environments_line = doc.line_of(("environments",)) if file_environments else 0
     developers: list[DeclaredDeveloper] = []
     requests: list[DeclaredRequest] = []
     for ref, decls in manifest.developers.items():
         developers.append(DeclaredDeveloper(ref, file, doc.line_of(("developers", ref))))
         for index, decl in enumerate(decls):
             fields = {**defaults_fields, **(decl.fields or {})}
+            environments, environments_line = file_environments, file_environments_line
+            if decl.environments is not None:
+                environments = _environments(decl.environments)
+                environments_line = doc.line_of(("developers", ref, index, "environments"))
             requests.append(
                 DeclaredRequest(
                     developer=ref,
@@ -126,6 +146,8 @@ def _declared(manifest: ManifestDoc, doc: YamlDoc, file: str) -> ManifestFile:
                     owner=manifest.owner,
                     file=file,
                     line=doc.line_of(("developers", ref, index)),
+                    environments=environments,
+                    environments_line=environments_line,
                 )
             )
     return ManifestFile(
@@ -135,7 +157,34 @@ def _declared(manifest: ManifestDoc, doc: YamlDoc, file: str) -> ManifestFile:
         developers=tuple(developers),
         requests=tuple(requests),
         sha256=doc.sha256,
+        environments=file_environments,
+        environments_line=file_environments_line,
     )
+
+
+def _environments(names: list[str] | None) -> frozenset[str] | None:
+    return None if names is None else frozenset(names)
+
+
+def _environments_outside_file(manifest: ManifestFile) -> list[Problem]:
+    """A request limited to environments its file is not in would never apply: a slip."""
+    if manifest.environments is None:
+        return []
+    problems = []
+    for request in manifest.requests:
+        assert request.environments is not None  # the file's, at least
+        outside = sorted(request.environments - manifest.environments)
+        if outside:
+            problems.append(
+                Problem(
+                    manifest.path,
+                    request.environments_line,
+                    f"environments: {', '.join(outside)} not in this file's environments "
+                    f"({', '.join(sorted(manifest.environments))}, line "
+                    f"{manifest.environments_line})",
+                )
+            )
+    return problems
 
 
 def _identities_declared_twice(files: Sequence[ManifestFile]) -> list[Problem]:
@@ -144,13 +193,21 @@ def _identities_declared_twice(files: Sequence[ManifestFile]) -> list[Problem]:
     Checked on the text, so that `validate` catches it offline; `resolve` checks again
     after resolution, where `Gold` and its `_id` turn out to be the same policy.
     """
-    first: dict[tuple[str, frozenset[str]], DeclaredRequest] = {}
+    seen: dict[tuple[str, frozenset[str]], list[DeclaredRequest]] = {}
     problems: list[Problem] = []
     for request in (r for f in files for r in f.requests):
-        earlier = first.setdefault(request.textual_identity, request)
-        if earlier is not request:
-            problems.append(declared_twice(request, earlier, request.developer, request.plans))
+        earlier = seen.setdefault(request.textual_identity, [])
+        # Declarations for environments that do not meet (`environments: [staging]` and
+        # `environments: [prod]`) never plan together: each environment sees one of them.
+        clash = next((e for e in earlier if _meet(e.environments, request.environments)), None)
+        if clash is not None:
+            problems.append(declared_twice(request, clash, request.developer, request.plans))
+        earlier.append(request)
     return problems
+
+
+def _meet(a: frozenset[str] | None, b: frozenset[str] | None) -> bool:
+    return a is None or b is None or bool(a & b)
 
 
 class Located(Protocol):

@@ -52,6 +52,28 @@ Fields = Annotated[
 PolicyName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 DeveloperRef = Annotated[str, StringConstraints(pattern=DEVELOPER_PATTERN)]
 Owner = Annotated[str, StringConstraints(pattern=OWNER_PATTERN)]
+# An environment of tyksync.toml (the same names `tyksync.config` accepts).
+ENVIRONMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+EnvironmentName = Annotated[str, StringConstraints(pattern=ENVIRONMENT_PATTERN)]
+
+
+def _unique_environments(names: list[str] | None) -> list[str] | None:
+    if names is not None and len(set(names)) != len(names):
+        raise PydanticCustomError(
+            "duplicate_environment", "'environments' names the same environment twice"
+        )
+    return names
+
+
+Environments = Annotated[
+    list[EnvironmentName],
+    Field(
+        min_length=1,
+        description="Only in these environments of tyksync.toml (default: all).",
+        json_schema_extra={"uniqueItems": True},
+    ),
+    AfterValidator(_unique_environments),
+]
 
 
 class _Strict(BaseModel):
@@ -81,6 +103,11 @@ class RequestDecl(_Strict):
         default=None, description="Approve this request (issue a key); default from `defaults`."
     )
     fields: Fields | None = None
+    environments: Environments | None = Field(
+        default=None,
+        description="Only in these environments of tyksync.toml (within the file's own "
+        "`environments`); default: the file's.",
+    )
 
     @field_validator("plans")
     @classmethod
@@ -119,6 +146,10 @@ class ManifestDoc(_Strict):
         "('owned'), those of the developers listed here ('developers'), or none.",
     )
     defaults: Defaults | None = None
+    environments: Environments | None = Field(
+        default=None,
+        description="Only in these environments of tyksync.toml (`--env NAME`); default: all.",
+    )
     developers: dict[DeveloperRef, list[RequestDecl]] = Field(
         description="Developer email or 24-hex developer id -> that developer's requests. "
         "An empty list declares that the developer holds no request of this owner."

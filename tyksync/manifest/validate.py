@@ -135,6 +135,8 @@ def _problem(doc: YamlDoc, file: str, error: ErrorDetails) -> Problem:
         message = f"must be {error.get('ctx', {}).get('expected', 'one of the allowed values')}"
     elif kind == "string_pattern_mismatch" and loc == ("owner",):
         message = "must be 1 to 64 letters, digits, '.', '_' or '-'"
+    elif kind == "string_pattern_mismatch" and "environments" in loc:
+        message = "an environment name is 1 to 64 letters, digits, '_' or '-'"
     elif kind == "string_too_short" or kind == "too_short":
         message = "must not be empty"
     else:
