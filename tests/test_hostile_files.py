@@ -321,7 +321,9 @@ def test_two_sandbox_applies_on_one_state_file_lose_no_write(
     # Exit 1 is fair for an action the other apply made moot; the next apply settles it.
     for p, out in zip(processes, outputs, strict=True):
         assert p.returncode in (0, 1), out
-        assert "Apply complete" in out or "Apply INCOMPLETE" in out, out
+        # A late one may find the other's work done: nothing to apply, still a clean end.
+        ended = ("Apply complete", "Apply INCOMPLETE", "Nothing will be applied", "No changes")
+        assert any(words in out for words in ended), out
     # On a loaded machine one may finish before the other starts (then the second finds
     # nothing to create); the invariants below hold either way.
     assert any("ok      create" in out for out in outputs), outputs
