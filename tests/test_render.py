@@ -431,6 +431,31 @@ def test_use_color_dumb_terminal() -> None:
     assert use_color(TtyStringIO(), {"TERM": "dumb"}) is False
 
 
+@pytest.mark.parametrize("name", ["FORCE_COLOR", "CLICOLOR_FORCE"])
+@pytest.mark.parametrize("value", ["1", "true", "3", "yes"])
+def test_use_color_forced_without_a_terminal(name: str, value: str) -> None:
+    assert use_color(io.StringIO(), {name: value}) is True
+    assert use_color(TtyStringIO(), {name: value, "TERM": "dumb"}) is True
+
+
+@pytest.mark.parametrize("name", ["FORCE_COLOR", "CLICOLOR_FORCE"])
+@pytest.mark.parametrize("value", ["", "0"])
+def test_use_color_force_empty_or_zero_forces_nothing(name: str, value: str) -> None:
+    assert use_color(io.StringIO(), {name: value}) is False
+    assert use_color(TtyStringIO(), {name: value}) is True
+
+
+@pytest.mark.parametrize("name", ["FORCE_COLOR", "CLICOLOR_FORCE"])
+def test_use_color_no_color_wins_over_force(name: str) -> None:
+    assert use_color(TtyStringIO(), {name: "1", "NO_COLOR": "1"}) is False
+
+
+def test_use_color_the_option_wins_over_all() -> None:
+    assert use_color(TtyStringIO(), {}, no_color=True) is False
+    assert use_color(TtyStringIO(), {"FORCE_COLOR": "1"}, no_color=True) is False
+    assert use_color(io.StringIO(), {"CLICOLOR_FORCE": "1"}, no_color=True) is False
+
+
 def test_use_color_closed_stream() -> None:
     stream = io.StringIO()
     stream.close()

@@ -56,6 +56,32 @@ def _verbosity(f: F) -> F:
     )(f)
 
 
+def _color_option(f: F) -> F:
+    """`--no-color`, read by `_color`: it wins over NO_COLOR, FORCE_COLOR and a terminal."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        ctx.meta[_NO_COLOR] = ctx.meta.get(_NO_COLOR, False) or value
+        return value
+
+    return click.option(
+        "--no-color",
+        is_flag=True,
+        expose_value=False,
+        callback=remember,
+        help="No colour, even on a terminal or with FORCE_COLOR/CLICOLOR_FORCE set.",
+    )(f)
+
+
+_NO_COLOR = "tyksync.no_color"
+
+
+def _color(stream: TextIO) -> bool:
+    """Whether to colour what goes to `stream` (render.use_color, and --no-color)."""
+    ctx = click.get_current_context(silent=True)
+    no_color = bool(ctx is not None and ctx.meta.get(_NO_COLOR, False))
+    return use_color(stream, os.environ, no_color=no_color)
+
+
 def _connection_options(f: F) -> F:
     """Defined once, accepted after every command that talks to a Dashboard."""
     options = [
@@ -153,6 +179,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tyksync")
+@_color_option
 def cli() -> None:
     """Keep a Tyk Dashboard's portal key requests in line with YAML manifests.
 
@@ -230,6 +257,7 @@ def schema(of_plan: bool) -> int:
 )
 @click.option("--reissue", is_flag=True, help="Replace approved requests whose fields differ.")
 @_max_deletes_option
+@_color_option
 @_connection_options
 @_command
 def plan(
@@ -251,7 +279,7 @@ def plan(
         the_plan = plan_live(
             conn.client, manifests, dashboard=conn.label, reissue=reissue, max_deletes=max_deletes
         )
-    render(the_plan, sys.stdout, cast(Format, fmt), color=use_color(sys.stdout, os.environ))
+    render(the_plan, sys.stdout, cast(Format, fmt), color=_color(sys.stdout))
     if the_plan.safety.refused:
         # Also on stderr: stdout may be a file (--format json > plan.json) nobody reads now.
         log.warning("%s", refusal(the_plan))
@@ -331,6 +359,7 @@ def _apply_command(out: Path, settings: ConnectionSettings, max_deletes: int | N
     show_default=True,
     help="Actions sent at once.",
 )
+@_color_option
 @_connection_options
 @_command
 def apply(
@@ -380,7 +409,7 @@ def apply(
             raise e if saved is None else stale_resolution(e) from None
         if saved is not None:
             check_same(saved, the_plan)  # nothing in the file is applied: only what is now
-        render_text(the_plan, shown, color=use_color(shown, os.environ))
+        render_text(the_plan, shown, color=_color(shown))
         if not the_plan.has_changes:
             if fmt == "json":
                 _print_result_json(the_plan, ApplyResult(), key_sink, sys.stdout)

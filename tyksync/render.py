@@ -93,15 +93,29 @@ _KIND_COLOR: Final = {"create": _GREEN, "approve": _YELLOW, "replace": _YELLOW, 
 _BARE_TOKEN: Final = re.compile(r"[\w.:/@+#-]+")
 # A policy name keeps its spaces ("Gold Plan") but is quoted when it would blur the list.
 _NAME_NEEDS_QUOTES: Final = re.compile(r'^$|^\s|\s$|[,\[\]"]')
+# Variables that ask for colour without a terminal (force-color.org; CLICOLOR_FORCE from
+# the BSD `ls` convention).
+_FORCE_COLOR: Final = ("FORCE_COLOR", "CLICOLOR_FORCE")
 
 
-def use_color(stream: TextIO, env: Mapping[str, str]) -> bool:
+def use_color(stream: TextIO, env: Mapping[str, str], *, no_color: bool = False) -> bool:
     """Colour only for a terminal that can show it, and never against the user's wish.
 
-    `NO_COLOR` follows no-color.org: present and not empty disables colour, whatever its
-    value. A closed or exotic stream that cannot answer `isatty()` gets no colour.
+    In order, the first that applies decides:
+    - `no_color` (the `--no-color` option): off;
+    - `NO_COLOR` (no-color.org): present and not empty turns colour off, whatever its
+      value;
+    - `FORCE_COLOR` or `CLICOLOR_FORCE`, not empty and not `0`: on, even when `stream` is
+      not a terminal (a CI log that renders ANSI, a pager);
+    - `TERM=dumb`: off;
+    - otherwise colour when `stream` is a terminal. A closed or exotic stream that cannot
+      answer `isatty()` gets no colour.
     """
-    if env.get("NO_COLOR", "") != "" or env.get("TERM") == "dumb":
+    if no_color or env.get("NO_COLOR", "") != "":
+        return False
+    if any(env.get(name, "") not in ("", "0") for name in _FORCE_COLOR):
+        return True
+    if env.get("TERM") == "dumb":
         return False
     try:
         return bool(stream.isatty())
