@@ -14,6 +14,7 @@ import logging
 import os
 import shlex
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
@@ -419,15 +420,88 @@ def apply(
         with _apply_outputs(key_sink, journal) as (sink, the_journal):
             if saved is None and not auto_approve:
                 _confirm(the_plan, conn.label)
-            applier = Applier(
-                conn.client, key_sink=sink, journal=the_journal, parallelism=parallelism
-            )
-            result = applier.apply(the_plan)
+            with _Progress.start(the_plan, lines=None if fmt == "json" else sys.stdout) as shown:
+                applier = Applier(
+                    conn.client,
+                    key_sink=sink,
+                    journal=the_journal,
+                    parallelism=parallelism,
+                    on_outcome=shown,
+                )
+                result = applier.apply(the_plan)
     if fmt == "json":
         _print_result_json(the_plan, result, key_sink, sys.stdout)
     else:
-        _print_result(result, key_sink, sys.stdout)
+        _print_summary(result, key_sink, sys.stdout)
     return 0 if result.ok else 1
+
+
+class _Progress:
+    """Apply's progress: each outcome line on `lines` (stdout) as the action completes,
+    and, on a terminal, a counter on stderr below them.
+
+    The applier calls it from its worker threads: one lock serialises every write, and the
+    counter is wiped before an outcome line is written and drawn again after it, so that
+    the two never share a line when stdout and stderr are the same terminal. With -v the
+    log lines are the progress: no counter then.
+    """
+
+    def __init__(self, total: int, lines: TextIO | None, bar: TextIO | None) -> None:
+        self.total = total
+        self.done = 0
+        self.lines = lines
+        self.bar = bar
+        self._drawn = 0  # characters of the counter on screen now
+        self._lock = threading.Lock()
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, the_plan: Plan, *, lines: TextIO | None) -> Iterator[_Progress]:
+        on_terminal = _isatty(sys.stderr) and not log.isEnabledFor(logging.INFO)
+        progress = cls(len(the_plan.actions), lines, sys.stderr if on_terminal else None)
+        with progress._lock:
+            progress._draw()
+        try:
+            yield progress
+        finally:
+            with progress._lock:
+                progress._wipe()
+
+    def __call__(self, outcome: Outcome) -> None:
+        # Details quote the Dashboard (ids, messages): escaped and redacted, as the summary.
+        line = printable(redact.redact(_outcome_line(outcome)))
+        with self._lock:
+            self.done += 1
+            self._wipe()
+            if self.lines is not None:
+                self.lines.write(line + "\n")
+                self.lines.flush()
+            self._draw()
+
+    def _draw(self) -> None:
+        if self.bar is None:
+            return
+        width = 24
+        filled = width * self.done // max(self.total, 1)
+        text = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} actions"
+        self.bar.write("\r" + text)
+        self.bar.flush()
+        self._drawn = len(text)
+
+    def _wipe(self) -> None:
+        if self.bar is None or not self._drawn:
+            return
+        # Spaces rather than an erase sequence: a dumb terminal understands them too.
+        self.bar.write("\r" + " " * self._drawn + "\r")
+        self.bar.flush()
+        self._drawn = 0
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 @contextlib.contextmanager
@@ -465,15 +539,12 @@ def _confirm(the_plan: Plan, label: str) -> None:
         raise Refused("apply cancelled: the answer was not 'yes'")
 
 
-def _print_result(result: ApplyResult, key_sink: Path | None, out: TextIO) -> None:
-    lines = [_outcome_line(o) for o in result.outcomes]
+def _print_summary(result: ApplyResult, key_sink: Path | None, out: TextIO) -> None:
+    """The lines after the outcome lines (which `_Progress` printed as each completed)."""
     done = len(result.by_status("done"))
     failed = len(result.by_status("failed"))
     skipped = len(result.by_status("skipped"))
-    lines += [
-        "",
-        f"Apply {'complete' if result.ok else 'INCOMPLETE'}: {done} done, {failed} failed",
-    ]
+    lines = ["", f"Apply {'complete' if result.ok else 'INCOMPLETE'}: {done} done, {failed} failed"]
     lines[-1] += f", {skipped} skipped." if skipped else "."
     issued = result.keys_issued
     if issued:
