@@ -635,6 +635,24 @@ def test_markdown_truncates_2000_actions_under_the_limit() -> None:
             assert lines[i + 2].startswith("- `+`")
 
 
+def test_markdown_truncation_note_names_where_the_full_plan_is() -> None:
+    plan = big_plan(2000)
+    where = "full plan: the `tyksync-plan` artifact of [this run](https://ci.example/runs/7)"
+    out = io.StringIO()
+    render_markdown(plan, out, full_plan=where)
+    text = out.getvalue()
+    assert len(text) < 60000
+    note = next(line for line in text.splitlines() if "output truncated" in line)
+    assert note.endswith(f"not shown ({where})._")
+    # One line whatever it is given; nothing given is the default.
+    out = io.StringIO()
+    render_markdown(plan, out, full_plan="see\n\nthe   artifact\n")
+    assert "not shown (see the artifact)._" in out.getvalue()
+    out = io.StringIO()
+    render_markdown(plan, out, full_plan=" \n")
+    assert "(full plan: run tyksync plan --format json)._" in out.getvalue()
+
+
 def test_markdown_limit_is_strict() -> None:
     full = markdown_of(FULL, limit=10**9)
     assert markdown_of(FULL, limit=len(full) + 1) == full

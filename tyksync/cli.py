@@ -35,7 +35,7 @@ from tyksync.manifest.export import export_manifest
 from tyksync.pipeline import plan_live
 from tyksync.plan import FORMAT_VERSION, Plan, check_safety
 from tyksync.plan_schema import plan_json_schema
-from tyksync.render import Format, refusal, render, render_text, use_color
+from tyksync.render import FULL_PLAN, Format, refusal, render, render_text, use_color
 from tyksync.saved import (
     check_dashboard,
     check_same,
@@ -257,6 +257,15 @@ def schema(of_plan: bool) -> int:
     help="With --detailed-exitcode: warnings (drift that needs a person) exit 2 too.",
 )
 @click.option("--reissue", is_flag=True, help="Replace approved requests whose fields differ.")
+@click.option(
+    "--truncation-note",
+    "full_plan",
+    metavar="MARKDOWN",
+    default=FULL_PLAN,
+    callback=lambda _ctx, _param, value: _short(value, "--truncation-note", 1000),
+    help="Markdown: where the note of a plan cut to fit a PR comment sends the reader for "
+    "the whole plan (e.g. a link to a CI artifact).",
+)
 @_max_deletes_option
 @_color_option
 @_connection_options
@@ -268,6 +277,7 @@ def plan(
     detailed_exitcode: bool,
     warnings_as_changes: bool,
     reissue: bool,
+    full_plan: str,
     max_deletes: int | None,
     **kwargs: Any,
 ) -> int:
@@ -280,7 +290,7 @@ def plan(
         the_plan = plan_live(
             conn.client, manifests, dashboard=conn.label, reissue=reissue, max_deletes=max_deletes
         )
-    render(the_plan, sys.stdout, cast(Format, fmt), color=_color(sys.stdout))
+    render(the_plan, sys.stdout, cast(Format, fmt), color=_color(sys.stdout), full_plan=full_plan)
     if the_plan.safety.refused:
         # Also on stderr: stdout may be a file (--format json > plan.json) nobody reads now.
         log.warning("%s", refusal(the_plan))
@@ -294,6 +304,12 @@ def plan(
         return 3
     drift = the_plan.has_changes or (warnings_as_changes and bool(the_plan.warnings))
     return 2 if drift else 0
+
+
+def _short(value: str, name: str, limit: int) -> str:
+    if len(value) > limit:
+        raise click.BadParameter(f"at most {limit} characters", param_hint=name)
+    return value
 
 
 def _apply_command(out: Path, settings: ConnectionSettings, max_deletes: int | None) -> str:

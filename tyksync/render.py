@@ -228,9 +228,10 @@ def render_json(plan: Plan, stream: TextIO) -> None:
 
 # --- Markdown ---------------------------------------------------------------------------
 
-_TRUNCATED: Final = (
-    "_… output truncated: {n} not shown (full plan: run tyksync plan --format json)._"
-)
+_TRUNCATED: Final = "_… output truncated: {n} not shown ({where})._"
+# Where the note of a truncated plan sends a reviewer; a CI job that keeps the full plan
+# (an artifact, say) names it instead (`plan --truncation-note`).
+FULL_PLAN: Final = "full plan: run tyksync plan --format json"
 
 
 def _md_code(text: str) -> str:
@@ -368,22 +369,27 @@ def _fit(lines: Sequence[_Line], budget: int) -> tuple[list[_Line], list[_Line]]
     return list(lines[:count]), list(lines[count:])
 
 
-def _truncation_note(actions: int, warnings: int) -> str:
+def _truncation_note(actions: int, warnings: int, where: str) -> str:
     hidden = []
     if actions:
         hidden.append(_plural(actions, "more action"))
     if warnings:
         hidden.append(_plural(warnings, "more warning"))
-    return _TRUNCATED.format(n=" and ".join(hidden))
+    return _TRUNCATED.format(n=" and ".join(hidden), where=where)
 
 
-def render_markdown(plan: Plan, stream: TextIO, *, limit: int = 60000) -> None:
+def render_markdown(
+    plan: Plan, stream: TextIO, *, limit: int = 60000, full_plan: str = FULL_PLAN
+) -> None:
     """A pull-request comment, strictly shorter than `limit` characters.
 
     When the whole plan does not fit, actions are cut at a whole line (warnings are kept
     as long as there is room: they are what a reviewer must not miss) and a note says how
-    much was left out. The heading, the summary table and the footer are always there.
+    much was left out and, in the words of `full_plan` (Markdown, from whoever runs
+    tyksync, not from the Dashboard), where the whole plan is. The heading, the summary
+    table and the footer are always there.
     """
+    where = " ".join(full_plan.split()) or FULL_PLAN  # one line: the note is one paragraph
     head, footer = _md_head(plan), _md_footer(plan)
     details, warnings = _md_details(plan), _md_warnings(plan)
     body = details + warnings
@@ -392,7 +398,7 @@ def render_markdown(plan: Plan, stream: TextIO, *, limit: int = 60000) -> None:
         return
 
     # Room for the note as if everything were hidden: its length only shrinks after.
-    worst_note = _truncation_note(len(plan.actions), len(plan.warnings))
+    worst_note = _truncation_note(len(plan.actions), len(plan.warnings), where)
     budget = limit - 1 - _size(head) - _size(["", worst_note]) - _size(footer)
     if budget < 0:
         raise ValueError(f"a Markdown limit of {limit} characters cannot hold the plan summary")
@@ -403,7 +409,7 @@ def render_markdown(plan: Plan, stream: TextIO, *, limit: int = 60000) -> None:
     else:
         kept, cut = _fit(warnings, budget)
         cut += details
-    note = _truncation_note(sum(x.actions for x in cut), sum(x.warnings for x in cut))
+    note = _truncation_note(sum(x.actions for x in cut), sum(x.warnings for x in cut), where)
     _write_lines(stream, head + [line.text for line in kept] + ["", note] + footer)
 
 
@@ -414,13 +420,16 @@ def _write_lines(stream: TextIO, lines: Iterable[str]) -> None:
 # --- dispatch ---------------------------------------------------------------------------
 
 
-def render(plan: Plan, stream: TextIO, fmt: Format, *, color: bool = False) -> None:
-    """Render `plan` to `stream` in `fmt`; `color` only applies to text."""
+def render(
+    plan: Plan, stream: TextIO, fmt: Format, *, color: bool = False, full_plan: str = FULL_PLAN
+) -> None:
+    """Render `plan` to `stream` in `fmt`; `color` only applies to text, `full_plan` (where
+    a truncated Markdown plan sends its reader) to Markdown."""
     if fmt == "text":
         render_text(plan, stream, color=color)
     elif fmt == "json":
         render_json(plan, stream)
     elif fmt == "markdown":
-        render_markdown(plan, stream)
+        render_markdown(plan, stream, full_plan=full_plan)
     else:
         raise ValueError(f"unknown plan format {fmt!r}; expected one of {', '.join(FORMATS)}")
