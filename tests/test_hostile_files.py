@@ -63,7 +63,7 @@ def child(*argv: str, cwd: Path) -> CliResult:
         text=True,
         timeout=CHILD_TIMEOUT,
     )
-    return CliResult(done.returncode, done.stdout, done.stderr, 0.0)
+    return CliResult(tuple(argv), done.returncode, done.stdout, done.stderr)
 
 
 def spawn(*argv: str, cwd: Path) -> subprocess.Popen[str]:
