@@ -436,13 +436,14 @@ def apply(
         with _apply_outputs(key_sink, journal) as (sink, the_journal):
             if saved is None and not auto_approve:
                 _confirm(the_plan, conn.label)
-            with _Progress.start(the_plan, lines=None if fmt == "json" else sys.stdout) as shown:
+            lines = None if fmt == "json" else sys.stdout  # json: the outcome object alone
+            with _Progress.start(the_plan, lines=lines) as progress:
                 applier = Applier(
                     conn.client,
                     key_sink=sink,
                     journal=the_journal,
                     parallelism=parallelism,
-                    on_outcome=shown,
+                    on_outcome=progress,
                 )
                 result = applier.apply(the_plan)
     if fmt == "json":
