@@ -72,7 +72,17 @@ def test_verbose_logs_phases_and_each_action(dash: Sandbox, tyk: Tyk) -> None:
     assert "tyksync: INFO: phase 2/3: approve 2 pending request(s)" in r.err
     assert "tyksync: INFO: phase 3/3: delete 2 request(s)" in r.err
     assert "tyksync: INFO: start: create alice@example.com [Gold]" in r.err
-    assert "tyksync: INFO: end: create alice@example.com [Gold]: done: created request" in r.err
+    assert (
+        "tyksync: INFO: end: create alice@example.com [Gold]: done: created and approved request"
+        in r.err
+    )
+    # One start and one end per action, the end once its outcome is final; a replace
+    # starts again in the last phase, to delete the request it replaced.
+    assert r.err.count("INFO: end: ") == 6
+    assert r.err.count("INFO: start: ") == 7
+    assert "INFO: start: replace dave@example.com [Reports]: deleting the old request" in r.err
+    replace_end = r.err.index("INFO: end: replace dave@example.com [Reports]")
+    assert replace_end > r.err.index("INFO: phase 3/3")
     assert "tyksync: INFO: start: delete erin@example.com [Silver]" in r.err
     assert "tyksync: INFO: end: delete erin@example.com [Silver]: done: deleted request" in r.err
     # Log lines on stderr; stdout holds the plan, the outcome lines and the summary.

@@ -322,14 +322,16 @@ class Applier:
         def guarded(n: int, item: T) -> Outcome:
             action = item.action if isinstance(item, Outcome) else item
             assert isinstance(action, Action)
-            log.info("start: %s", _describe(action))
+            if not isinstance(item, Outcome):  # `_report` logs the end, once final
+                second_half = action.action == "replace" and step == self._delete
+                note = ": deleting the old request" if second_half else ""
+                log.info("start: %s%s", _describe(action), note)
             try:
                 outcome = step(item)
             except (_Failed, TyksyncError) as e:
                 detail = f"{item.detail}; {e}" if isinstance(item, Outcome) else str(e)
                 key = e.key if isinstance(e, _Failed) else None
                 outcome = self._record(action, "failed", detail, key=key)
-            log.info("end: %s: %s: %s", _describe(action), outcome.status, outcome.detail)
             settled = None if final is None else final(n, outcome)
             return outcome if settled is None else self._report(settled)
 
@@ -341,6 +343,7 @@ class Applier:
     def _report(self, outcome: Outcome) -> Outcome:
         """Hand an action's final outcome to `on_outcome`. Progress is for a person: a
         failure to show it (a closed pipe) must not stop the actions still to run."""
+        log.info("end: %s: %s: %s", _describe(outcome.action), outcome.status, outcome.detail)
         if self.on_outcome is not None:
             try:
                 self.on_outcome(outcome)
