@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import EXAMPLES
 
-from tyksync.applier import Applier
+from tyksync.applier import Applier, Outcome
 from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.errors import ManifestError
 from tyksync.journal import Journal
@@ -270,3 +270,49 @@ def test_rival_naming_the_policy_by_its_explicit_id_is_seen(tmp_path: Path, sb: 
     ]
     assert [(r["id"], r["approved"]) for r in golds] == [(rival["id"], True)]
     assert outcome.key_issued and len(sb.store.issued_keys()) == keys_before + 1
+
+
+# ---- progress: each final outcome reported once, as it is known ------------------------
+
+
+@pytest.mark.parametrize("parallelism", [1, 4])
+def test_each_final_outcome_is_reported_once(sb: Sandbox, parallelism: int) -> None:
+    c = client(sb)
+    plan = plan_examples(c)
+    heard: list[Outcome] = []
+    result = Applier(c, parallelism=parallelism, on_outcome=heard.append).apply(plan)
+    assert result.ok
+    assert len(heard) == len(plan.actions) == len(result.outcomes)
+    # The same outcomes, final ones: a replace is heard after its delete, with both halves.
+    assert sorted(map(repr, heard)) == sorted(map(repr, result.outcomes))
+    (replace,) = [o for o in heard if o.action.action == "replace"]
+    assert "created and approved request" in replace.detail
+    assert "deleted request 64c000000000000000000c03" in replace.detail
+    # Phases keep their order: creates before approvals before deletes.
+    kinds = [o.action.action for o in heard]
+    assert kinds.index("approve") > max(i for i, k in enumerate(kinds) if k == "create")
+    assert kinds.index("delete") > max(i for i, k in enumerate(kinds) if k == "approve")
+
+
+def test_failed_outcomes_and_kept_replaces_are_reported_too(sb: Sandbox) -> None:
+    c = client(sb)
+    plan = plan_examples(c)
+    sb.faults = Faults(error_rates={"POST": 1.0}, error_statuses=(503,))
+    heard: list[Outcome] = []
+    result = Applier(c, on_outcome=heard.append).apply(plan)
+    assert sorted(map(repr, heard)) == sorted(map(repr, result.outcomes))
+    assert {o.status for o in heard} == {"done", "failed"}
+    kept = [o for o in heard if o.action.action == "replace"]
+    assert kept[0].detail.endswith("the old request was kept")
+
+
+def test_a_failing_listener_does_not_stop_the_apply(sb: Sandbox) -> None:
+    c = client(sb)
+    plan = plan_examples(c)
+
+    def broken(_outcome: object) -> None:
+        raise BrokenPipeError("stdout closed")
+
+    result = Applier(c, on_outcome=broken).apply(plan)
+    assert result.ok
+    assert not plan_examples(c).has_changes

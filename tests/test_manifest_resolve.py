@@ -265,3 +265,69 @@ def test_single_policy_requests_against_a_legacy_dashboard_plan_as_usual(
         ("create", ["Reports"], False),
     ]
     assert plan.warnings == ()
+
+
+# --- did you mean -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("developers", "message"),
+    [
+        (
+            "  alice@example.com:\n    - plan: Glod\n",
+            "unknown policy 'Glod' (did you mean 'Gold'?)",
+        ),
+        (
+            # Case-insensitive; the suggestion is spelled as the Dashboard spells it.
+            "  alice@example.com:\n    - plan: reprots\n",
+            "unknown policy 'reprots' (did you mean 'Reports'?)",
+        ),
+        (
+            # Both policies named Silver are one suggestion; an inactive one is none.
+            "  alice@example.com:\n    - plan: Silvr\n",
+            "unknown policy 'Silvr' (did you mean 'Silver'?)",
+        ),
+        ("  alice@example.com:\n    - plan: Olf\n", "unknown policy 'Olf'"),
+        ("  alice@example.com:\n    - plan: Platinum\n", "unknown policy 'Platinum'"),
+        (
+            "  alcie@example.com: []\n",
+            "unknown developer 'alcie@example.com' (did you mean 'alice@example.com'?)",
+        ),
+        (
+            "  BOB@example.org: []\n",
+            "unknown developer 'BOB@example.org' (did you mean 'Bob@Example.com'?)",
+        ),
+        # An inactive developer is not suggested.
+        ("  gone@example.org: []\n", "unknown developer 'gone@example.org'"),
+    ],
+)
+def test_unknown_names_suggest_the_closest(tmp_path: Path, developers: str, message: str) -> None:
+    (problem,) = resolve_problems(manifests(tmp_path, manifest(developers)))
+    assert problem.message == message
+
+
+def policies_named(*names: str) -> LiveState:
+    policies = (Policy(f"64a00000000000000000{i:04x}", "", n) for i, n in enumerate(names))
+    return LiveState(LIVE.developers, tuple(policies), ())
+
+
+def test_suggestions_are_capped(tmp_path: Path) -> None:
+    live = policies_named("Gold 1", "Gold 2", "Gold 3", "Gold 4", "Gold 5")
+    loaded = manifests(tmp_path, manifest("  alice@example.com:\n    - plan: Gold 6\n"))
+    (problem,) = resolve_problems(loaded, live)
+    assert problem.message.startswith("unknown policy 'Gold 6' (did you mean 'Gold ")
+    assert problem.message.count(" or ") == 2  # three suggestions at most
+
+
+def test_suggestions_are_quoted_and_escaped(tmp_path: Path) -> None:
+    # Names come from the Dashboard: quotes, backslashes and control characters in them.
+    live = policies_named("Gold '5'", "Silver\\6", "Reports\x1b7")
+    text = "  alice@example.com:\n    - plan: Gold 5\n    - plan: Silver 6\n    - plan: Reports 7\n"
+    problems = resolve_problems(manifests(tmp_path, manifest(text)), live)
+    assert [p.message for p in problems] == [
+        "unknown policy 'Gold 5' (did you mean 'Gold \\'5\\''?)",
+        "unknown policy 'Silver 6' (did you mean 'Silver\\\\6'?)",
+        "unknown policy 'Reports 7' (did you mean 'Reports\x1b7'?)",
+    ]
+    assert "\x1b" not in str(problems[2])
+    assert str(problems[2]).endswith("(did you mean 'Reports\\x1b7'?)")

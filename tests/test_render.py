@@ -433,6 +433,31 @@ def test_use_color_dumb_terminal() -> None:
     assert use_color(TtyStringIO(), {"TERM": "dumb"}) is False
 
 
+@pytest.mark.parametrize("name", ["FORCE_COLOR", "CLICOLOR_FORCE"])
+@pytest.mark.parametrize("value", ["1", "true", "3", "yes"])
+def test_use_color_forced_without_a_terminal(name: str, value: str) -> None:
+    assert use_color(io.StringIO(), {name: value}) is True
+    assert use_color(TtyStringIO(), {name: value, "TERM": "dumb"}) is True
+
+
+@pytest.mark.parametrize("name", ["FORCE_COLOR", "CLICOLOR_FORCE"])
+@pytest.mark.parametrize("value", ["", "0"])
+def test_use_color_force_empty_or_zero_forces_nothing(name: str, value: str) -> None:
+    assert use_color(io.StringIO(), {name: value}) is False
+    assert use_color(TtyStringIO(), {name: value}) is True
+
+
+@pytest.mark.parametrize("name", ["FORCE_COLOR", "CLICOLOR_FORCE"])
+def test_use_color_no_color_wins_over_force(name: str) -> None:
+    assert use_color(TtyStringIO(), {name: "1", "NO_COLOR": "1"}) is False
+
+
+def test_use_color_the_option_wins_over_all() -> None:
+    assert use_color(TtyStringIO(), {}, no_color=True) is False
+    assert use_color(TtyStringIO(), {"FORCE_COLOR": "1"}, no_color=True) is False
+    assert use_color(io.StringIO(), {"CLICOLOR_FORCE": "1"}, no_color=True) is False
+
+
 def test_use_color_closed_stream() -> None:
     stream = io.StringIO()
     stream.close()
@@ -610,6 +635,24 @@ def test_markdown_truncates_2000_actions_under_the_limit() -> None:
     for i, line in enumerate(lines):
         if line.startswith("#### developer-"):
             assert lines[i + 2].startswith("- `+`")
+
+
+def test_markdown_truncation_note_names_where_the_full_plan_is() -> None:
+    plan = big_plan(2000)
+    where = "full plan: the `tyksync-plan` artifact of [this run](https://ci.example/runs/7)"
+    out = io.StringIO()
+    render_markdown(plan, out, full_plan=where)
+    text = out.getvalue()
+    assert len(text) < 60000
+    note = next(line for line in text.splitlines() if "output truncated" in line)
+    assert note.endswith(f"not shown ({where})._")
+    # One line whatever it is given; nothing given is the default.
+    out = io.StringIO()
+    render_markdown(plan, out, full_plan="see\n\nthe   artifact\n")
+    assert "not shown (see the artifact)._" in out.getvalue()
+    out = io.StringIO()
+    render_markdown(plan, out, full_plan=" \n")
+    assert "(full plan: run tyksync plan --format json)._" in out.getvalue()
 
 
 def test_markdown_limit_is_strict() -> None:

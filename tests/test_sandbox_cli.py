@@ -200,3 +200,33 @@ def test_bad_options_are_usage_errors(args: list[str]) -> None:
 )  # fmt: skip
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert _is_loopback(host) is loopback
+
+
+# ---- sandbox reset ---------------------------------------------------------------------
+
+
+def test_reset_forgets_the_state_so_the_demo_comes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from support import EXAMPLES, Tyk
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TYK_DASHBOARD_URL", raising=False)
+    tyk = Tyk()
+    assert tyk("apply", str(EXAMPLES), "--sandbox", "--auto-approve").code == 0
+    assert "No changes" in tyk("plan", str(EXAMPLES), "--sandbox").out
+    reset = tyk("sandbox", "reset")
+    assert reset.code == 0, reset.err
+    assert (
+        reset.out
+        == ".tyksync/sandbox.json removed: the next --sandbox run starts from the demo data\n"
+    )
+    assert not (tmp_path / ".tyksync" / "sandbox.json").exists()
+    assert (
+        "Plan: 2 to create, 2 to approve, 1 to replace, 1 to delete."
+        in tyk("plan", str(EXAMPLES), "--sandbox").out
+    )
+    again = tyk("sandbox", "reset", "--state", "elsewhere.json")
+    assert again.code == 0
+    assert again.out == "elsewhere.json: no sandbox state here; nothing to reset\n"
+    assert not (tmp_path / "elsewhere.json").exists()

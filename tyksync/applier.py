@@ -9,6 +9,10 @@ create's or an approval's answer is lost, live state is read again and the outco
 from it before anything is sent a second time.
 
 Issued keys go to the key sink, never to logs, the journal or the result.
+
+Progress: `on_outcome` hears each action's final outcome as soon as it is known (from the
+worker thread that finished it, so it must be thread-safe); `-v` logs each phase and each
+action's start and end.
 """
 
 from __future__ import annotations
@@ -101,12 +105,15 @@ class Applier:
         journal: Journal | None = None,
         parallelism: int = 4,
         sleep: Callable[[float], None] = time.sleep,
+        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
         self.client = client
         self._sleep = sleep
         self.key_sink = key_sink
         self.journal = journal or Journal(None)
         self.parallelism = max(1, parallelism)
+        # Called once per action with its final outcome, from a worker thread.
+        self.on_outcome = on_outcome
 
     def apply(self, plan: Plan) -> ApplyResult:
         """Apply every action; the journal records the run's start and its end (or that it
@@ -129,6 +136,7 @@ class Applier:
         # A replace is a create here and a delete in the last phase: its create's outcome is
         # kept by the action's position in the plan until its delete is done.
         creating = [i for i, a in enumerate(actions) if a.creates]
+        _phase(1, f"create {len(creating)} request(s), then approve those declared approved")
         created = self._run(self._create, [actions[i] for i in creating])
         finished, approved_since_plan = self._approve_created(plan, created)
         replaced: dict[int, Outcome] = {}
@@ -139,20 +147,20 @@ class Applier:
                 result.outcomes.append(outcome)
 
         approvals = [a for a in actions if a.action == "approve"]
-        result.outcomes.extend(self._run(self._approve_existing, approvals))
+        _phase(2, f"approve {len(approvals)} pending request(s)")
+        result.outcomes.extend(self._run(self._approve_existing, approvals, final=_as_is))
 
         deleting: list[int] = []
         for i, a in enumerate(actions):
             if a.action == "delete" and a.request_id in approved_since_plan:
                 # A duplicate the plan saw pending now holds a key: someone else chose it.
-                result.outcomes.append(
-                    self._record(
-                        a,
-                        "skipped",
-                        f"request {a.request_id} was approved since the plan was made "
-                        "(a concurrent apply?); left for the next plan to settle",
-                    )
+                skipped = self._record(
+                    a,
+                    "skipped",
+                    f"request {a.request_id} was approved since the plan was made "
+                    "(a concurrent apply?); left for the next plan to settle",
                 )
+                result.outcomes.append(self._report(skipped))
             elif a.action == "delete":
                 deleting.append(i)
             elif a.action == "replace":
@@ -161,13 +169,17 @@ class Applier:
                 else:
                     kept = replaced[i]
                     result.outcomes.append(
-                        _with(kept, detail=f"{kept.detail}; the old request was kept")
+                        self._report(_with(kept, detail=f"{kept.detail}; the old request was kept"))
                     )
-        deleted = self._run(self._delete, [actions[i] for i in deleting])
-        for i, outcome in zip(deleting, deleted, strict=True):
-            if i in replaced:
-                outcome = _merge_replace(replaced[i], outcome)
-            result.outcomes.append(outcome)
+
+        def settle_delete(n: int, outcome: Outcome) -> Outcome:
+            i = deleting[n]
+            return _merge_replace(replaced[i], outcome) if i in replaced else outcome
+
+        _phase(3, f"delete {len(deleting)} request(s), the old one of each replace included")
+        result.outcomes.extend(
+            self._run(self._delete, [actions[i] for i in deleting], final=settle_delete)
+        )
         return result
 
     def _approve_created(
@@ -182,13 +194,13 @@ class Applier:
         second key. Everyone who looks after creating sees the earliest one, so all agree.
         """
         if not any(o.status == "done" and o.new_request_id for o in created):
-            return created, set()
+            return [self._report(o) if _final_create(o) else o for o in created], set()
         try:
             # Policies too, not requests alone: a rival may name a policy by its explicit
             # `id` where ours names its `_id`, and only the policies tell that they agree.
             live = self.client.read_live()
         except TyksyncError as e:
-            return [
+            failed = [
                 _with(
                     o,
                     status="failed",
@@ -198,7 +210,8 @@ class Applier:
                 if _made(o)
                 else o
                 for o in created
-            ], set()
+            ]
+            return [self._report(o) if _final_create(o) else o for o in failed], set()
         policies = live.policy_index()
         # Requests the plan already deals with are no rivals, unless they were approved
         # since it was made: then another apply got there first.
@@ -218,7 +231,10 @@ class Applier:
                 return outcome
             return self._finish_create(outcome, rivals, by_id)
 
-        return self._run(finish, created), approved_since
+        def final(_n: int, outcome: Outcome) -> Outcome | None:
+            return outcome if _final_create(outcome) else None
+
+        return self._run(finish, created, final=final), approved_since
 
     def _finish_create(
         self,
@@ -290,26 +306,50 @@ class Applier:
         except TyksyncError as e:
             raise _Failed(f"deleting the new request {request_id} failed: {e}") from None
 
-    def _run(self, step: Callable[[T], Outcome], items: list[T]) -> list[Outcome]:
+    def _run(
+        self,
+        step: Callable[[T], Outcome],
+        items: list[T],
+        *,
+        final: Callable[[int, Outcome], Outcome | None] | None = None,
+    ) -> list[Outcome]:
         """`step` over actions, or over the outcomes of an earlier phase, in parallel; a
-        failure becomes that item's failed outcome (after the earlier phase's detail)."""
+        failure becomes that item's failed outcome (after the earlier phase's detail).
 
-        def guarded(item: T) -> Outcome:
+        `final(n, outcome)` turns item n's outcome into the action's final one (reported
+        from the worker at once), or None when a later phase still has work on it."""
+
+        def guarded(n: int, item: T) -> Outcome:
+            action = item.action if isinstance(item, Outcome) else item
+            assert isinstance(action, Action)
+            if not isinstance(item, Outcome):  # `_report` logs the end, once final
+                second_half = action.action == "replace" and step == self._delete
+                note = ": deleting the old request" if second_half else ""
+                log.info("start: %s%s", _describe(action), note)
             try:
-                return step(item)
+                outcome = step(item)
             except (_Failed, TyksyncError) as e:
-                if isinstance(item, Outcome):
-                    action, detail = item.action, f"{item.detail}; {e}"
-                else:
-                    assert isinstance(item, Action)
-                    action, detail = item, str(e)
+                detail = f"{item.detail}; {e}" if isinstance(item, Outcome) else str(e)
                 key = e.key if isinstance(e, _Failed) else None
-                return self._record(action, "failed", detail, key=key)
+                outcome = self._record(action, "failed", detail, key=key)
+            settled = None if final is None else final(n, outcome)
+            return outcome if settled is None else self._report(settled)
 
         if self.parallelism == 1 or len(items) <= 1:
-            return [guarded(x) for x in items]
+            return [guarded(n, x) for n, x in enumerate(items)]
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-            return list(pool.map(guarded, items))
+            return list(pool.map(guarded, range(len(items)), items))
+
+    def _report(self, outcome: Outcome) -> Outcome:
+        """Hand an action's final outcome to `on_outcome`. Progress is for a person: a
+        failure to show it (a closed pipe) must not stop the actions still to run."""
+        log.info("end: %s: %s: %s", _describe(outcome.action), outcome.status, outcome.detail)
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(outcome)
+            except Exception as e:
+                log.warning("progress: could not report an outcome (%s)", type(e).__name__)
+        return outcome
 
     # ---- steps -------------------------------------------------------------------------
 
@@ -477,6 +517,25 @@ class Applier:
         if status != "done":
             self.journal.write(f"{action.action}.{status}", action, detail=detail)
         return outcome
+
+
+def _phase(number: int, what: str) -> None:
+    log.info("phase %d/3: %s", number, what)
+
+
+def _describe(action: Action) -> str:
+    """`create alice@example.com [Gold]` (log lines are escaped by the log filter)."""
+    policies = ", ".join(p.name or p.id for p in action.policies)
+    return f"{action.action} {action.developer.email or action.developer.id} [{policies}]"
+
+
+def _as_is(_n: int, outcome: Outcome) -> Outcome:
+    return outcome
+
+
+def _final_create(outcome: Outcome) -> bool:
+    """A plain create is final after the create phase; a replace only after its delete."""
+    return outcome.action.action == "create"
 
 
 def _made(outcome: Outcome) -> bool:

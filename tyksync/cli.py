@@ -15,6 +15,7 @@ import logging
 import os
 import shlex
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,7 +41,15 @@ from tyksync.manifest.export import export_manifest
 from tyksync.pipeline import plan_live
 from tyksync.plan import FORMAT_VERSION, Plan, check_safety
 from tyksync.plan_schema import plan_json_schema
-from tyksync.render import Format, refusal, render, render_markdown, render_text, use_color
+from tyksync.render import (
+    FULL_PLAN,
+    Format,
+    refusal,
+    render,
+    render_markdown,
+    render_text,
+    use_color,
+)
 from tyksync.render_audit import (
     DIFF_FORMATS,
     GRANTS_FORMATS,
@@ -75,6 +84,32 @@ def _verbosity(f: F) -> F:
     return click.option(
         "-v", "--verbose", count=True, help="Log to stderr: -v for progress, -vv for each call."
     )(f)
+
+
+def _color_option(f: F) -> F:
+    """`--no-color`, read by `_color`: it wins over NO_COLOR, FORCE_COLOR and a terminal."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        ctx.meta[_NO_COLOR] = ctx.meta.get(_NO_COLOR, False) or value
+        return value
+
+    return click.option(
+        "--no-color",
+        is_flag=True,
+        expose_value=False,
+        callback=remember,
+        help="No colour, even on a terminal or with FORCE_COLOR/CLICOLOR_FORCE set.",
+    )(f)
+
+
+_NO_COLOR = "tyksync.no_color"
+
+
+def _color(stream: TextIO) -> bool:
+    """Whether to colour what goes to `stream` (render.use_color, and --no-color)."""
+    ctx = click.get_current_context(silent=True)
+    no_color = bool(ctx is not None and ctx.meta.get(_NO_COLOR, False))
+    return use_color(stream, os.environ, no_color=no_color)
 
 
 def _connection_options(f: F) -> F:
@@ -271,6 +306,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tyksync")
+@_color_option
 def cli() -> None:
     """Keep a Tyk Dashboard's portal key requests in line with YAML manifests.
 
@@ -361,7 +397,17 @@ def schema(of_plan: bool) -> int:
     help="With --detailed-exitcode: warnings (drift that needs a person) exit 2 too.",
 )
 @click.option("--reissue", is_flag=True, help="Replace approved requests whose fields differ.")
+@click.option(
+    "--truncation-note",
+    "full_plan",
+    metavar="MARKDOWN",
+    default=FULL_PLAN,
+    callback=lambda _ctx, _param, value: _short(value, "--truncation-note", 1000),
+    help="Markdown: where the note of a plan cut to fit a PR comment sends the reader for "
+    "the whole plan (e.g. a link to a CI artifact).",
+)
 @_max_deletes_option
+@_color_option
 @_connection_options
 @_command
 def plan(
@@ -371,6 +417,7 @@ def plan(
     detailed_exitcode: bool,
     warnings_as_changes: bool,
     reissue: bool,
+    full_plan: str,
     max_deletes: int | None,
     **kwargs: Any,
 ) -> int:
@@ -398,14 +445,19 @@ def plan(
                 reissue=reissue,
                 max_deletes=max_deletes,
             )
-        color = use_color(sys.stdout, os.environ)
+        color = _color(sys.stdout)
         if target.name is None:
-            render(the_plan, sys.stdout, cast(Format, fmt), color=color)
+            render(the_plan, sys.stdout, cast(Format, fmt), color=color, full_plan=full_plan)
         else:
             render_heading(target.name, sys.stdout, cast(Format, fmt), first=not plans)
             plans[target.name] = the_plan
             if fmt == "markdown":
-                render_markdown(the_plan, sys.stdout, limit=markdown_limit(len(targets)))
+                render_markdown(
+                    the_plan,
+                    sys.stdout,
+                    limit=markdown_limit(len(targets)),
+                    full_plan=full_plan,
+                )
             elif fmt == "text":
                 render_text(the_plan, sys.stdout, color=color)
         if the_plan.safety.refused:
@@ -432,6 +484,12 @@ def _plan_exit_code(the_plan: Plan, detailed_exitcode: bool, warnings_as_changes
         return 3
     drift = the_plan.has_changes or (warnings_as_changes and bool(the_plan.warnings))
     return 2 if drift else 0
+
+
+def _short(value: str, name: str, limit: int) -> str:
+    if len(value) > limit:
+        raise click.BadParameter(f"at most {limit} characters", param_hint=name)
+    return value
 
 
 def _apply_command(
@@ -530,6 +588,7 @@ def _given(ctx: click.Context, name: str) -> bool:
     show_default=True,
     help="Actions sent at once.",
 )
+@_color_option
 @_connection_options
 @_command
 def apply(
@@ -587,7 +646,7 @@ def apply(
         if fmt == "json":
             _print_result_json(the_plan, result or ApplyResult(), key_sink, sys.stdout)
         elif result is not None:
-            _print_result(result, key_sink, sys.stdout)
+            _print_summary(result, key_sink, sys.stdout)
         return 0 if result is None or result.ok else 1
     # One environment after another, in the order selected: a failure or a refusal
     # stops the run, so that prod is not changed after staging went wrong.
@@ -607,7 +666,7 @@ def apply(
         if fmt == "json":
             outcomes[target.name] = _result_data(the_plan, result or ApplyResult(), key_sink)
         elif result is not None:
-            _print_result(result, key_sink, sys.stdout)
+            _print_summary(result, key_sink, sys.stdout)
         if result is not None and not result.ok:
             _not_applied(targets[index + 1 :])
             code = 1
@@ -656,7 +715,7 @@ class _ApplyRun:
             if saved is not None:
                 # Nothing in the file is applied: only what is planned now.
                 check_same(saved, the_plan, target.name)
-            render_text(the_plan, self.shown, color=use_color(self.shown, os.environ))
+            render_text(the_plan, self.shown, color=_color(self.shown))
             if not the_plan.has_changes:
                 return the_plan, None
             check_safety(the_plan, force=self.force)
@@ -665,10 +724,85 @@ class _ApplyRun:
                 if saved is None and not self.auto_approve:
                     label = conn.label if target.name is None else f"{target.name} ({conn.label})"
                     _confirm(the_plan, label)
-                applier = Applier(
-                    conn.client, key_sink=sink, journal=journal, parallelism=self.parallelism
-                )
-                return the_plan, applier.apply(the_plan)
+                # With --format json the outcome object alone goes to stdout.
+                lines = None if self.shown is not sys.stdout else sys.stdout
+                with _Progress.start(the_plan, lines=lines) as progress:
+                    applier = Applier(
+                        conn.client,
+                        key_sink=sink,
+                        journal=journal,
+                        parallelism=self.parallelism,
+                        on_outcome=progress,
+                    )
+                    return the_plan, applier.apply(the_plan)
+
+
+class _Progress:
+    """Apply's progress: each outcome line on `lines` (stdout) as the action completes,
+    and, on a terminal, a counter on stderr below them.
+
+    The applier calls it from its worker threads: one lock serialises every write, and the
+    counter is wiped before an outcome line is written and drawn again after it, so that
+    the two never share a line when stdout and stderr are the same terminal. With -v the
+    log lines are the progress: no counter then.
+    """
+
+    def __init__(self, total: int, lines: TextIO | None, bar: TextIO | None) -> None:
+        self.total = total
+        self.done = 0
+        self.lines = lines
+        self.bar = bar
+        self._drawn = 0  # characters of the counter on screen now
+        self._lock = threading.Lock()
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, the_plan: Plan, *, lines: TextIO | None) -> Iterator[_Progress]:
+        on_terminal = _isatty(sys.stderr) and not log.isEnabledFor(logging.INFO)
+        progress = cls(len(the_plan.actions), lines, sys.stderr if on_terminal else None)
+        with progress._lock:
+            progress._draw()
+        try:
+            yield progress
+        finally:
+            with progress._lock:
+                progress._wipe()
+
+    def __call__(self, outcome: Outcome) -> None:
+        # Details quote the Dashboard (ids, messages): escaped and redacted, as the summary.
+        line = printable(redact.redact(_outcome_line(outcome)))
+        with self._lock:
+            self.done += 1
+            self._wipe()
+            if self.lines is not None:
+                self.lines.write(line + "\n")
+                self.lines.flush()
+            self._draw()
+
+    def _draw(self) -> None:
+        if self.bar is None:
+            return
+        width = 24
+        filled = width * self.done // max(self.total, 1)
+        text = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} actions"
+        self.bar.write("\r" + text)
+        self.bar.flush()
+        self._drawn = len(text)
+
+    def _wipe(self) -> None:
+        if self.bar is None or not self._drawn:
+            return
+        # Spaces rather than an erase sequence: a dumb terminal understands them too.
+        self.bar.write("\r" + " " * self._drawn + "\r")
+        self.bar.flush()
+        self._drawn = 0
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 @contextlib.contextmanager
@@ -706,15 +840,12 @@ def _confirm(the_plan: Plan, label: str) -> None:
         raise Refused("apply cancelled: the answer was not 'yes'")
 
 
-def _print_result(result: ApplyResult, key_sink: Path | None, out: TextIO) -> None:
-    lines = [_outcome_line(o) for o in result.outcomes]
+def _print_summary(result: ApplyResult, key_sink: Path | None, out: TextIO) -> None:
+    """The lines after the outcome lines (which `_Progress` printed as each completed)."""
     done = len(result.by_status("done"))
     failed = len(result.by_status("failed"))
     skipped = len(result.by_status("skipped"))
-    lines += [
-        "",
-        f"Apply {'complete' if result.ok else 'INCOMPLETE'}: {done} done, {failed} failed",
-    ]
+    lines = ["", f"Apply {'complete' if result.ok else 'INCOMPLETE'}: {done} done, {failed} failed"]
     lines[-1] += f", {skipped} skipped." if skipped else "."
     issued = result.keys_issued
     if issued:

@@ -94,15 +94,29 @@ _KIND_COLOR: Final = {"create": _GREEN, "approve": _YELLOW, "replace": _YELLOW, 
 _BARE_TOKEN: Final = re.compile(r"[\w.:/@+#-]+")
 # A policy name keeps its spaces ("Gold Plan") but is quoted when it would blur the list.
 _NAME_NEEDS_QUOTES: Final = re.compile(r'^$|^\s|\s$|[,\[\]"]')
+# Variables that ask for colour without a terminal (force-color.org; CLICOLOR_FORCE from
+# the BSD `ls` convention).
+_FORCE_COLOR: Final = ("FORCE_COLOR", "CLICOLOR_FORCE")
 
 
-def use_color(stream: TextIO, env: Mapping[str, str]) -> bool:
+def use_color(stream: TextIO, env: Mapping[str, str], *, no_color: bool = False) -> bool:
     """Colour only for a terminal that can show it, and never against the user's wish.
 
-    `NO_COLOR` follows no-color.org: present and not empty disables colour, whatever its
-    value. A closed or exotic stream that cannot answer `isatty()` gets no colour.
+    In order, the first that applies decides:
+    - `no_color` (the `--no-color` option): off;
+    - `NO_COLOR` (no-color.org): present and not empty turns colour off, whatever its
+      value;
+    - `FORCE_COLOR` or `CLICOLOR_FORCE`, not empty and not `0`: on, even when `stream` is
+      not a terminal (a CI log that renders ANSI, a pager);
+    - `TERM=dumb`: off;
+    - otherwise colour when `stream` is a terminal. A closed or exotic stream that cannot
+      answer `isatty()` gets no colour.
     """
-    if env.get("NO_COLOR", "") != "" or env.get("TERM") == "dumb":
+    if no_color or env.get("NO_COLOR", "") != "":
+        return False
+    if any(env.get(name, "") not in ("", "0") for name in _FORCE_COLOR):
+        return True
+    if env.get("TERM") == "dumb":
         return False
     try:
         return bool(stream.isatty())
@@ -246,9 +260,10 @@ def render_json(plan: Plan, stream: TextIO) -> None:
 
 # --- Markdown ---------------------------------------------------------------------------
 
-_TRUNCATED: Final = (
-    "_… output truncated: {n} not shown (full plan: run tyksync plan --format json)._"
-)
+_TRUNCATED: Final = "_… output truncated: {n} not shown ({where})._"
+# Where the note of a truncated plan sends a reviewer; a CI job that keeps the full plan
+# (an artifact, say) names it instead (`plan --truncation-note`).
+FULL_PLAN: Final = "full plan: run tyksync plan --format json"
 
 
 def _md_policies(policies: Sequence[PolicyRef]) -> str:
@@ -387,7 +402,7 @@ def _fit(lines: Sequence[_Line], budget: int) -> tuple[list[_Line], list[_Line]]
     return list(lines[:count]), list(lines[count:])
 
 
-def _truncation_note(actions: int, warnings: int, access: int = 0) -> str:
+def _truncation_note(actions: int, warnings: int, where: str, access: int = 0) -> str:
     hidden = []
     if access:
         hidden.append("the access changes of " + _plural(access, "more developer"))
@@ -395,17 +410,22 @@ def _truncation_note(actions: int, warnings: int, access: int = 0) -> str:
         hidden.append(_plural(actions, "more action"))
     if warnings:
         hidden.append(_plural(warnings, "more warning"))
-    return _TRUNCATED.format(n=" and ".join(hidden))
+    return _TRUNCATED.format(n=" and ".join(hidden), where=where)
 
 
-def render_markdown(plan: Plan, stream: TextIO, *, limit: int = 60000) -> None:
+def render_markdown(
+    plan: Plan, stream: TextIO, *, limit: int = 60000, full_plan: str = FULL_PLAN
+) -> None:
     """A pull-request comment, strictly shorter than `limit` characters.
 
     When the whole plan does not fit, lines are cut whole: the access changes are kept
     first (they open the plan), then the warnings (what a reviewer must not miss), then as
-    many actions as there is room for, and a note says how much was left out. The
-    heading, the summary table and the footer are always there.
+    many actions as there is room for, and a note says how much was left out and, in the
+    words of `full_plan` (Markdown, from whoever runs tyksync, not from the Dashboard),
+    where the whole plan is. The heading, the summary table and the footer are always
+    there.
     """
+    where = " ".join(full_plan.split()) or FULL_PLAN  # one line: the note is one paragraph
     head, footer = _md_head(plan), _md_footer(plan)
     access, details, warnings = _md_access(plan), _md_details(plan), _md_warnings(plan)
     body = access + details + warnings
@@ -415,7 +435,7 @@ def render_markdown(plan: Plan, stream: TextIO, *, limit: int = 60000) -> None:
 
     # Room for the note as if everything were hidden: its length only shrinks after.
     worst_note = _truncation_note(
-        len(plan.actions), len(plan.warnings), sum(x.access for x in access)
+        len(plan.actions), len(plan.warnings), where, sum(x.access for x in access)
     )
     budget = limit - 1 - _size(head) - _size(["", worst_note]) - _size(footer)
     if budget < 0:
@@ -431,7 +451,10 @@ def render_markdown(plan: Plan, stream: TextIO, *, limit: int = 60000) -> None:
         cut_details += details
     cut += cut_details
     note = _truncation_note(
-        sum(x.actions for x in cut), sum(x.warnings for x in cut), sum(x.access for x in cut)
+        sum(x.actions for x in cut),
+        sum(x.warnings for x in cut),
+        where,
+        sum(x.access for x in cut),
     )
     lines = head + [line.text for line in kept_access + kept] + ["", note] + footer
     _write_lines(stream, lines)
@@ -444,13 +467,16 @@ def _write_lines(stream: TextIO, lines: Iterable[str]) -> None:
 # --- dispatch ---------------------------------------------------------------------------
 
 
-def render(plan: Plan, stream: TextIO, fmt: Format, *, color: bool = False) -> None:
-    """Render `plan` to `stream` in `fmt`; `color` only applies to text."""
+def render(
+    plan: Plan, stream: TextIO, fmt: Format, *, color: bool = False, full_plan: str = FULL_PLAN
+) -> None:
+    """Render `plan` to `stream` in `fmt`; `color` only applies to text, `full_plan` (where
+    a truncated Markdown plan sends its reader) to Markdown."""
     if fmt == "text":
         render_text(plan, stream, color=color)
     elif fmt == "json":
         render_json(plan, stream)
     elif fmt == "markdown":
-        render_markdown(plan, stream)
+        render_markdown(plan, stream, full_plan=full_plan)
     else:
         raise ValueError(f"unknown plan format {fmt!r}; expected one of {', '.join(FORMATS)}")

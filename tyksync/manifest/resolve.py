@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 
 from tyksync.errors import ManifestError, Problem
 from tyksync.manifest.loader import (
@@ -57,12 +58,16 @@ class _Resolver:
         self.developers: DeveloperIndex = live.developer_index()
         self.policies: PolicyIndex = live.policy_index()
         self.problems: list[Problem] = []
+        # What a suggestion may name: only what a manifest could use without an error.
+        self._active_developers = [d for d in live.developers if not d.inactive]
+        self._active_policies = [p for p in live.policies if p.active]
 
     def developer(self, declared: DeclaredDeveloper) -> Developer | None:
         ref = declared.ref
         found = self.developers.lookup(ref)
         if not found:
-            self._problem(declared.file, declared.line, f"unknown developer '{ref}'")
+            hint = _did_you_mean(ref, (d.email for d in self._active_developers), cutoff=0.8)
+            self._problem(declared.file, declared.line, f"unknown developer '{ref}'{hint}")
             return None
         if len(found) > 1:
             ids = ", ".join(sorted(d.id for d in found))
@@ -123,7 +128,8 @@ class _Resolver:
     def _policy(self, ref: str, declared: DeclaredRequest) -> Policy | None:
         found = self.policies.lookup(ref)
         if not found:
-            self._problem(declared.file, declared.line, f"unknown policy '{ref}'")
+            hint = _did_you_mean(ref, (p.name for p in self._active_policies))
+            self._problem(declared.file, declared.line, f"unknown policy '{ref}'{hint}")
             return None
         if len(found) > 1:
             ids = ", ".join(sorted(p.db_id for p in found))
@@ -144,6 +150,30 @@ class _Resolver:
 
     def _problem(self, file: str, line: int, message: str) -> None:
         self.problems.append(Problem(file, line, message))
+
+
+SUGGESTIONS = 3
+
+
+def _did_you_mean(ref: str, known: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """` (did you mean 'Gold'?)`: the closest known names, case-insensitively, or "".
+
+    Emails get a higher `cutoff`: their common `@example.com` tail alone makes any two
+    alike. The names come from the Dashboard: each is quoted, its quotes and backslashes escaped
+    (control characters are escaped where the problem is printed)."""
+    by_folded: dict[str, str] = {}
+    for name in sorted(known):
+        if name:
+            by_folded.setdefault(name.casefold(), name)
+    close = difflib.get_close_matches(ref.casefold(), by_folded, n=SUGGESTIONS, cutoff=cutoff)
+    if not close:
+        return ""
+    names = " or ".join(_quoted(by_folded[c]) for c in close)
+    return f" (did you mean {names}?)"
+
+
+def _quoted(name: str) -> str:
+    return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _declared_twice(requests: list[DesiredRequest]) -> list[Problem]:

@@ -197,6 +197,34 @@ def serve(
     click.echo("sandbox stopped", err=True)
 
 
+DEFAULT_STATE = Path(".tyksync/sandbox.json")  # as --sandbox-state's default (connection.py)
+
+
+@sandbox.command()
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_STATE,
+    show_default=True,
+    help="The state file to forget (what --sandbox-state names).",
+)
+def reset(state_path: Path) -> None:
+    """Forget the sandbox's state: the next --sandbox run starts from the demo data."""
+    if not state_path.exists() and not state_path.is_symlink():
+        click.echo(f"{state_path}: no sandbox state here; nothing to reset")
+        return
+    try:
+        # Under the lock: a sandbox that holds the state now finishes its write first.
+        with state_lock(state_path):
+            state_path.unlink()
+    except FileNotFoundError:
+        pass
+    except (OSError, SandboxError) as e:
+        raise click.ClickException(f"{state_path}: cannot remove: {e}") from None
+    click.echo(f"{state_path} removed: the next --sandbox run starts from the demo data")
+
+
 def _log(message: str) -> None:
     click.echo(message, err=True)
 
