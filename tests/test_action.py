@@ -124,7 +124,11 @@ def test_the_artifact_holds_the_saved_plan_and_the_full_plan(
     assert sorted(p.name for p in artifact.iterdir()) == ["plan-full.json", "plan.json", "plan.md"]
     saved = json.loads((artifact / "plan.json").read_text())
     full = json.loads((artifact / "plan-full.json").read_text())
-    assert saved["saved"] == {"manifest_paths": ["manifests"], "reissue": False}
+    assert saved["saved"] == {
+        "manifest_paths": ["manifests"],
+        "reissue": False,
+        "environment": None,
+    }
     assert full == {k: v for k, v in saved.items() if k != "saved"}
     assert len(full["actions"]) == 6
     # The job summary shows the plan too, and the comment is that same Markdown.
