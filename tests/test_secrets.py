@@ -34,6 +34,7 @@ from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.connection import ConnectionSettings, connect, read_secret
 from tyksync.errors import AnswerLost, ApiError, ConfigError, NetworkError, TyksyncError
 from tyksync.sandbox import CANARY_PREFIX, Faults, Sandbox
+from tyksync.sandbox.store import key_id_of
 
 SENSITIVE_MEMBERS = ("password", "nonce", "sso_key")
 UNREADABLE_WARNING = "can be read by other users"
@@ -626,7 +627,7 @@ def assert_sink_holds_exactly(watched: Watched, path: Path, issued: list[str]) -
         assert request["approved"] is True
         assert line["developer"] == developers[request["by_user"]]["email"]
         assert line["policies"] == request["apply_policies"]
-        assert str(line["key"]) in developers[request["by_user"]]["keys"]
+        assert key_id_of(str(line["key"])) in developers[request["by_user"]]["keys"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
