@@ -25,6 +25,7 @@ class DeclaredRequest:
     owner: str
     file: str
     line: int
+    expires: str | None = None  # as written: a date or an RFC 3339 time (checked)
 
     @property
     def textual_identity(self) -> tuple[str, frozenset[str]]:
@@ -49,6 +50,8 @@ class ManifestFile:
     developers: tuple[DeclaredDeveloper, ...]
     requests: tuple[DeclaredRequest, ...]
     sha256: str = ""  # of the file's bytes
+    revoke: bool = False
+    reject_pending_after: str | None = None  # as written (`30d`; checked)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ def _declared(manifest: ManifestDoc, doc: YamlDoc, file: str) -> ManifestFile:
                     owner=manifest.owner,
                     file=file,
                     line=doc.line_of(("developers", ref, index)),
+                    expires=decl.expires,
                 )
             )
     return ManifestFile(
@@ -135,6 +139,8 @@ def _declared(manifest: ManifestDoc, doc: YamlDoc, file: str) -> ManifestFile:
         developers=tuple(developers),
         requests=tuple(requests),
         sha256=doc.sha256,
+        revoke=manifest.revoke,
+        reject_pending_after=manifest.reject_pending_after,
     )
 
 
