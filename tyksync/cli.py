@@ -15,6 +15,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
 
@@ -30,18 +31,21 @@ from tyksync.fileutil import check_private
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
 from tyksync.manifest import load_manifests, manifest_json_schema, resolve
-from tyksync.manifest.export import export_manifest
+from tyksync.manifest.export import export_manifest, export_pending
 from tyksync.pipeline import plan_live
 from tyksync.plan import FORMAT_VERSION, Plan, check_safety
 from tyksync.plan_schema import plan_json_schema
+from tyksync.provenance import Provenance, detect
 from tyksync.render import Format, refusal, render, render_text, use_color
 from tyksync.saved import (
     check_dashboard,
+    check_not_a_preview,
     check_same,
     read_saved_plan,
     stale_resolution,
     write_saved_plan,
 )
+from tyksync.timefmt import MOMENT_HELP, parse_as_of
 
 log = logging.getLogger("tyksync")
 
@@ -181,6 +185,27 @@ def _max_deletes_option(f: F) -> F:
     )(f)
 
 
+def _expiry_warning_option(f: F) -> F:
+    return click.option(
+        "--expiry-warning",
+        "expiry_warning",
+        type=click.IntRange(min=0),
+        default=14,
+        show_default=True,
+        metavar="DAYS",
+        help="Warn about declarations that expire within DAYS days.",
+    )(f)
+
+
+def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_as_of(value)
+    except ValueError as e:
+        raise click.BadParameter(f"must be {e}") from None
+
+
 # ---- validate / schema -----------------------------------------------------------------
 
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -240,6 +265,15 @@ def schema(of_plan: bool) -> int:
 )
 @click.option("--reissue", is_flag=True, help="Replace approved requests whose fields differ.")
 @_max_deletes_option
+@_expiry_warning_option
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="TIME",
+    callback=_moment,
+    help=f"Plan as if it were this moment ({MOMENT_HELP}; a date is its start, UTC): "
+    "expiry and the age of pending requests. Apply always plans for now.",
+)
 @_connection_options
 @_command
 def plan(
@@ -250,6 +284,8 @@ def plan(
     warnings_as_changes: bool,
     reissue: bool,
     max_deletes: int | None,
+    expiry_warning: int,
+    as_of: datetime | None,
     **kwargs: Any,
 ) -> int:
     """Show what apply would change."""
@@ -259,16 +295,41 @@ def plan(
         check_private(out, what="--out")  # a file that will be refused, before any call
     with connect(settings, os.environ) as conn:
         the_plan = plan_live(
-            conn.client, manifests, dashboard=conn.label, reissue=reissue, max_deletes=max_deletes
+            conn.client,
+            manifests,
+            dashboard=conn.label,
+            reissue=reissue,
+            max_deletes=max_deletes,
+            now=as_of,
+            expiry_warning=timedelta(days=expiry_warning),
         )
     render(the_plan, sys.stdout, cast(Format, fmt), color=use_color(sys.stdout, os.environ))
     if the_plan.safety.refused:
         # Also on stderr: stdout may be a file (--format json > plan.json) nobody reads now.
         log.warning("%s", refusal(the_plan))
+    if as_of is not None:
+        log.warning(
+            "planned as of %s, not now (--as-of): apply plans for the moment it runs",
+            as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
     if out is not None:
-        write_saved_plan(the_plan, out, manifest_paths=paths, reissue=reissue)
-        command = _apply_command(out, settings, max_deletes)
-        click.echo(f"Plan saved to {printable(str(out))}; apply it with: {command}", err=True)
+        write_saved_plan(
+            the_plan,
+            out,
+            manifest_paths=paths,
+            reissue=reissue,
+            expiry_warning_days=expiry_warning,
+            as_of=None if as_of is None else as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        if as_of is None:
+            command = _apply_command(out, settings, max_deletes)
+            click.echo(f"Plan saved to {printable(str(out))}; apply it with: {command}", err=True)
+        else:
+            click.echo(
+                f"Plan saved to {printable(str(out))}, for review only: made with --as-of, "
+                "apply --plan refuses it",
+                err=True,
+            )
     if not detailed_exitcode:
         return 0
     if the_plan.safety.refused:
@@ -341,6 +402,7 @@ def _apply_command(out: Path, settings: ConnectionSettings, max_deletes: int | N
     show_default=True,
     help="Actions sent at once.",
 )
+@_expiry_warning_option
 @_connection_options
 @_command
 def apply(
@@ -354,6 +416,7 @@ def apply(
     key_sink: Path | None,
     journal: Path,
     parallelism: int,
+    expiry_warning: int,
     **kwargs: Any,
 ) -> int:
     """Make the changes: creates and approvals first, then deletes."""
@@ -366,8 +429,10 @@ def apply(
             raise click.UsageError(
                 "--reissue: the saved plan was made without it; plan again with --reissue"
             )
+        check_not_a_preview(saved)
         paths = paths or tuple(Path(p) for p in saved.manifest_paths)
         reissue = saved.reissue  # re-derived with the options it was made with
+        expiry_warning = saved.expiry_warning_days
     manifests = load_manifests(paths)  # bad manifests fail before the network
     # Files that will be refused are refused before any call to the Dashboard.
     if key_sink is not None:
@@ -385,6 +450,8 @@ def apply(
                 dashboard=conn.label,
                 reissue=reissue,
                 max_deletes=max_deletes,
+                now=datetime.now(timezone.utc),  # apply always plans for now
+                expiry_warning=timedelta(days=expiry_warning),
             )
         except ManifestError as e:
             raise e if saved is None else stale_resolution(e) from None
@@ -396,12 +463,17 @@ def apply(
                 _print_result_json(the_plan, ApplyResult(), key_sink, sys.stdout)
             return 0
         check_safety(the_plan, force=force)
+        provenance = detect(os.environ)  # git asked once a run
         # Opened before asking: a sink that will be refused should fail before a "yes".
-        with _apply_outputs(key_sink, journal) as (sink, the_journal):
+        with _apply_outputs(key_sink, journal, provenance) as (sink, the_journal):
             if saved is None and not auto_approve:
                 _confirm(the_plan, conn.label)
             applier = Applier(
-                conn.client, key_sink=sink, journal=the_journal, parallelism=parallelism
+                conn.client,
+                key_sink=sink,
+                journal=the_journal,
+                parallelism=parallelism,
+                provenance=provenance,
             )
             result = applier.apply(the_plan)
     if fmt == "json":
@@ -413,11 +485,11 @@ def apply(
 
 @contextlib.contextmanager
 def _apply_outputs(
-    key_sink: Path | None, journal: Path
+    key_sink: Path | None, journal: Path, provenance: Provenance
 ) -> Iterator[tuple[KeySink | None, Journal]]:
     sink = KeySink(key_sink) if key_sink else None
     try:
-        the_journal = Journal(journal)
+        the_journal = Journal(journal, context=provenance.journal_context())
     except BaseException:
         if sink is not None:
             sink.close()
@@ -521,16 +593,30 @@ def _outcome_line(o: Outcome) -> str:
 
 
 @cli.command()
-@click.option("--owner", help="Only requests owned by NAME; the manifest gets that owner.")
+@click.option(
+    "--owner",
+    help="Only requests owned by NAME; the manifest gets that owner (with --pending: only "
+    "the owner the manifest gets, default pending).",
+)
 @click.option("--developer", "developer_email", metavar="EMAIL", help="Only this developer.")
+@click.option(
+    "--pending",
+    is_flag=True,
+    help="Instead: the pending requests no tyksync owner made (e.g. made in the portal), "
+    "one `approved: true` entry each, owner --owner (default pending), prune: none. "
+    "Declaring one approves that request.",
+)
 @_connection_options
 @_command
-def export(owner: str | None, developer_email: str | None, **kwargs: Any) -> int:
+def export(owner: str | None, developer_email: str | None, pending: bool, **kwargs: Any) -> int:
     """Print the live requests as a manifest."""
     settings = _settings(kwargs)
     with connect(settings, os.environ) as conn:
         live = conn.client.read_live()
-    text, notes = export_manifest(live, owner=owner, developer=developer_email)
+    if pending:
+        text, notes = export_pending(live, owner=owner, developer=developer_email)
+    else:
+        text, notes = export_manifest(live, owner=owner, developer=developer_email)
     for note in notes:
         log.warning("%s", note)
     sys.stdout.write(text)

@@ -40,6 +40,16 @@ _ACTION = _object(
         "reason": {"type": "string"},
         "approved": {"type": "boolean"},
         "declared_at": _NULLABLE_STRING,
+        "revoke_key": {"type": ["string", "null"], "pattern": "^key#[0-9a-f]{8}$"},
+    }
+)
+_PENDING = _object(
+    {
+        "request_id": _ID,
+        "developer": _DEVELOPER,
+        "policies": _POLICIES,
+        "date_created": {"type": "string"},
+        "age_days": {"type": ["integer", "null"], "minimum": 0},
     }
 )
 _WARNING = _object(
@@ -73,7 +83,10 @@ _SAVED = _object(
     {
         "manifest_paths": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "reissue": {"type": "boolean"},
-    }
+        "expiry_warning_days": {"type": "integer", "minimum": 0},
+        "as_of": _NULLABLE_STRING,
+    },
+    required=["manifest_paths", "reissue"],
 )
 
 
@@ -90,6 +103,7 @@ def plan_json_schema() -> dict[str, Any]:
         "managed": _COUNT,
         "actions": {"type": "array", "items": _ACTION},
         "warnings": {"type": "array", "items": _WARNING},
+        "pending": {"type": "array", "items": _PENDING},
         "scope": _SCOPE,
         "manifest_digest": _HEX64,
         "live_digest": _HEX64,

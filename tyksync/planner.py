@@ -71,20 +71,20 @@ def make_plan(
     for d in sorted(desired.requests, key=lambda d: (d.file, d.line)):
         lives = by_identity.get(d.identity, [])
         matched.update(r.id for r in lives)
-        scope = scopes.get(d.file)
+        declaring = scopes.get(d.file)
         if d.expires is not None and now is not None and now >= d.expires:
-            governed.extend((a, r, scope) for a, r in _expired(d, lives))
+            governed.extend((a, r, declaring) for a, r in _expired(d, lives))
             continue
         a, w = _reconcile(d, lives, reissue)
         by_id = {r.id: r for r in lives}
         for action in a:
             if action.deletes and action.request_id in by_id:
-                governed.append((action, by_id[action.request_id], scope))
+                governed.append((action, by_id[action.request_id], declaring))
             else:
                 actions.append(action)
         warnings.extend(w)
         if d.expires is not None and now is not None and now >= d.expires - expiry_warning:
-            warnings.append(_expiry_warning(d, scope))
+            warnings.append(_expiry_warning(d, declaring))
 
     unmanaged = 0
     for r in live.requests:
@@ -94,7 +94,7 @@ def make_plan(
         if pruned is None:
             unmanaged += 1
             continue
-        reason, scope = pruned
+        reason, pruning = pruned
         dev = developers.get(r.developer_id)
         action = Action(
             action="delete",
@@ -106,14 +106,14 @@ def make_plan(
             owner=r.owner,
             approved=r.approved,
         )
-        governed.append((action, r, scope))
+        governed.append((action, r, pruning))
 
     approved_by_identity: dict[Identity, list[KeyRequest]] = defaultdict(list)
     for r in live.requests:
         if r.approved:
             approved_by_identity[policies.identity(r)].append(r)
-    for action, r, scope in governed:
-        if not (r.approved and scope is not None and scope.revoke):
+    for action, r, governing in governed:
+        if not (r.approved and governing is not None and governing.revoke):
             actions.append(action)
             continue
         label, why = _revocation(r, developers.get(r.developer_id), policies, approved_by_identity)

@@ -20,7 +20,7 @@ from typing import Final, Literal, TextIO
 
 from tyksync import __version__
 from tyksync.escape import printable
-from tyksync.plan import Action, DevRef, Plan, PlanWarning, PolicyRef
+from tyksync.plan import Action, DevRef, PendingRequest, Plan, PlanWarning, PolicyRef
 
 Format = Literal["text", "json", "markdown"]
 FORMATS: Final[tuple[Format, ...]] = ("text", "json", "markdown")  # for click.Choice
@@ -31,6 +31,22 @@ _SYMBOL: Final = {"create": "+", "approve": "~", "replace": "-/+", "delete": "-"
 _STAYS_VALID: Final = "approved: the key it issued stays valid"
 _NO_CHANGES: Final = "No changes. The Dashboard matches the manifests."
 _NO_POLICIES: Final = "no policies"  # a legacy (`for_api`) request names no policy
+PENDING_SHOWN: Final = 20  # the oldest pending requests text and Markdown list; JSON has all
+
+
+def _revokes(action: Action) -> str:
+    """`revoke key#ab12cd34`, or "" for an action that revokes nothing."""
+    return f"revoke {action.revoke_key}" if action.revoke_key else ""
+
+
+def _pending_head(plan: Plan) -> str:
+    n = len(plan.pending)
+    head = f"{_plural(n, 'pending request')} {'waits' if n == 1 else 'wait'} for a decision"
+    return head + (f" (the {PENDING_SHOWN} oldest shown)" if n > PENDING_SHOWN else "")
+
+
+def _age_text(p: PendingRequest) -> str:
+    return "age unknown" if p.age_days is None else f"{_plural(p.age_days, 'day')} old"
 
 
 def _plural(n: int, singular: str) -> str:
@@ -140,7 +156,9 @@ def _text_request(action: Action) -> str:
     if action.action != "approve" and action.reason:
         parts.append(printable(action.reason))
     text = ": ".join(parts)
-    if action.deletes and action.approved:
+    if action.revoke_key:
+        text += f" (approved: {_revokes(action)})"
+    elif action.deletes and action.approved:
         text += f" ({_STAYS_VALID})"
     return text
 
@@ -179,9 +197,26 @@ def _text_warning(warning: PlanWarning, paint: Callable[[str, str], str]) -> str
     return f"{paint('! warning:', _YELLOW)} {where}: {printable(warning.message)}"
 
 
+def _text_pending(plan: Plan) -> list[str]:
+    """The pending queue: the oldest first, at most PENDING_SHOWN of them."""
+    lines = [_pending_head(plan) + ":"]
+    for p in plan.pending[:PENDING_SHOWN]:
+        who = printable(p.developer.email or p.developer.id)
+        lines.append(
+            f"  ? {who}  {_text_policies(p.policies)}  request {printable(p.request_id)}  "
+            f"{_age_text(p)}"
+        )
+    if len(plan.pending) > PENDING_SHOWN:
+        lines.append(
+            f"  ... and {len(plan.pending) - PENDING_SHOWN} more (plan --format json lists all)"
+        )
+    lines.append("  (declare one to approve it, e.g. from `tyksync export --pending`)")
+    return lines
+
+
 def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
-    """Terraform-like: one line per action, in the plan's order, then warnings, then a
-    one-line summary."""
+    """Terraform-like: one line per action, in the plan's order, then warnings, then the
+    pending queue, then a one-line summary."""
 
     def paint(text: str, code: str) -> str:
         return f"{code}{text}{_RESET}" if color else text
@@ -195,6 +230,8 @@ def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
         blocks.append([_text_action(a, paint) for a in plan.actions])
     if plan.warnings:
         blocks.append([_text_warning(w, paint) for w in plan.warnings])
+    if plan.pending:
+        blocks.append(_text_pending(plan))
     blocks.append([paint(_summary_line(plan), _BOLD)])
     stream.write("\n\n".join("\n".join(block) for block in blocks) + "\n")
 
@@ -248,7 +285,9 @@ def _md_action(action: Action) -> str:
         request.append(_md_code(action.reason))
     if request:
         details.append(": ".join(request))
-    if action.deletes and action.approved:
+    if action.revoke_key:
+        details.append(f"**revoke** {_md_code(action.revoke_key)}")
+    elif action.deletes and action.approved:
         details.append(f"**{_STAYS_VALID}**")
     if action.creates:
         details.append("approve: " + ("yes" if action.approve else "no"))
@@ -295,6 +334,7 @@ class _Line:
     text: str
     actions: int = 0
     warnings: int = 0
+    pending: int = 0
 
 
 def _md_details(plan: Plan) -> list[_Line]:
@@ -313,6 +353,25 @@ def _md_warnings(plan: Plan) -> list[_Line]:
         return []
     head = [_Line(""), _Line("#### Warnings"), _Line("")]
     return head + [_Line(_md_warning(w), warnings=1) for w in plan.warnings]
+
+
+def _md_pending(plan: Plan) -> list[_Line]:
+    if not plan.pending:
+        return []
+    lines = [_Line(""), _Line(f"#### {_pending_head(plan)}"), _Line("")]
+    for p in plan.pending[:PENDING_SHOWN]:
+        who = _md_code(p.developer.email or p.developer.id)
+        lines.append(
+            _Line(
+                f"- {who} \\[{_md_policies(p.policies)}\\] request {_md_code(p.request_id)}, "
+                f"{_age_text(p)}",
+                pending=1,
+            )
+        )
+    more = len(plan.pending) - PENDING_SHOWN
+    if more > 0:
+        lines.append(_Line(f"- _… and {more} more (`tyksync plan --format json` lists all)_"))
+    return lines
 
 
 def _md_head(plan: Plan) -> list[str]:
@@ -349,17 +408,21 @@ def _fit(lines: Sequence[_Line], budget: int) -> tuple[list[_Line], list[_Line]]
         used += len(line.text) + 1
         count += 1
     if count < len(lines):
-        while count and not (lines[count - 1].actions or lines[count - 1].warnings):
+        while count and not (
+            lines[count - 1].actions or lines[count - 1].warnings or lines[count - 1].pending
+        ):
             count -= 1
     return list(lines[:count]), list(lines[count:])
 
 
-def _truncation_note(actions: int, warnings: int) -> str:
+def _truncation_note(actions: int, warnings: int, pending: int = 0) -> str:
     hidden = []
     if actions:
         hidden.append(_plural(actions, "more action"))
     if warnings:
         hidden.append(_plural(warnings, "more warning"))
+    if pending:
+        hidden.append(_plural(pending, "more pending request"))
     return _TRUNCATED.format(n=" and ".join(hidden))
 
 
@@ -371,14 +434,15 @@ def render_markdown(plan: Plan, stream: TextIO, *, limit: int = 60000) -> None:
     much was left out. The heading, the summary table and the footer are always there.
     """
     head, footer = _md_head(plan), _md_footer(plan)
-    details, warnings = _md_details(plan), _md_warnings(plan)
+    details, warnings = _md_details(plan), _md_warnings(plan) + _md_pending(plan)
     body = details + warnings
     if _size(head) + _size(line.text for line in body) + _size(footer) < limit:
         _write_lines(stream, head + [line.text for line in body] + footer)
         return
 
     # Room for the note as if everything were hidden: its length only shrinks after.
-    worst_note = _truncation_note(len(plan.actions), len(plan.warnings))
+    shown_pending = min(len(plan.pending), PENDING_SHOWN)
+    worst_note = _truncation_note(len(plan.actions), len(plan.warnings), shown_pending)
     budget = limit - 1 - _size(head) - _size(["", worst_note]) - _size(footer)
     if budget < 0:
         raise ValueError(f"a Markdown limit of {limit} characters cannot hold the plan summary")
@@ -389,7 +453,9 @@ def render_markdown(plan: Plan, stream: TextIO, *, limit: int = 60000) -> None:
     else:
         kept, cut = _fit(warnings, budget)
         cut += details
-    note = _truncation_note(sum(x.actions for x in cut), sum(x.warnings for x in cut))
+    note = _truncation_note(
+        sum(x.actions for x in cut), sum(x.warnings for x in cut), sum(x.pending for x in cut)
+    )
     _write_lines(stream, head + [line.text for line in kept] + ["", note] + footer)
 
 

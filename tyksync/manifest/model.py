@@ -55,9 +55,7 @@ def _expiry(text: str) -> str:
     try:
         parse_expiry(text)
     except ValueError as e:
-        raise PydanticCustomError(
-            "expires_format", "must be {form}", {"form": str(e)}
-        ) from None
+        raise PydanticCustomError("expires_format", "must be {form}", {"form": str(e)}) from None
     return text
 
 
@@ -69,15 +67,14 @@ def _age(text: str) -> str:
     return text
 
 
+_EXPIRES_PATTERN = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2}))?$"
 Expires = Annotated[
     str,
     AfterValidator(_expiry),
     Field(
         description=f"From this moment on the request counts as undeclared: {MOMENT_HELP}; "
         "a date means the end of that day, UTC.",
-        json_schema_extra={
-            "pattern": r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2}))?$"
-        },
+        json_schema_extra={"pattern": _EXPIRES_PATTERN},
     ),
 ]
 Age = Annotated[

@@ -481,9 +481,9 @@ class Store:
                 if others:
                     subscriptions[policy] = others[-1]  # the latest issued
             self._put_developer({**developer, "keys": keys, "subscriptions": subscriptions})
-            self._keys = [
-                {**k, "revoked": True} if k["key_id"] == key_id else k for k in self._keys
-            ]
+            for index, issued in enumerate(self._keys):
+                if issued["key_id"] == key_id:
+                    self._keys[index] = {**issued, "revoked": True}
             self._committed()
 
     # -- internals ----------------------------------------------------------------------------
