@@ -355,18 +355,17 @@ def _canonical_request(r: KeyRequest) -> dict[str, Any]:
 
 def _canonical_keys(keys: Mapping[str, frozenset[str]] | None) -> dict[str, Any]:
     """A developer's keys as far as a plan depends on them (which key a delete revokes), by
-    label: a digest in a plan file must not let anyone test a guess of a key id. Nothing for
-    a developer without keys (or whose keys were not listed), so that plans of Dashboards
-    that hold none keep the digest they had before keys were read."""
-    if not keys:
-        return {}
+    label: a digest in a plan file must not let anyone test a guess of a key id."""
+    if keys is None:
+        return {"keys": None}
     return {"keys": sorted([key_label(k), sorted(p)] for k, p in keys.items())}
 
 
-def live_digest(live: LiveState, scope: Scope) -> str:
+def live_digest(live: LiveState, scope: Scope, *, keys: bool = False) -> str:
     """A digest of the live state a plan depends on: the requests in scope, and the
     developers and policies the manifests resolved to (a policy deactivated or a developer
-    renamed makes a saved plan stale too)."""
+    renamed makes a saved plan stale too). `keys`: the plan revokes keys, so it depends on
+    the developers' keys too (which key a delete revokes, or why none)."""
     requests: Iterable[KeyRequest] = (r for r in live.requests if scope.covers(r))
     developers = [d for d in live.developers if d.id in scope.developer_ids]
     policies = [p for p in live.policies if p.db_id in scope.policy_ids]
@@ -380,7 +379,7 @@ def live_digest(live: LiveState, scope: Scope) -> str:
                         "id": d.id,
                         "email": d.email,
                         "inactive": d.inactive,
-                        **_canonical_keys(d.keys),
+                        **(_canonical_keys(d.keys) if keys else {}),
                     }
                     for d in developers
                 ),

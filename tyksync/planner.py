@@ -130,7 +130,7 @@ def make_plan(
         policy_ids=frozenset(p.db_id for d in desired.requests for p in d.policies),
     )
     ordered = tuple(sorted(actions, key=lambda a: a.sort_key))
-    live_part = live_digest(live, scope)
+    live_part = live_digest(live, scope, keys=any(s.revoke for s in desired.scopes))
     deleted = {a.request_id for a in ordered if a.deletes}
     pending = sorted(
         (r for r in live.requests if not (r.approved or r.id in matched or r.id in deleted)),
