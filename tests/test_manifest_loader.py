@@ -62,7 +62,11 @@ INVALID_CASES = [
     ("int_field.yaml", 6, "fields.ticket: must be a string, got an integer; quote it"),
     ("float_field.yaml", 6, "fields.ratio: must be a string, got a number"),
     ("list_fields.yaml", 6, "fields: must be a mapping, got a list"),
-    ("unknown_key.yaml", 6, "unknown key 'aproved' (allowed: plan, plans, approved, fields, expires)"),
+    (
+        "unknown_key.yaml",
+        6,
+        "unknown key 'aproved' (allowed: plan, plans, approved, fields, expires)",
+    ),
     ("defaults_unknown.yaml", 4, "defaults: unknown key 'approve' (allowed: approved, fields)"),
     ("reserved_field.yaml", 7, "fields.tyksync_owner: field keys starting with 'tyksync_'"),
     ("missing_version.yaml", 2, "missing required key 'version'"),

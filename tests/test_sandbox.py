@@ -250,9 +250,7 @@ def test_delete_answers_data_deleted_and_does_not_revoke_the_key(portal: Portal)
     assert answer.json() == {"Status": "OK", "Message": "Data deleted", "Meta": None}
     assert portal.get(f"/api/portal/requests/{R1}").status_code == 404
     assert portal.call("DELETE", f"/api/portal/requests/{R1}").status_code == 404
-    assert portal.get(f"/api/portal/developers/{BOB}").json()["keys"] == {
-        key_id_of(key): [SILVER]
-    }
+    assert portal.get(f"/api/portal/developers/{BOB}").json()["keys"] == {key_id_of(key): [SILVER]}
     assert key in portal.sandbox.store.issued_keys()
     assert portal.sandbox.store.key_valid(key)
 
@@ -311,9 +309,7 @@ def test_a_policy_can_be_named_by_its_explicit_id_in_the_modern_dialect(sandbox:
     assert portal.get("/api/portal/policies/gold").json()["_id"] == GOLD
     request_id = portal.create(by_user=ALICE, for_plan="gold", apply_policies=["gold"])
     key = portal.approve(request_id).json()["RawKey"]
-    assert portal.get(f"/api/portal/developers/{ALICE}").json()["keys"] == {
-        key_id_of(key): [GOLD]
-    }
+    assert portal.get(f"/api/portal/developers/{ALICE}").json()["keys"] == {key_id_of(key): [GOLD]}
     portal.close()
 
 

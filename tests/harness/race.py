@@ -44,6 +44,7 @@ from .world import (
     child_env,
     converge,
     read_journal,
+    secrets_of,
 )
 
 Mode = Literal["together", "staggered", "processes"]
@@ -173,7 +174,7 @@ def run_trial(
         applies, outputs = converge(world, work)
         log += outputs
         violations, issued, intended = check_final_state(world)
-        keys = [SECRET, *sb.store.issued_keys()]
+        keys = [SECRET, *secrets_of(sb)]
         journal_errors = [
             f"{path.name}: {e}"
             for path in sorted(work.glob("journal*.jsonl"))
