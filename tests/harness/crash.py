@@ -302,6 +302,8 @@ def summarize(results: Sequence[TrialResult]) -> dict[str, Any]:
         "missing": sum(len(r.violations.missing) for r in results),
         "not_pruned": sum(len(r.violations.not_pruned) for r in results),
         "extra_keys": sum(len(r.violations.extra_keys) for r in results),
+        # Keys revoked wrongly, or left valid where `revoke: true` had to revoke them.
+        "revocation_errors": sum(len(r.violations.revocations) for r in results),
         "applies_to_converge": dict(
             sorted(Counter(r.applies_to_converge for r in results).items())
         ),
