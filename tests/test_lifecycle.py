@@ -280,6 +280,28 @@ def test_a_key_revoked_since_the_plan_lets_the_delete_go_on(dash: Sandbox) -> No
     assert dash.store.requests() == []
 
 
+def test_a_saved_plan_that_revokes_is_applied_and_goes_stale_when_the_keys_change(
+    dash: Sandbox, tyk: Tyk
+) -> None:
+    world(dash)
+    key = granted(dash, ALICE, [GOLD])
+    team("  alice@example.com: []\n  bob@example.com: []\n", head="revoke: true\n")
+    assert tyk("plan", "life", "--out", "p.json").code == 0
+    saved = Path("p.json").read_text()
+    assert key_label(key_id_of(key)) in saved and key_id_of(key) not in saved
+    # A key issued to a developer in scope since: which key a delete revokes may differ.
+    other = dash.store.add_request(BOB, [SILVER], approved=True)
+    dash.store.delete_request(other["id"])
+    stale = tyk("apply", "--plan", "p.json")
+    assert stale.code == 3 and "stale" in stale.err
+    assert dash.store.key_valid(key)
+
+    assert tyk("plan", "life", "--out", "p.json").code == 0
+    applied = tyk("apply", "--plan", "p.json")
+    assert applied.code == 0, applied.all
+    assert not dash.store.key_valid(key)
+
+
 # ---- expiry --------------------------------------------------------------------------------
 
 
