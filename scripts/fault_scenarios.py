@@ -102,6 +102,7 @@ def _print(summary: scenarios.Summary, args: argparse.Namespace, wall: float) ->
         print(f"  seeds needing more than 3: {summary.slow_seeds[:20]}")
     print(f"mutating calls on converged re-apply: {summary.reapply_mutating_calls}")
     print(f"keys issued:              {summary.keys_issued}")
+    print(f"keys revoked:             {summary.keys_revoked} (deletes under revoke: true)")
     print(f"approve-intents:          {summary.approve_intents} (bound on keys issued)")
     print("known open bugs hit:      " + (_pairs(summary.known) if summary.known else "none"))
     for name in summary.known:

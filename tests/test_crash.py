@@ -87,6 +87,10 @@ def test_apply_killed_at_a_random_point_then_next_apply_converges(
     extra = [r for r in results if r.violations.extra_keys or r.violations.missing_keys]
     assert not extra, _which(results, extra)
     assert all(r.keys_issued == r.keys_intended for r in results)
+    # `revoke: true` in every world: the pruned approved request's key is revoked, killed
+    # mid-way or not, and no other key is.
+    revocations = [r for r in results if r.violations.revocations]
+    assert not revocations, _which(results, revocations)
     bad_journal = [r for r in results if r.journal_errors]
     assert not bad_journal, _which(results, bad_journal)
     unjournaled = [r for r in results if r.write_ahead]
@@ -111,9 +115,22 @@ def test_checks_of_the_trials_catch_what_they_look_for(tmp_path: Path) -> None:
         world = build_world(sb, tmp_path / "m", SMALL)
         violations, _, _ = check_final_state(world)
         assert violations.missing and violations.not_pruned  # nothing applied yet
+        assert [v for v in violations.revocations if v.endswith("still valid")]
         assert converge(world, tmp_path)[0] == 1
         violations, issued, intended = check_final_state(world)
         assert violations.all() == [] and issued == intended > 0
+        assert world.to_revoke and not any(map(sb.store.key_valid, world.to_revoke))
+
+        # A key revoked that no delete called for, and without a journal line.
+        kept = next(k for k in sb.store.issued() if not k["revoked"])
+        sb.store.revoke_key(kept["developer_id"], kept["key_id"])
+        violations, _, _ = check_final_state(world)
+        assert violations.revocations == [
+            f"key of request {kept['request_id']} revoked, not meant to be"
+        ]
+        assert f"key of request {kept['request_id']} revoked without a revoke.sent" in (
+            crash.write_ahead_violations(world, JournalReport())
+        )
 
         # A second request for a declared identity, then a second key for it.
         created = next(i for i, intent in world.intents.items() if intent.where == "create")

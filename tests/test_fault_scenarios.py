@@ -55,6 +55,8 @@ def test_scenarios_converge_without_duplicates_or_extra_keys(chunk: int, tmp_pat
     assert sum(r.reapply_mutating_calls for r in results) == 0
     assert sum(r.keys_issued for r in results) <= sum(r.approve_intents for r in results)
     assert sum(r.creates_committed_twice for r in results) == 0
+    # Revocation ran: files with `revoke: true` deleted approved requests and revoked keys.
+    assert sum(len(r.revoked) for r in results) > 0
     # Open bugs these scenarios can run into are counted apart (see sc.KNOWN_BUGS), each
     # pinned by a strict xfail test below; anything else is in `problems` above.
     assert set().union(*(r.known for r in results)) <= set(sc.KNOWN_BUGS)
@@ -90,6 +92,7 @@ def test_generator_is_deterministic_and_covers_what_the_suite_claims(tmp_path: P
         seen["concurrent"] += s.concurrent
         for m in s.manifests:
             seen[f"prune:{m.prune_mode}"] += 1
+            seen["revoke"] += m.revoke
             for d in m.declarations:
                 seen[f"policies:{min(len(d.policies), 2)}"] += 1
                 seen[f"approved:{m.effective_approved(d)}"] += 1
@@ -114,6 +117,7 @@ def test_generator_is_deterministic_and_covers_what_the_suite_claims(tmp_path: P
         "prune:owned",
         "prune:developers",
         "prune:none",
+        "revoke",
         "policies:1",
         "policies:2",
         "approved:True",
@@ -152,7 +156,7 @@ def test_the_oracle_fails_on_a_duplicate_and_on_a_protected_delete(tmp_path: Pat
     sandbox = sc.build_sandbox(scenario)
     try:
         before = {r["id"]: r for r in sandbox.store.requests()}
-        keys = set(sc.developer_keys(sandbox.store.developers()))
+        keys = set(sc.developer_keys(sandbox.store))
         identity = next(iter(scenario.declared()))
         sandbox.store.add_request(identity[0], sorted(identity[1]))
         sandbox.store.add_request(identity[0], sorted(identity[1]))
@@ -165,6 +169,59 @@ def test_the_oracle_fails_on_a_duplicate_and_on_a_protected_delete(tmp_path: Pat
     assert result.duplicates >= 1
     assert any("live requests for declared" in p for p in result.problems)
     assert any(f"deleted {legacy['id']}" in p for p in result.problems)
+
+
+def test_the_oracle_fails_on_a_key_left_valid_or_revoked_without_a_rule() -> None:
+    """The revocation checks can fail: a request deleted under `revoke: true` whose key
+    stays valid, and a key revoked that no delete called for, are both reported."""
+
+    def prunable_under_revoke(s: sc.Scenario) -> dict[str, object] | None:
+        approved = Counter(
+            (r["developer_id"], frozenset(map(s.policy_db_id, r["policies"])))
+            for r in s.live
+            if r["approved"] and r.get("policies")
+        )
+        for r in s.live:
+            identity = (r["developer_id"], frozenset(map(s.policy_db_id, r.get("policies", []))))
+            record = {"by_user": r["developer_id"], "fields": r["fields"]}
+            record["apply_policies"] = list(r.get("policies", []))
+            if (
+                r["approved"]
+                and r.get("policies")
+                and approved[identity] == 1
+                and identity not in s.declared()
+                and sc._revoke_flags(s, record)
+                and all(sc._revoke_flags(s, record))
+            ):
+                return r
+        return None
+
+    seed = next(
+        seed
+        for seed in range(FIRST_SEED, FIRST_SEED + 400)
+        if prunable_under_revoke(sc.generate(seed))
+    )
+    scenario = sc.generate(seed)
+    target = prunable_under_revoke(scenario)
+    assert target is not None
+    sandbox = sc.build_sandbox(scenario)
+    try:
+        before = {r["id"]: r for r in sandbox.store.requests()}
+        keys = set(sc.developer_keys(sandbox.store))
+        sandbox.store.delete_request(str(target["id"]))  # deleted, its key left valid
+        kept = next(r for r in before.values() if r["approved"] and r["id"] != target["id"])
+        (issued,) = [k for k in sandbox.store.issued() if k["request_id"] == kept["id"]]
+        sandbox.store.revoke_key(kept["by_user"], issued["key_id"])  # revoked, not deleted
+        result = sc.ScenarioResult(seed=seed, profile="none", applies=0)
+        sc.check_outcome(scenario, sandbox, before, keys, result)
+    finally:
+        sandbox.stop()
+    assert any(
+        f"key of request {target['id']}: deleted under revoke: true" in p for p in result.problems
+    ), result.problems
+    assert any(
+        f"key of request {kept['id']} revoked, which no rule allows" in p for p in result.problems
+    ), result.problems
 
 
 # ---- bugs found by these scenarios -----------------------------------------------------------

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from support import Tyk
 
+from tyksync import redact
 from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.connection import ConnectionSettings, connect, read_secret
 from tyksync.errors import (
@@ -38,6 +39,7 @@ from tyksync.errors import (
     NetworkError,
     TyksyncError,
 )
+from tyksync.models import key_label
 from tyksync.sandbox import Sandbox
 
 SECRET = "hostile-secret-CANARY-9d41"
@@ -441,6 +443,76 @@ def test_a_single_item_answer_that_is_no_object_is_an_error(serve: Any) -> None:
         client(server.url).get_request(REQ["id"])
     with pytest.raises(MalformedAnswer, match=f"^GET /api/portal/developers/{DEV['id']}: "):
         client(server.url).developer(DEV["id"])
+
+
+KEY_ID = "0123456789abcdef"
+ODD_KEYS = {
+    "missing": ...,
+    "null": None,
+    "a string": "k",
+    "a list": [KEY_ID],
+    "a number": 3,
+    "policies a string": {KEY_ID: "gold"},
+    "policies holding a number": {KEY_ID: [1]},
+    "policies holding an empty id": {KEY_ID: [""]},
+    "a key id with a slash": {"0123456789/bcdef": ["gold"]},
+    "a key id `..`": {"..": ["gold"]},
+    "a key id too short to be a hash": {"Gold": ["gold"]},
+    "one good, one bad": {KEY_ID: ["gold"], "x y z 1 2 3": ["gold"]},
+}
+
+
+@pytest.mark.parametrize("case", ODD_KEYS, ids=list(ODD_KEYS))
+def test_a_developer_s_odd_keys_are_unknown_never_an_error(serve: Any, case: str) -> None:
+    """SPEC section 11: `keys` may be missing or anything else; tyksync then cannot tell a
+    key apart (so revokes none) but still plans. A bad key id is never registered as a
+    secret either (a short one would mask ordinary words everywhere)."""
+    developer: dict[str, Any] = dict(DEV)
+    if ODD_KEYS[case] is not ...:
+        developer["keys"] = ODD_KEYS[case]
+    server = serve(portal(developers=listing(developer)))
+    (read,) = client(server.url).read_live().developers
+    assert read.keys is None
+    assert redact.redact("Gold x y z 1 2 3") == "Gold x y z 1 2 3"
+
+
+def test_well_formed_keys_are_read_and_a_revoke_is_sent_with_its_id_only_in_the_path(
+    serve: Any,
+) -> None:
+    deletes = [0]
+
+    def respond(h: Handler) -> None:
+        if h.command == "DELETE":
+            deletes[0] += 1
+            status = 200 if deletes[0] == 1 else 404
+            h.answer(status, {"Status": "OK" if status == 200 else "Error", "Message": "x"})
+        else:
+            portal(developers=listing({**DEV, "keys": {KEY_ID: ["gold"]}}))(h)
+
+    server = serve(respond)
+    c = client(server.url)
+    (read,) = c.read_live().developers
+    assert read.keys == {KEY_ID: frozenset({"gold"})}
+    assert c.revoke_key(DEV["id"], KEY_ID) is True
+    assert c.revoke_key(DEV["id"], KEY_ID) is False  # 404: gone already
+    assert server.calls[-1] == ("DELETE", f"/api/portal/developers/{DEV['id']}/keys/{KEY_ID}")
+    for bad in ("..", "a/b", "", "k#1"):
+        with pytest.raises(TyksyncError, match="refusing to revoke a key"):
+            c.revoke_key(DEV["id"], bad)
+    assert server.count("DELETE") == 2
+
+
+def test_a_revoke_that_fails_names_the_key_by_its_label(serve: Any) -> None:
+    server = serve(lambda h: h.answer(400, {"Status": "Error", "Message": "nope"}))
+    with pytest.raises(ApiError) as e:
+        client(server.url).revoke_key(DEV["id"], KEY_ID)
+    assert KEY_ID not in str(e.value)
+    assert f"/keys/{key_label(KEY_ID)}" in str(e.value)
+    server_5xx = serve(lambda h: h.answer(503, {"Status": "Error", "Message": "busy"}))
+    with pytest.raises(AnswerLost) as lost:  # not retried blindly: the applier settles it
+        client(server_5xx.url, attempts=3).revoke_key(DEV["id"], KEY_ID)
+    assert KEY_ID not in str(lost.value)
+    assert server_5xx.count("DELETE") == 1
 
 
 @pytest.mark.parametrize("bad", ["", ".", ".."])

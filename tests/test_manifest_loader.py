@@ -65,7 +65,7 @@ INVALID_CASES = [
     (
         "unknown_key.yaml",
         6,
-        "unknown key 'aproved' (allowed: plan, plans, approved, fields, environments)",
+        "unknown key 'aproved' (allowed: plan, plans, approved, fields, environments, expires)",
     ),
     ("defaults_unknown.yaml", 4, "defaults: unknown key 'approve' (allowed: approved, fields)"),
     ("reserved_field.yaml", 7, "fields.tyksync_owner: field keys starting with 'tyksync_'"),

@@ -23,6 +23,7 @@ def action_data(**changes: Any) -> dict[str, Any]:
         "reason": "declared approved, live request pending",
         "approved": False,
         "declared_at": "m.yaml:5",
+        "revoke_key": None,
     }
     data.update(changes)
     return data
@@ -33,6 +34,9 @@ def test_every_kind_reads_back_as_written(kind: str) -> None:
     data = action_data(action=kind, request_id=None if kind == "create" else "r1")
     action = Action.from_data(data)
     assert action.to_data() == data
+    if kind in ("delete", "replace"):
+        data["revoke_key"] = "key#ab12cd34"
+        assert Action.from_data(data).to_data() == data
 
 
 @pytest.mark.parametrize(
@@ -47,6 +51,14 @@ def test_every_kind_reads_back_as_written(kind: str) -> None:
         ({"action": "create", "policies": []}, "a create action needs at least one policy"),
         ({"action": "approve", "policies": []}, "a approve action needs at least one policy"),
         ({"action": "replace", "policies": []}, "a replace action needs at least one policy"),
+        (
+            {"action": "approve", "revoke_key": "key#ab12cd34"},
+            "revoke_key belongs to a delete or replace, as a key# label",
+        ),
+        (
+            {"action": "delete", "revoke_key": 7},
+            "revoke_key belongs to a delete or replace, as a key# label",
+        ),
     ],
 )
 def test_an_action_the_planner_never_makes_is_refused(
@@ -66,10 +78,11 @@ def test_a_create_needs_no_request_id_and_a_delete_no_policy() -> None:
 
 def test_missing_optional_members_read_as_their_defaults() -> None:
     data = action_data()
-    for name in ("owner", "approved", "declared_at"):
+    for name in ("owner", "approved", "declared_at", "revoke_key"):
         del data[name]
     action = Action.from_data(data)
     assert (action.owner, action.approved, action.declared_at) == (None, False, None)
+    assert action.revoke_key is None
     assert dict(Action.from_data(action_data(fields={"n": 1})).fields) == {"n": "1"}
 
 

@@ -365,6 +365,7 @@ def test_a_single_policy_plan_against_a_legacy_dashboard_is_planned_as_any_other
             "reason": "declared, no live request",
             "approved": False,
             "declared_at": "m.yaml:5",
+            "revoke_key": None,
         }
     ]
 

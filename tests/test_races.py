@@ -62,6 +62,10 @@ def _assert_race_invariants(results: Sequence[race.RaceResult]) -> None:
     assert not wrong, which(wrong)
     extra = [r for r in results if r.violations.extra_keys]
     assert not extra, which(extra)
+    # Both applies plan to revoke the pruned request's key: it is revoked, once, and no
+    # other key is.
+    revocations = [r for r in results if r.violations.revocations]
+    assert not revocations, which(revocations)
     journals = [r for r in results if r.journal_errors]
     assert not journals, which(journals)
 

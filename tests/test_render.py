@@ -10,6 +10,7 @@ The tool version is replaced by `<version>` in golden files, so a release does n
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -20,7 +21,16 @@ from typing import get_args
 import pytest
 
 from tyksync import __version__
-from tyksync.plan import KINDS, Action, DevRef, Plan, PlanWarning, PolicyRef, Scope
+from tyksync.plan import (
+    KINDS,
+    Action,
+    DevRef,
+    PendingRequest,
+    Plan,
+    PlanWarning,
+    PolicyRef,
+    Scope,
+)
 from tyksync.render import (
     FORMATS,
     Format,
@@ -61,6 +71,7 @@ def plan_of(
     warnings: tuple[PlanWarning, ...] = (),
     unmanaged: int = 0,
     dashboard: str = DASHBOARD,
+    pending: tuple[PendingRequest, ...] = (),
 ) -> Plan:
     """A plan holding these actions and warnings, as the renderers get it (made by hand,
     not by the planner)."""
@@ -73,6 +84,7 @@ def plan_of(
         manifest_digest=MANIFEST_DIGEST,
         fingerprint=FINGERPRINT,
         dashboard=dashboard,
+        pending=pending,
     )
 
 
@@ -138,6 +150,53 @@ FULL = plan_of(
     warnings=(WARN_APPROVED, WARN_REISSUE),
     unmanaged=3,
 )
+# SPEC section 11: a delete and a replace that revoke, one that cannot tell the key apart
+# (with its warning), an expiry coming up, and more pending requests than are listed.
+DELETE_REVOKES = dataclasses.replace(DELETE_APPROVED, revoke_key="key#ab12cd34")
+REPLACE_REVOKES = dataclasses.replace(
+    REPLACE,
+    reason="fields differ: ticket OPS-9 -> OPS-10; --reissue issues a new key",
+    approved=True,
+    revoke_key="key#0f1e2d3c",
+)
+DELETE_AMBIGUOUS = Action(
+    action="delete",
+    developer=ALICE,
+    policies=(GOLD,),
+    reason="expired on 2026-11-30 (manifests/payments.yaml:8)",
+    request_id="64c0c0c0c0c0c0c0c0c0c007",
+    owner="payments-team",
+    approved=True,
+    declared_at="manifests/payments.yaml:8",
+)
+WARN_AMBIGUOUS = PlanWarning(
+    developer=ALICE,
+    policies=(GOLD,),
+    message="2 keys on the developer's record grant exactly these policies, so the one this "
+    "request issued cannot be told apart: nothing is revoked, and the key it issued stays valid",
+    request_id="64c0c0c0c0c0c0c0c0c0c007",
+)
+WARN_EXPIRES = PlanWarning(
+    developer=BOB,
+    policies=(SILVER,),
+    message="expires on 2026-12-10 (manifests/payments.yaml:12): from then on it counts as "
+    "undeclared, and its request is deleted and its key revoked; extend `expires` to keep it",
+)
+PENDING = tuple(
+    PendingRequest(
+        request_id=f"64c0c0c0c0c0c0c0c0c0d{i:03d}",
+        developer=ERIN if i % 2 else DAVE,
+        policies=(REPORTS,) if i % 3 else (GOLD, SILVER),
+        date_created=f"2026-10-{i + 1:02d}T08:00:00.000000Z",
+        age_days=61 - i,
+    )
+    for i in range(23)
+)
+LIFECYCLE = plan_of(
+    actions=(REPLACE_REVOKES, DELETE_REVOKES, DELETE_AMBIGUOUS),
+    warnings=(WARN_AMBIGUOUS, WARN_EXPIRES),
+    pending=PENDING,
+)
 EMPTY = plan_of()
 QUIET = plan_of(warnings=(WARN_APPROVED,), unmanaged=1)
 
@@ -179,6 +238,15 @@ HOSTILE = plan_of(
         ),
     ),
     warnings=(PlanWarning(HOSTILE_DEV, (), "odd <tag> & `tick` | pipe\nnext line"),),
+    pending=(
+        PendingRequest(
+            request_id="64c0c0c0c0c0c0c0c0c0c0b1",
+            developer=HOSTILE_DEV,
+            policies=(PolicyRef("64c0f0f0f0f0f0f0f0f0f0a3", "[pend](https://evil.example) |"),),
+            date_created="not a date \x1b[2J",
+            age_days=None,
+        ),
+    ),
 )
 
 
@@ -247,7 +315,13 @@ class TtyStringIO(io.StringIO):
 
 # --- golden files -----------------------------------------------------------------------
 
-PLANS = {"full": FULL, "empty": EMPTY, "quiet": QUIET, "hostile": HOSTILE}
+PLANS = {
+    "full": FULL,
+    "empty": EMPTY,
+    "quiet": QUIET,
+    "hostile": HOSTILE,
+    "lifecycle": LIFECYCLE,
+}
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))
@@ -522,6 +596,47 @@ def test_markdown_no_changes_keeps_the_table() -> None:
 def test_markdown_approved_delete_says_the_key_stays_valid() -> None:
     out = markdown_of(plan_of(actions=(DELETE_APPROVED,)))
     assert "**approved: the key it issued stays valid**" in out
+
+
+def test_a_delete_that_revokes_says_so_and_not_that_the_key_stays_valid() -> None:
+    plan = plan_of(actions=(DELETE_REVOKES, REPLACE_REVOKES))
+    text, markdown = text_of(plan), markdown_of(plan)
+    assert "(approved: revoke key#ab12cd34)" in text
+    assert "(approved: revoke key#0f1e2d3c)" in text
+    assert "**revoke** `key#ab12cd34`" in markdown
+    assert "stays valid" not in text + markdown
+    actions = json.loads(json_of(plan))["actions"]
+    assert [a["revoke_key"] for a in actions] == ["key#ab12cd34", "key#0f1e2d3c"]
+
+
+def test_the_pending_queue_lists_the_20_oldest_and_a_count() -> None:
+    text, markdown = text_of(LIFECYCLE), markdown_of(LIFECYCLE)
+    listed = [line for line in text.splitlines() if line.startswith("  ? ")]
+    assert len(listed) == 20
+    assert listed[0].endswith("request 64c0c0c0c0c0c0c0c0c0d000  61 days old")
+    assert "23 pending requests wait for a decision (the 20 oldest shown):" in text
+    assert "  ... and 3 more (plan --format json lists all)" in text
+    assert (
+        sum(
+            line.startswith("- `dave") or line.startswith("- `erin")
+            for line in markdown.splitlines()[
+                markdown.splitlines().index(
+                    "#### 23 pending requests wait for a decision (the 20 oldest shown)"
+                ) :
+            ]
+        )
+        == 20
+    )
+    pending = json.loads(json_of(LIFECYCLE))["pending"]
+    assert len(pending) == 23
+    assert pending[0] == {
+        "request_id": "64c0c0c0c0c0c0c0c0c0d000",
+        "developer": {"id": DAVE.id, "email": DAVE.email},
+        "policies": [{"id": GOLD.id, "name": "Gold"}, {"id": SILVER.id, "name": "Silver"}],
+        "date_created": "2026-10-01T08:00:00.000000Z",
+        "age_days": 61,
+    }
+    assert "pending" not in text_of(FULL) and "pending" not in markdown_of(FULL)
 
 
 def _code_spans(line: str) -> tuple[list[str], str]:

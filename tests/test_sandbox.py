@@ -13,6 +13,7 @@ import requests
 from conftest import SANDBOX_SECRET, Portal
 
 from tyksync.sandbox import CANARY_PREFIX, Sandbox
+from tyksync.sandbox.store import key_id_of
 
 ORG = "5e9d9544a1dcd60001d0ed20"
 ALICE, BOB, CAROL, DAVE, ERIN = (f"64a000000000000000000a0{i}" for i in range(1, 6))
@@ -184,8 +185,9 @@ def test_approve_issues_a_key_and_records_it_on_the_developer(portal: Portal) ->
 
     assert portal.get(f"/api/portal/requests/{R1}").json()["approved"] is True
     bob = portal.get(f"/api/portal/developers/{BOB}").json()
-    assert bob["keys"] == {key: [SILVER]}
-    assert bob["subscriptions"] == {SILVER: key}
+    assert bob["keys"] == {key_id_of(key): [SILVER]}
+    assert bob["subscriptions"] == {SILVER: key_id_of(key)}
+    assert re.fullmatch("[0-9a-f]{16}", key_id_of(key))
     assert portal.sandbox.store.issued_keys()[-1] == key
 
 
@@ -236,8 +238,8 @@ def test_a_multi_policy_request_records_every_policy(sandbox: Sandbox) -> None:
     request_id = portal.create(by_user=ALICE, for_plan=GOLD, apply_policies=[GOLD, REPORTS])
     key = portal.approve(request_id).json()["RawKey"]
     alice = portal.get(f"/api/portal/developers/{ALICE}").json()
-    assert alice["keys"] == {key: [GOLD, REPORTS]}
-    assert alice["subscriptions"] == {GOLD: key, REPORTS: key}
+    assert alice["keys"] == {key_id_of(key): [GOLD, REPORTS]}
+    assert alice["subscriptions"] == {GOLD: key_id_of(key), REPORTS: key_id_of(key)}
     portal.close()
 
 
@@ -248,8 +250,58 @@ def test_delete_answers_data_deleted_and_does_not_revoke_the_key(portal: Portal)
     assert answer.json() == {"Status": "OK", "Message": "Data deleted", "Meta": None}
     assert portal.get(f"/api/portal/requests/{R1}").status_code == 404
     assert portal.call("DELETE", f"/api/portal/requests/{R1}").status_code == 404
-    assert portal.get(f"/api/portal/developers/{BOB}").json()["keys"] == {key: [SILVER]}
+    assert portal.get(f"/api/portal/developers/{BOB}").json()["keys"] == {key_id_of(key): [SILVER]}
     assert key in portal.sandbox.store.issued_keys()
+    assert portal.sandbox.store.key_valid(key)
+
+
+def test_revoke_removes_the_key_from_the_developer_and_invalidates_it(portal: Portal) -> None:
+    store = portal.sandbox.store
+    first = portal.approve(R1).json()["RawKey"]  # bob, Silver
+    other = portal.create(by_user=BOB, for_plan=SILVER, apply_policies=[SILVER, GOLD])
+    second = portal.approve(other).json()["RawKey"]  # bob, Silver and Gold
+    assert store.key_valid(first) and store.key_valid(second)
+    path = f"/api/portal/developers/{BOB}/keys/{key_id_of(second)}"
+
+    answer = portal.call("DELETE", path)
+    assert answer.status_code == 200
+    assert answer.json()["Status"] == "OK"
+    bob = portal.get(f"/api/portal/developers/{BOB}").json()
+    assert bob["keys"] == {key_id_of(first): [SILVER]}
+    # Silver falls back on the key that still grants it; Gold had only the revoked one.
+    assert bob["subscriptions"] == {SILVER: key_id_of(first)}
+    assert not store.key_valid(second)
+    assert store.key_valid(first)
+    assert second in store.issued_keys()  # issued, once, and now revoked
+    assert [k["revoked"] for k in store.issued() if k["key"] == second] == [True]
+    # The request is untouched: revoking is not deleting, nor the other way round.
+    assert portal.get(f"/api/portal/requests/{other}").json()["approved"] is True
+
+    again = portal.call("DELETE", path)
+    assert again.status_code == 404
+    assert again.json()["Status"] == "Error"
+
+
+def test_revoke_of_an_unknown_developer_or_key(portal: Portal) -> None:
+    key = portal.approve(R1).json()["RawKey"]
+    unknown_key = portal.call("DELETE", f"/api/portal/developers/{BOB}/keys/{'0' * 16}")
+    assert unknown_key.status_code == 404
+    someone_else = portal.call("DELETE", f"/api/portal/developers/{ALICE}/keys/{key_id_of(key)}")
+    assert someone_else.status_code == 404
+    unknown_dev = portal.call("DELETE", f"/api/portal/developers/{UNKNOWN_ID}/keys/{'0' * 16}")
+    assert unknown_dev.status_code == 404
+    malformed = portal.call("DELETE", f"/api/portal/developers/nope/keys/{key_id_of(key)}")
+    assert malformed.status_code == 400
+    assert portal.sandbox.store.key_valid(key)
+    assert not portal.sandbox.store.key_valid("not a key")
+
+
+def test_seeded_approved_requests_record_their_keys_by_id(portal: Portal) -> None:
+    carol = portal.get(f"/api/portal/developers/{CAROL}").json()
+    (seeded,) = [k for k in portal.sandbox.store.issued() if k["request_id"] == R2]
+    assert carol["keys"] == {key_id_of(seeded["key"]): [GOLD]}
+    assert carol["subscriptions"] == {GOLD: key_id_of(seeded["key"])}
+    assert portal.sandbox.store.key_valid(seeded["key"])
 
 
 def test_a_policy_can_be_named_by_its_explicit_id_in_the_modern_dialect(sandbox: Sandbox) -> None:
@@ -257,7 +309,7 @@ def test_a_policy_can_be_named_by_its_explicit_id_in_the_modern_dialect(sandbox:
     assert portal.get("/api/portal/policies/gold").json()["_id"] == GOLD
     request_id = portal.create(by_user=ALICE, for_plan="gold", apply_policies=["gold"])
     key = portal.approve(request_id).json()["RawKey"]
-    assert portal.get(f"/api/portal/developers/{ALICE}").json()["keys"] == {key: [GOLD]}
+    assert portal.get(f"/api/portal/developers/{ALICE}").json()["keys"] == {key_id_of(key): [GOLD]}
     portal.close()
 
 
@@ -311,10 +363,10 @@ def test_a_legacy_dashboard_keeps_only_for_plan(portal: Portal, dialect: str) ->
     keys = portal.get(f"/api/portal/developers/{ALICE}").json()["keys"]
     if dialect == "modern":
         assert stored["apply_policies"] == [GOLD, REPORTS]
-        assert keys == {key: [GOLD, REPORTS]}
+        assert keys == {key_id_of(key): [GOLD, REPORTS]}
     else:
         assert "apply_policies" not in stored
-        assert keys == {key: [GOLD]}
+        assert keys == {key_id_of(key): [GOLD]}
     assert stored["for_plan"] == GOLD
 
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 from conftest import SANDBOX_SECRET, Portal
 
-from tyksync.sandbox import Faults, Sandbox
+from tyksync.sandbox import Faults, Sandbox, key_id_of
 
 ALICE = "64a000000000000000000a01"
 GOLD = "64b000000000000000000b01"
@@ -53,6 +53,25 @@ def test_errors_answer_a_5xx_and_do_nothing(client: Portal) -> None:
     assert client.sandbox.store.requests() == before
     assert client.get("/api/portal/policies").status_code == 200  # GET not configured
     assert client.sandbox.fault_counts()["error"] == 3
+
+
+REVOKE = "DELETE /api/portal/developers/{id}/keys/{key_id}"
+
+
+def test_route_faults_hit_their_route_only(client: Portal) -> None:
+    store = client.sandbox.store
+    client.sandbox.faults = Faults(route_errors={REVOKE: 1.0})
+    key = client.approve(R1).json()["RawKey"]  # PUT: not the route
+    bob = store.get_request(R1)["by_user"]
+    path = f"/api/portal/developers/{bob}/keys/{key_id_of(key)}"
+    assert client.call("DELETE", path).status_code in (500, 502, 503)
+    assert store.key_valid(key)
+    client.sandbox.faults = Faults(route_drops={REVOKE: 1.0})
+    with pytest.raises(requests.ConnectionError):
+        client.call("DELETE", path)
+    assert not store.key_valid(key)  # committed, then the answer was lost
+    assert client.sandbox.fault_counts()["drop_after_write"] == 1
+    assert client.call("DELETE", f"/api/portal/requests/{R1}").status_code == 200
 
 
 def test_error_statuses_are_drawn_from_the_configured_ones(client: Portal) -> None:
@@ -208,6 +227,8 @@ def test_faults_are_counted() -> None:
         {"latency": -1.0},
         {"error_statuses": ()},
         {"retry_after": -1},
+        {"route_errors": {"/api/portal/requests": 1.0}},
+        {"route_drops": {"DELETE /api/portal/requests/{id}": 1.5}},
     ],
 )
 def test_nonsense_faults_are_refused(bad: dict[str, object]) -> None:

@@ -23,6 +23,7 @@ from tyksync.sandbox import (
     StateFileError,
     Store,
     embedded_sandbox,
+    key_id_of,
     load_seed,
 )
 from tyksync.sandbox.seed import apply_seed
@@ -103,7 +104,8 @@ def test_add_request_approved_issues_a_key() -> None:
     assert request["approved"] is True
     key = store.issued_keys()[-1]
     alice = next(d for d in store.developers() if d["id"] == ALICE)
-    assert alice["keys"] == {key: [GOLD]}
+    assert alice["keys"] == {key_id_of(key): [GOLD]}
+    assert store.key_valid(key)
 
 
 def test_add_request_approved_for_a_missing_policy_stores_nothing() -> None:
@@ -395,3 +397,28 @@ def test_a_sandbox_needs_a_secret_and_a_known_dialect() -> None:
 def test_a_taken_port_is_a_sandbox_error(sandbox: Sandbox) -> None:
     with pytest.raises(SandboxError, match="cannot listen"):
         Sandbox(SANDBOX_SECRET, port=sandbox.port).start()
+
+
+def test_a_state_file_with_raw_keys_on_developers_is_read_by_key_id(tmp_path: Path) -> None:
+    """State files written before keys were recorded by id held raw keys on developers."""
+    state = tmp_path / "state.json"
+    store = Store(state)
+    store.add_developer("alice@example.com", id=ALICE)
+    store.add_policy("Gold", db_id=GOLD)
+    store.add_request(ALICE, [GOLD], approved=True)
+    key = store.issued_keys()[0]
+    data = json.loads(state.read_text())
+    data["developers"][0]["keys"] = {key: [GOLD]}
+    data["developers"][0]["subscriptions"] = {GOLD: key}
+    for record in data["issued_keys"]:
+        del record["key_id"], record["revoked"]
+    state.write_text(json.dumps(data))
+    state.chmod(0o600)
+
+    reread = Store(state)
+    (alice,) = reread.developers()
+    assert alice["keys"] == {key_id_of(key): [GOLD]}
+    assert alice["subscriptions"] == {GOLD: key_id_of(key)}
+    assert reread.key_valid(key)
+    reread.revoke_key(ALICE, key_id_of(key))
+    assert not Store(state).key_valid(key)

@@ -423,7 +423,7 @@ class TyksyncMachine(RuleBasedStateMachine):
 
     def _apply(self, plan: Plan) -> None:
         before = {r["id"]: r for r in self.sandbox.store.requests()}
-        keys_before = set(sc.developer_keys(self.sandbox.store.developers()))
+        keys_before = set(sc.developer_keys(self.sandbox.store))
         intents = {i for i, (_, d) in self.declared().items() if d.approved}
         try:
             # One action at a time: the faults then hit the same calls in every run.
@@ -444,7 +444,7 @@ class TyksyncMachine(RuleBasedStateMachine):
             self.unowned.discard(rid)
         new_keys = Counter(
             identity
-            for key, identity in sc.developer_keys(self.sandbox.store.developers()).items()
+            for key, identity in sc.developer_keys(self.sandbox.store).items()
             if key not in keys_before
         )
         for identity, count in new_keys.items():

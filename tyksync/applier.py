@@ -8,6 +8,11 @@ Never two requests for one intent: every create carries a one-time `tyksync_op` 
 create's or an approval's answer is lost, live state is read again and the outcome settled
 from it before anything is sent a second time.
 
+A delete that revokes (SPEC section 11) revokes first: the key is found again on a fresh
+read of its developer by the label the plan shows (the plan holds no key id), the revoke's
+lost answer is settled by reading the developer again, and a revoke that fails keeps the
+request, so that the next apply tries again.
+
 Issued keys go to the key sink, never to logs, the journal or the result.
 
 Progress: `on_outcome` hears each action's final outcome as soon as it is known (from the
@@ -18,6 +23,7 @@ action's start and end.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 import uuid
@@ -30,8 +36,17 @@ from tyksync.client import DashboardClient
 from tyksync.errors import AlreadyProcessed, AnswerLost, ApiError, Interrupted, TyksyncError
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
-from tyksync.models import OP_FIELD, OWNER_FIELD, Identity, KeyRequest, survivor_order
+from tyksync.models import (
+    OP_FIELD,
+    OWNER_FIELD,
+    Developer,
+    Identity,
+    KeyRequest,
+    key_label,
+    survivor_order,
+)
 from tyksync.plan import Action, Plan
+from tyksync.provenance import Provenance
 
 log = logging.getLogger("tyksync.apply")
 
@@ -106,9 +121,12 @@ class Applier:
         parallelism: int = 4,
         sleep: Callable[[float], None] = time.sleep,
         on_outcome: Callable[[Outcome], None] | None = None,
+        provenance: Provenance | None = None,
     ) -> None:
         self.client = client
         self._sleep = sleep
+        # Where creates say they come from; without one, sources relative to here.
+        self.provenance = provenance or Provenance.here()
         self.key_sink = key_sink
         self.journal = journal or Journal(None)
         self.parallelism = max(1, parallelism)
@@ -358,6 +376,7 @@ class Applier:
         fields = dict(action.fields)
         fields[OWNER_FIELD] = action.owner or ""
         fields[OP_FIELD] = op
+        fields.update(self.provenance.fields(action.declared_at))
         policy_ids = [p.id for p in action.policies]
         new_id: str | None = None
         for attempt in range(1, SETTLE_TRIES + 1):
@@ -448,17 +467,101 @@ class Applier:
 
     def _delete(self, action: Action) -> Outcome:
         assert action.request_id is not None
+        revoked = self._revoke(action) if action.revoke_key else ""
         self.journal.write("delete.sent", action, request_id=action.request_id)
-        existed = self.client.delete_request(action.request_id)
+        try:
+            existed = self.client.delete_request(action.request_id)
+        except TyksyncError as e:
+            if not revoked:
+                raise
+            raise _Failed(
+                f"{revoked}, but deleting request {action.request_id} failed: {e}"
+            ) from None
         self.journal.write("delete.done", action, request_id=action.request_id)
         detail = (
             f"deleted request {action.request_id}"
             if existed
             else (f"request {action.request_id} was already gone")
         )
-        if action.approved:
+        if revoked:
+            detail = f"{revoked}, then {detail}"
+        elif action.approved:
             detail += " (the key it issued stays valid)"
         return self._record(action, "done", detail)
+
+    # ---- revoking ----------------------------------------------------------------------
+
+    def _revoke(self, action: Action) -> str:
+        """Revoke the key the plan names by its label; what happened, for the detail.
+        Raises _Failed (so the request is kept) when it cannot be done or told."""
+        label, developer_id = action.revoke_key, action.developer.id
+        assert label is not None and action.request_id is not None
+        kept = "; the request was kept: run apply again"
+        key_id = self._key_to_revoke(action, label, kept)
+        if key_id is None:
+            return f"{label} was revoked already"
+        for attempt in range(1, SETTLE_TRIES + 1):
+            self.journal.write(
+                "revoke.sent", action, request_id=action.request_id, key=label, attempt=attempt
+            )
+            try:
+                existed = self.client.revoke_key(developer_id, key_id)
+            except AnswerLost as e:
+                self.journal.write(
+                    "revoke.lost", action, request_id=action.request_id, key=label, detail=str(e)
+                )
+                look = functools.partial(self._revoked_now, developer_id, key_id, label, kept)
+                if self._poll(look, patient=e.in_flight):
+                    self.journal.write(
+                        "revoke.done", action, request_id=action.request_id, key=label
+                    )
+                    return f"revoked {label} (its answer was lost; the key is gone)"
+                continue  # still on the record: the revoke did not happen, send it again
+            except TyksyncError as e:
+                raise _Failed(f"revoking {label} failed: {e}{kept}") from None
+            self.journal.write("revoke.done", action, request_id=action.request_id, key=label)
+            return f"revoked {label}" if existed else f"{label} was revoked already"
+        raise _Failed(f"revoking {label}: no answer after {SETTLE_TRIES} tries{kept}")
+
+    def _key_to_revoke(self, action: Action, label: str, kept: str) -> str | None:
+        """The id of the key labelled `label`, read afresh from its developer; None when
+        it is gone and no other key grants the same policies (it was revoked since the
+        plan). A key's policies never change, so the label that matched the policy set
+        when planning still names that key; if it is gone while another key grants the
+        same policies, that may be the same key under another id: nothing is guessed."""
+        developer = self._developer(action.developer.id, label, kept)
+        keys = developer.keys
+        if keys is None:
+            raise _Failed(f"revoke {label}: the Dashboard did not list the developer's keys{kept}")
+        found = [k for k in keys if key_label(k) == label]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise _Failed(f"revoke {label}: several keys of the developer bear that label{kept}")
+        wanted = frozenset(p.id for p in action.policies)
+        if any(frozenset(granted) == wanted for granted in keys.values()):
+            raise _Failed(
+                f"revoke {label}: that key is no longer on the developer's record, and another "
+                f"key grants the same policies; nothing revoked{kept}"
+            )
+        return None
+
+    def _revoked_now(
+        self, developer_id: str, key_id: str, label: str, kept: str
+    ) -> Literal[True] | None:
+        developer = self._developer(developer_id, label, kept)
+        if developer.keys is None:
+            raise _Failed(f"revoke {label}: the Dashboard did not list the developer's keys{kept}")
+        return True if key_id not in developer.keys else None
+
+    def _developer(self, developer_id: str, label: str, kept: str) -> Developer:
+        try:
+            developer = self.client.developer(developer_id)
+        except TyksyncError as e:
+            raise _Failed(f"revoke {label}: reading the developer failed: {e}{kept}") from None
+        if developer is None:
+            raise _Failed(f"revoke {label}: the developer no longer exists{kept}")
+        return developer
 
     # ---- helpers -----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
 
@@ -37,10 +37,11 @@ from tyksync.gitrev import manifests_at
 from tyksync.journal import Journal
 from tyksync.keysink import KeySink
 from tyksync.manifest import Manifests, load_manifests, manifest_json_schema, resolve
-from tyksync.manifest.export import export_manifest
+from tyksync.manifest.export import export_manifest, export_pending
 from tyksync.pipeline import plan_live
 from tyksync.plan import FORMAT_VERSION, Plan, check_safety
 from tyksync.plan_schema import plan_json_schema
+from tyksync.provenance import Provenance, detect
 from tyksync.render import (
     FULL_PLAN,
     Format,
@@ -67,11 +68,13 @@ from tyksync.saved import (
     SavedPlan,
     check_dashboard,
     check_environment,
+    check_not_a_preview,
     check_same,
     read_saved_plan,
     stale_resolution,
     write_saved_plan,
 )
+from tyksync.timefmt import MOMENT_HELP, parse_as_of
 
 log = logging.getLogger("tyksync")
 
@@ -325,6 +328,27 @@ def _max_deletes_option(f: F) -> F:
     )(f)
 
 
+def _expiry_warning_option(f: F) -> F:
+    return click.option(
+        "--expiry-warning",
+        "expiry_warning",
+        type=click.IntRange(min=0),
+        default=14,
+        show_default=True,
+        metavar="DAYS",
+        help="Warn about declarations that expire within DAYS days.",
+    )(f)
+
+
+def _moment(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_as_of(value)
+    except ValueError as e:
+        raise click.BadParameter(f"must be {e}") from None
+
+
 # ---- validate / schema -----------------------------------------------------------------
 
 paths_argument = click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -408,6 +432,15 @@ def schema(of_plan: bool) -> int:
 )
 @_max_deletes_option
 @_color_option
+@_expiry_warning_option
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="TIME",
+    callback=_moment,
+    help=f"Plan as if it were this moment ({MOMENT_HELP}; a date is its start, UTC): "
+    "expiry and the age of pending requests. Apply always plans for now.",
+)
 @_connection_options
 @_command
 def plan(
@@ -419,6 +452,8 @@ def plan(
     reissue: bool,
     full_plan: str,
     max_deletes: int | None,
+    expiry_warning: int,
+    as_of: datetime | None,
     **kwargs: Any,
 ) -> int:
     """Show what apply would change."""
@@ -444,6 +479,8 @@ def plan(
                 dashboard=conn.label,
                 reissue=reissue,
                 max_deletes=max_deletes,
+                now=as_of,
+                expiry_warning=timedelta(days=expiry_warning),
             )
         color = _color(sys.stdout)
         if target.name is None:
@@ -464,13 +501,32 @@ def plan(
             # Also on stderr: stdout may be a file (--format json > plan.json) nobody reads now.
             where = f"{target.name}: " if named else ""
             log.warning("%s%s", where, refusal(the_plan))
+        if as_of is not None:
+            log.warning(
+                "planned as of %s, not now (--as-of): apply plans for the moment it runs",
+                as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
         if out is not None:
             written = paths or target.manifest_paths
             write_saved_plan(
-                the_plan, out, manifest_paths=written, reissue=reissue, environment=target.name
+                the_plan,
+                out,
+                manifest_paths=written,
+                reissue=reissue,
+                environment=target.name,
+                expiry_warning_days=expiry_warning,
+                as_of=None if as_of is None else as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
             )
-            command = _apply_command(out, target.settings, max_deletes, ctx, target.name)
-            click.echo(f"Plan saved to {printable(str(out))}; apply it with: {command}", err=True)
+            shown = printable(str(out))
+            if as_of is None:
+                command = _apply_command(out, target.settings, max_deletes, ctx, target.name)
+                click.echo(f"Plan saved to {shown}; apply it with: {command}", err=True)
+            else:
+                click.echo(
+                    f"Plan saved to {shown}, for review only: made with --as-of, "
+                    "apply --plan refuses it",
+                    err=True,
+                )
         code = max(code, _plan_exit_code(the_plan, detailed_exitcode, warnings_as_changes))
     if named and fmt == "json":
         render_environments_json(plans, sys.stdout)
@@ -589,6 +645,7 @@ def _given(ctx: click.Context, name: str) -> bool:
     help="Actions sent at once.",
 )
 @_color_option
+@_expiry_warning_option
 @_connection_options
 @_command
 def apply(
@@ -602,6 +659,7 @@ def apply(
     key_sink: Path | None,
     journal: Path,
     parallelism: int,
+    expiry_warning: int,
     **kwargs: Any,
 ) -> int:
     """Make the changes: creates and approvals first, then deletes."""
@@ -620,8 +678,10 @@ def apply(
             raise click.UsageError(
                 "--reissue: the saved plan was made without it; plan again with --reissue"
             )
+        check_not_a_preview(saved)
         paths = paths or tuple(Path(p) for p in saved.manifest_paths)
         reissue = saved.reissue  # re-derived with the options it was made with
+        expiry_warning = saved.expiry_warning_days
     views = _views(targets, paths)  # bad manifests fail before the network
     # Files that will be refused are refused before any call to the Dashboard.
     if key_sink is not None:
@@ -640,6 +700,8 @@ def apply(
         journal=journal,
         parallelism=parallelism,
         shown=shown,
+        expiry_warning=timedelta(days=expiry_warning),
+        provenance=detect(os.environ),  # git asked once a run
     )
     if not named:
         the_plan, result = run.apply_to(targets[0], views[0])
@@ -695,6 +757,8 @@ class _ApplyRun:
     journal: Path
     parallelism: int
     shown: TextIO
+    expiry_warning: timedelta
+    provenance: Provenance
 
     def apply_to(self, target: Target, manifests: Manifests) -> tuple[Plan, ApplyResult | None]:
         """Plan against `target`, show the plan, ask, apply. None: nothing to apply."""
@@ -709,6 +773,8 @@ class _ApplyRun:
                     dashboard=conn.label,
                     reissue=self.reissue,
                     max_deletes=self.max_deletes,
+                    now=datetime.now(timezone.utc),  # apply always plans for now
+                    expiry_warning=self.expiry_warning,
                 )
             except ManifestError as e:
                 raise e if saved is None else stale_resolution(e) from None
@@ -720,7 +786,8 @@ class _ApplyRun:
                 return the_plan, None
             check_safety(the_plan, force=self.force)
             # Opened before asking: a sink that will be refused should fail before a "yes".
-            with _apply_outputs(self.key_sink, self.journal, target.name) as (sink, journal):
+            outputs = _apply_outputs(self.key_sink, self.journal, self.provenance, target.name)
+            with outputs as (sink, journal):
                 if saved is None and not self.auto_approve:
                     label = conn.label if target.name is None else f"{target.name} ({conn.label})"
                     _confirm(the_plan, label)
@@ -733,6 +800,7 @@ class _ApplyRun:
                         journal=journal,
                         parallelism=self.parallelism,
                         on_outcome=progress,
+                        provenance=self.provenance,
                     )
                     return the_plan, applier.apply(the_plan)
 
@@ -807,11 +875,14 @@ def _isatty(stream: TextIO) -> bool:
 
 @contextlib.contextmanager
 def _apply_outputs(
-    key_sink: Path | None, journal: Path, environment: str | None = None
+    key_sink: Path | None,
+    journal: Path,
+    provenance: Provenance,
+    environment: str | None = None,
 ) -> Iterator[tuple[KeySink | None, Journal]]:
     sink = KeySink(key_sink, environment=environment) if key_sink else None
     try:
-        the_journal = Journal(journal)
+        the_journal = Journal(journal, context=provenance.journal_context())
     except BaseException:
         if sink is not None:
             sink.close()
@@ -922,11 +993,22 @@ def _outcome_line(o: Outcome) -> str:
 
 
 @cli.command()
-@click.option("--owner", help="Only requests owned by NAME; the manifest gets that owner.")
+@click.option(
+    "--owner",
+    help="Only requests owned by NAME; the manifest gets that owner (with --pending: only "
+    "the owner the manifest gets, default pending).",
+)
 @click.option("--developer", "developer_email", metavar="EMAIL", help="Only this developer.")
+@click.option(
+    "--pending",
+    is_flag=True,
+    help="Instead: the pending requests no tyksync owner made (e.g. made in the portal), "
+    "one `approved: true` entry each, owner --owner (default pending), prune: none. "
+    "Declaring one approves that request.",
+)
 @_connection_options
 @_command
-def export(owner: str | None, developer_email: str | None, **kwargs: Any) -> int:
+def export(owner: str | None, developer_email: str | None, pending: bool, **kwargs: Any) -> int:
     """Print the live requests as a manifest (with several environments, one YAML
     document each, after a `# environment: NAME` line)."""
     targets = _targets(kwargs)
@@ -934,7 +1016,10 @@ def export(owner: str | None, developer_email: str | None, **kwargs: Any) -> int
     for index, target in enumerate(targets):
         with _running(target), connect(target.settings, os.environ) as conn:
             live = conn.client.read_live()
-        text, notes = export_manifest(live, owner=owner, developer=developer_email)
+        if pending:
+            text, notes = export_pending(live, owner=owner, developer=developer_email)
+        else:
+            text, notes = export_manifest(live, owner=owner, developer=developer_email)
         for note in notes:
             log.warning("%s%s", "" if target.name is None else f"{target.name}: ", note)
         if target.name is not None:

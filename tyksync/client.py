@@ -2,12 +2,18 @@
 
 Wire JSON is parsed here into `tyksync.models`; sensitive members the Dashboard embeds
 (`portal_developer.keys`, `password`, ...) are dropped on read and never leave this module.
+The one exception is the key ids of a developer read from the developer listing (SPEC
+section 11): they are what revoking a key needs, so they are kept on `Developer.keys`,
+registered as secrets with `tyksync.redact` as they are read, and never put in a message.
 
 Retries: reads are idempotent and retried with exponential backoff and full jitter on
 connection errors, 429 (honouring Retry-After, capped), 5xx and invalid JSON. Creates and
 approvals are not idempotent and are never retried once they may have reached the Dashboard;
 a lost answer raises `AnswerLost`, and the applier settles the outcome by reading live
-state. Deletes are idempotent: retried, and a 404 means already gone.
+state. Deletes are idempotent: retried, and a 404 means already gone. A revoke is a delete
+too (404: already gone), but its lost answer is not retried blindly: it raises
+`AnswerLost`, and the applier settles it by reading the developer again, so that the
+journal shows it and no revoke is sent that the first one already did.
 
 The Dashboard is an outside party (SPEC section 10): every answer is read as a stream under
 a size cap and a deadline from connecting to its last byte, every member is type-checked,
@@ -56,15 +62,18 @@ from tyksync.errors import (
     NetworkError,
     TyksyncError,
 )
-from tyksync.models import Developer, KeyRequest, LiveState, Policy
+from tyksync.models import Developer, KeyRequest, LiveState, Policy, key_label
 
 log = logging.getLogger("tyksync.client")
+# urllib3 logs every request line at debug, path included; a revoke's path holds a key id.
+logging.getLogger("urllib3.connectionpool").addFilter(redact.RedactingFilter())
 
 PAGE_SIZE = 10
 WALKS = 4  # page-by-page reads of one listing before giving up on a stable view
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RESPONSE_BYTES = 512 * 1024 * 1024
 CHUNK = 64 * 1024
+MIN_KEY_ID = 8  # the shortest key hash a Dashboard records (murmur32, hex)
 # The Dashboard's only way to say an approval was refused because it happened before.
 ALREADY_PROCESSED = "Key request has already been processed"
 
@@ -248,6 +257,22 @@ class DashboardClient:
         path = f"{REQUESTS}/{_seg(request_id)}"
         return self._send("DELETE", path, None, retry_lost=True, missing_ok=True) is not None
 
+    def revoke_key(self, developer_id: str, key_id: str) -> bool:
+        """Revoke a developer's key; False when the Dashboard no longer knows it (404).
+        Raises AnswerLost when the outcome is unknown: read the developer to settle it.
+
+        The key id is a secret: it goes into the path (percent-encoded, after the same
+        checks as every other id) and nowhere else; messages and logs name the call with
+        the key's label."""
+        try:
+            _safe_id(key_id, "the key id")
+        except _Malformed as e:
+            raise TyksyncError(f"refusing to revoke a key: {e}") from None
+        path = f"{DEVELOPERS}/{_seg(developer_id)}/keys/{_seg(key_id)}"
+        shown = f"{DEVELOPERS}/{_seg(developer_id)}/keys/{key_label(key_id)}"
+        answer = self._send("DELETE", path, None, retry_lost=False, missing_ok=True, label=shown)
+        return answer is not None
+
     # ---- transport ---------------------------------------------------------------------
 
     def _list(self, path: str) -> list[dict[str, Any]]:
@@ -361,15 +386,17 @@ class DashboardClient:
         retry_lost: bool,
         missing_ok: bool = False,
         budget: _Budget | None = None,
+        label: str | None = None,
     ) -> Any:
         """One call with the retry rules of its kind.
 
         `retry_lost`: the call is idempotent, so a lost answer or a 5xx may be retried.
         Otherwise only failures that prove the call was not processed (connection refused,
-        429) are retried, and anything else raises AnswerLost.
+        429) are retried, and anything else raises AnswerLost. `label`: how messages and
+        logs name the call, when its path holds a secret.
         """
         shown = path if not params else f"{path}?" + "&".join(f"{k}={v}" for k, v in params.items())
-        call = _Call(method, shown, retry_lost, missing_ok, budget)
+        call = _Call(method, label or shown, retry_lost, missing_ok, budget, label or path)
         attempt = 0
         while True:
             attempt += 1
@@ -459,7 +486,7 @@ class DashboardClient:
         log.debug(
             "%s %s -> %d (%.0f ms, %d bytes)",
             call.method,
-            path,
+            call.logged,
             response.status_code,
             (time.monotonic() - started) * 1000,
             len(content),
@@ -541,6 +568,7 @@ class _Call:
     retry_lost: bool  # idempotent: a lost answer or a 5xx may be retried
     missing_ok: bool  # a 404 is an answer (None), not an error
     budget: _Budget | None = None  # a page of a walk, held to what the walk has left
+    logged: str = ""  # the path as the debug log shows it
 
 
 @dataclass(frozen=True)
@@ -1003,7 +1031,30 @@ def _developer(raw: Mapping[str, Any]) -> Developer:
         email=_text(raw, "email", what),
         org_id=_text(raw, "org_id", what),
         inactive=_flag(raw, "inactive", what, default=False),
+        keys=_developer_keys(raw.get("keys")),
     )
+
+
+def _developer_keys(raw: Any) -> dict[str, frozenset[str]] | None:
+    """`keys` ({key id: [policy ids]}) as the Dashboard records them, or None when it did
+    not say, or said something tyksync cannot trust: a developer's keys are read only to
+    revoke one, and a partial view could make another key look like the only one. Never
+    an error: a Dashboard that does not list keys can still be planned against.
+
+    Each key id kept is registered as a secret. One shorter than any key hash (8) is not
+    taken for one: registered, a hostile `keys` member could mask ordinary words."""
+    if not isinstance(raw, dict):
+        return None
+    keys: dict[str, frozenset[str]] = {}
+    for key_id, granted in raw.items():
+        if not (isinstance(granted, list) and all(isinstance(p, str) and p for p in granted)):
+            return None
+        if len(key_id) < MIN_KEY_ID or not _SAFE_ID.fullmatch(key_id) or key_id in (".", ".."):
+            return None
+        keys[key_id] = frozenset(granted)
+    for key_id in keys:
+        redact.register(key_id)
+    return keys
 
 
 def _policy(raw: Mapping[str, Any]) -> Policy:

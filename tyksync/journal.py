@@ -12,6 +12,7 @@ import os
 import stat
 import threading
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -23,10 +24,12 @@ from tyksync.plan import Action
 
 
 class Journal:
-    """Appends to PATH; a Journal(None) records nothing."""
+    """Appends to PATH; a Journal(None) records nothing. `context` is added to every entry
+    (the commit and CI run applying: `Provenance.journal_context`)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, context: Mapping[str, str] | None = None) -> None:
         self.path = path
+        self.context = dict(context or {})
         self.run = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
@@ -57,6 +60,7 @@ class Journal:
             "ts": datetime.now(timezone.utc).isoformat(),
             "run": self.run,
             "event": event,
+            **self.context,
         }
         if action is not None:
             entry.update(

@@ -6,8 +6,10 @@ with their sensitive members) into these; nothing past the client sees raw JSON.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Literal
 
 OWNER_FIELD = "tyksync_owner"
@@ -21,12 +23,34 @@ Prune = Literal["owned", "developers", "none"]
 Identity = tuple[str, frozenset[str]]
 
 
+# A key as the Dashboard records it on its developer: key id -> the policy ids it grants.
+# Key ids are secrets (on an install without hashing they may be the raw key): never
+# printed whole, only as `key_label`.
+DeveloperKeys = Mapping[str, frozenset[str]]
+
+
+def key_label(key_id: str) -> str:
+    """How a key id is shown (SPEC section 11): `key#` and 8 hex of its sha256."""
+    return "key#" + hashlib.sha256(key_id.encode()).hexdigest()[:8]
+
+
 @dataclass(frozen=True)
 class Developer:
     id: str
     email: str
     org_id: str = ""
     inactive: bool = False
+    # None: the Dashboard did not list them (or not in a form that can be trusted).
+    # Kept out of repr, equality and hashing: a printed Developer never shows a key id.
+    keys: DeveloperKeys | None = field(default=None, repr=False, compare=False)
+
+    def keys_granting(self, policy_ids: frozenset[str], canonical: PolicyIndex) -> list[str]:
+        """The ids of the keys whose policy set, canonicalised, is `policy_ids`."""
+        return [
+            key_id
+            for key_id, granted in (self.keys or {}).items()
+            if frozenset(canonical.canonical(p) for p in granted) == policy_ids
+        ]
 
 
 @dataclass(frozen=True)
@@ -155,6 +179,10 @@ class DesiredRequest:
     owner: str
     file: str
     line: int
+    # From this moment on the declaration counts as absent (SPEC section 11); `expires_text`
+    # is how the manifest wrote it, for reasons and warnings.
+    expires: datetime | None = None
+    expires_text: str = ""
 
     @property
     def identity(self) -> Identity:
@@ -173,6 +201,9 @@ class FileScope:
     owner: str
     prune: Prune
     developer_ids: frozenset[str]  # every developer listed, `bob: []` included
+    revoke: bool = False  # deleting an approved request also revokes its key
+    reject_pending_after: timedelta | None = None
+    reject_pending_text: str = ""  # as written (`30d`), for reasons
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,13 @@ from manifests on disk and a Dashboard to a Plan.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from tyksync.client import DashboardClient
 from tyksync.manifest import Manifests, resolve
 from tyksync.models import LiveState
 from tyksync.plan import Plan
-from tyksync.planner import make_plan
+from tyksync.planner import EXPIRY_WARNING, make_plan
 
 
 def plan_live(
@@ -20,10 +22,21 @@ def plan_live(
     dashboard: str = "",
     reissue: bool = False,
     max_deletes: int | None = None,
+    now: datetime | None = None,
+    expiry_warning: timedelta = EXPIRY_WARNING,
 ) -> Plan:
-    """Read the Dashboard once (three list calls) and plan against what it holds."""
+    """Read the Dashboard once (three list calls) and plan against what it holds, as of
+    `now` (default: the clock, read once the Dashboard has been read)."""
     live = client.read_live()
-    return plan_for(manifests, live, dashboard=dashboard, reissue=reissue, max_deletes=max_deletes)
+    return plan_for(
+        manifests,
+        live,
+        dashboard=dashboard,
+        reissue=reissue,
+        max_deletes=max_deletes,
+        now=now,
+        expiry_warning=expiry_warning,
+    )
 
 
 def plan_for(
@@ -33,8 +46,19 @@ def plan_for(
     dashboard: str = "",
     reissue: bool = False,
     max_deletes: int | None = None,
+    now: datetime | None = None,
+    expiry_warning: timedelta = EXPIRY_WARNING,
 ) -> Plan:
     """Resolve the manifests against one read of live state and plan. Raises
-    ManifestError for every reference the Dashboard cannot resolve."""
+    ManifestError for every reference the Dashboard cannot resolve. `now` defaults to the
+    clock: the planner itself never reads it."""
     desired = resolve(manifests, live)
-    return make_plan(desired, live, dashboard=dashboard, reissue=reissue, max_deletes=max_deletes)
+    return make_plan(
+        desired,
+        live,
+        dashboard=dashboard,
+        reissue=reissue,
+        max_deletes=max_deletes,
+        now=now if now is not None else datetime.now(timezone.utc),
+        expiry_warning=expiry_warning,
+    )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tyksync import __version__
 from tyksync.errors import Refused
-from tyksync.models import KeyRequest, LiveState
+from tyksync.models import KeyRequest, LiveState, key_label
 
 FORMAT_VERSION = 1
 KINDS = ("create", "approve", "replace", "delete")
@@ -55,6 +56,9 @@ class Action:
     owner: str | None = None  # the owner written on a create, or the live request's
     approved: bool = False  # delete/replace: the live request was approved (its key stays)
     declared_at: str | None = None  # FILE:LINE of the declaration behind the action
+    # delete/replace of an approved request under `revoke: true`: the label (`key#...`,
+    # never the key id) of the key to revoke first. The applier finds the key id again.
+    revoke_key: str | None = None
 
     @property
     def sort_key(self) -> tuple[str, str, tuple[str, ...], int, str]:
@@ -86,6 +90,7 @@ class Action:
             "reason": self.reason,
             "approved": self.approved,
             "declared_at": self.declared_at,
+            "revoke_key": self.revoke_key,
         }
 
     @classmethod
@@ -96,6 +101,13 @@ class Action:
             raise ValueError(f"a {data['action']} action needs a request_id")
         if data["action"] != "delete" and not data["policies"]:
             raise ValueError(f"a {data['action']} action needs at least one policy")
+        revoke = data.get("revoke_key")
+        if revoke is not None and not (
+            isinstance(revoke, str)
+            and re.fullmatch(r"key#[0-9a-f]{8}", revoke)
+            and data["action"] in ("delete", "replace")
+        ):
+            raise ValueError("revoke_key belongs to a delete or replace, as a key# label")
         return cls(
             action=data["action"],
             developer=DevRef(**data["developer"]),
@@ -107,6 +119,7 @@ class Action:
             owner=data.get("owner"),
             approved=bool(data.get("approved", False)),
             declared_at=data.get("declared_at"),
+            revoke_key=revoke,
         )
 
 
@@ -196,6 +209,37 @@ class PlanWarning:
             policies=tuple(PolicyRef(**p) for p in data["policies"]),
             message=data["message"],
             request_id=data.get("request_id"),
+        )
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """An undeclared pending request, waiting for a person's decision (SPEC section 11)."""
+
+    request_id: str
+    developer: DevRef
+    policies: tuple[PolicyRef, ...]
+    date_created: str
+    age_days: int | None  # None: no clock (a library caller) or no readable date
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "developer": self.developer.to_data(),
+            "policies": [p.to_data() for p in self.policies],
+            "date_created": self.date_created,
+            "age_days": self.age_days,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> PendingRequest:
+        age = data.get("age_days")
+        return cls(
+            request_id=str(data["request_id"]),
+            developer=DevRef(**data["developer"]),
+            policies=tuple(PolicyRef(**p) for p in data["policies"]),
+            date_created=str(data["date_created"]),
+            age_days=None if age is None else int(age),
         )
 
 
@@ -291,6 +335,9 @@ class Plan:
     dashboard: str = ""
     live_digest: str = ""  # of the live state in scope (see `live_digest`)
     max_deletes: int | None = None  # the cap the safety verdict applies
+    # Every undeclared pending request of the Dashboard, oldest first: information for a
+    # person, not part of what a saved plan must match (it spans the whole Dashboard).
+    pending: tuple[PendingRequest, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -325,6 +372,7 @@ class Plan:
             "access_changes": [c.to_data() for c in self.access_changes],
             "actions": [a.to_data() for a in self.actions],
             "warnings": [w.to_data() for w in self.warnings],
+            "pending": [p.to_data() for p in self.pending],
             "scope": self.scope.to_data(),
             "manifest_digest": self.manifest_digest,
             "live_digest": self.live_digest,
@@ -345,6 +393,7 @@ class Plan:
             dashboard=str(data["dashboard"]),
             live_digest=str(data.get("live_digest", "")),
             max_deletes=data.get("safety", {}).get("max_deletes"),
+            pending=tuple(PendingRequest.from_data(p) for p in data.get("pending", [])),
         )
 
 
@@ -368,10 +417,19 @@ def _canonical_request(r: KeyRequest) -> dict[str, Any]:
     }
 
 
-def live_digest(live: LiveState, scope: Scope) -> str:
+def _canonical_keys(keys: Mapping[str, frozenset[str]] | None) -> dict[str, Any]:
+    """A developer's keys as far as a plan depends on them (which key a delete revokes), by
+    label: a digest in a plan file must not let anyone test a guess of a key id."""
+    if keys is None:
+        return {"keys": None}
+    return {"keys": sorted([key_label(k), sorted(p)] for k, p in keys.items())}
+
+
+def live_digest(live: LiveState, scope: Scope, *, keys: bool = False) -> str:
     """A digest of the live state a plan depends on: the requests in scope, and the
     developers and policies the manifests resolved to (a policy deactivated or a developer
-    renamed makes a saved plan stale too)."""
+    renamed makes a saved plan stale too). `keys`: the plan revokes keys, so it depends on
+    the developers' keys too (which key a delete revokes, or why none)."""
     requests: Iterable[KeyRequest] = (r for r in live.requests if scope.covers(r))
     developers = [d for d in live.developers if d.id in scope.developer_ids]
     policies = [p for p in live.policies if p.db_id in scope.policy_ids]
@@ -380,7 +438,15 @@ def live_digest(live: LiveState, scope: Scope) -> str:
             "scope": scope.to_data(),
             "requests": sorted((_canonical_request(r) for r in requests), key=lambda r: r["id"]),
             "developers": sorted(
-                ({"id": d.id, "email": d.email, "inactive": d.inactive} for d in developers),
+                (
+                    {
+                        "id": d.id,
+                        "email": d.email,
+                        "inactive": d.inactive,
+                        **(_canonical_keys(d.keys) if keys else {}),
+                    }
+                    for d in developers
+                ),
                 key=lambda d: str(d["id"]),
             ),
             "policies": sorted(

@@ -40,6 +40,16 @@ _ACTION = _object(
         "reason": {"type": "string"},
         "approved": {"type": "boolean"},
         "declared_at": _NULLABLE_STRING,
+        "revoke_key": {"type": ["string", "null"], "pattern": "^key#[0-9a-f]{8}$"},
+    }
+)
+_PENDING = _object(
+    {
+        "request_id": _ID,
+        "developer": _DEVELOPER,
+        "policies": _POLICIES,
+        "date_created": {"type": "string"},
+        "age_days": {"type": ["integer", "null"], "minimum": 0},
     }
 )
 _ACCESS_CHANGE = _object(
@@ -85,6 +95,8 @@ _SAVED = _object(
         # The environment of tyksync.toml the plan was made for (null: none). Written by
         # every tyksync that knows environments; plans saved before lack it.
         "environment": {"type": ["string", "null"], "minLength": 1},
+        "expiry_warning_days": {"type": "integer", "minimum": 0},
+        "as_of": _NULLABLE_STRING,
     },
     required=["manifest_paths", "reissue"],
 )
@@ -104,6 +116,7 @@ def plan_json_schema() -> dict[str, Any]:
         "access_changes": {"type": "array", "items": _ACCESS_CHANGE},
         "actions": {"type": "array", "items": _ACTION},
         "warnings": {"type": "array", "items": _WARNING},
+        "pending": {"type": "array", "items": _PENDING},
         "scope": _SCOPE,
         "manifest_digest": _HEX64,
         "live_digest": _HEX64,

@@ -7,25 +7,30 @@ a plain comparison has already found.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 
 from deepdiff import DeepDiff
 
 from tyksync.models import (
     Desired,
     DesiredRequest,
+    Developer,
     FileScope,
     Identity,
     KeyRequest,
     LiveState,
     Policy,
     PolicyIndex,
+    key_label,
     survivor_order,
 )
 from tyksync.plan import (
     Action,
     DevRef,
+    PendingRequest,
     Plan,
     PlanWarning,
     PolicyRef,
@@ -33,6 +38,8 @@ from tyksync.plan import (
     fingerprint,
     live_digest,
 )
+
+EXPIRY_WARNING = timedelta(days=14)
 
 
 def make_plan(
@@ -42,45 +49,77 @@ def make_plan(
     dashboard: str = "",
     reissue: bool = False,
     max_deletes: int | None = None,
+    now: datetime | None = None,
+    expiry_warning: timedelta = EXPIRY_WARNING,
 ) -> Plan:
+    """`now` is the moment the plan is for (SPEC section 11: expiry, the age of pending
+    requests); the caller reads the clock, or takes `--as-of`. Without it, nothing
+    expires, no pending request is old enough to reject, and ages are unknown."""
     policies = live.policy_index()
     developers = {d.id: d for d in live.developers}
     by_identity: dict[Identity, list[KeyRequest]] = defaultdict(list)
     for r in live.requests:
         if not r.is_v1:
             by_identity[policies.identity(r)].append(r)
+    scopes = {s.path: s for s in desired.scopes}
 
     actions: list[Action] = []
     warnings: list[PlanWarning] = []
     matched: set[str] = set()
+    # Deletes of live requests, with the file that governs each (for `revoke`).
+    governed: list[tuple[Action, KeyRequest, FileScope | None]] = []
     for d in sorted(desired.requests, key=lambda d: (d.file, d.line)):
         lives = by_identity.get(d.identity, [])
         matched.update(r.id for r in lives)
+        declaring = scopes.get(d.file)
+        if d.expires is not None and now is not None and now >= d.expires:
+            governed.extend((a, r, declaring) for a, r in _expired(d, lives))
+            continue
         a, w = _reconcile(d, lives, reissue)
-        actions.extend(a)
+        by_id = {r.id: r for r in lives}
+        for action in a:
+            if action.deletes and action.request_id in by_id:
+                governed.append((action, by_id[action.request_id], declaring))
+            else:
+                actions.append(action)
         warnings.extend(w)
+        if d.expires is not None and now is not None and now >= d.expires - expiry_warning:
+            warnings.append(_expiry_warning(d, declaring))
 
     unmanaged = 0
     for r in live.requests:
         if r.id in matched:
             continue
-        reason = _prune_reason(r, desired.scopes)
-        if reason is None:
+        pruned = _prune_reason(r, desired.scopes) or _rejected(r, desired.scopes, now)
+        if pruned is None:
             unmanaged += 1
             continue
+        reason, pruning = pruned
         dev = developers.get(r.developer_id)
-        actions.append(
-            Action(
-                action="delete",
-                developer=DevRef(r.developer_id, dev.email if dev else ""),
-                policies=_policy_refs(r.policies, policies),
-                reason=reason,
-                request_id=r.id,
-                fields=r.user_fields,
-                owner=r.owner,
-                approved=r.approved,
-            )
+        action = Action(
+            action="delete",
+            developer=DevRef(r.developer_id, dev.email if dev else ""),
+            policies=_policy_refs(r.policies, policies),
+            reason=reason,
+            request_id=r.id,
+            fields=r.user_fields,
+            owner=r.owner,
+            approved=r.approved,
         )
+        governed.append((action, r, pruning))
+
+    approved_by_identity: dict[Identity, list[KeyRequest]] = defaultdict(list)
+    for r in live.requests:
+        if r.approved:
+            approved_by_identity[policies.identity(r)].append(r)
+    for action, r, governing in governed:
+        if not (r.approved and governing is not None and governing.revoke):
+            actions.append(action)
+            continue
+        label, why = _revocation(r, developers.get(r.developer_id), policies, approved_by_identity)
+        actions.append(dataclasses.replace(action, revoke_key=label))
+        if why is not None:
+            warnings.append(PlanWarning(action.developer, action.policies, why, r.id))
 
     scope = Scope(
         developer_ids=frozenset(
@@ -91,7 +130,12 @@ def make_plan(
         policy_ids=frozenset(p.db_id for d in desired.requests for p in d.policies),
     )
     ordered = tuple(sorted(actions, key=lambda a: a.sort_key))
-    live_part = live_digest(live, scope)
+    live_part = live_digest(live, scope, keys=any(s.revoke for s in desired.scopes))
+    deleted = {a.request_id for a in ordered if a.deletes}
+    pending = sorted(
+        (r for r in live.requests if not (r.approved or r.id in matched or r.id in deleted)),
+        key=lambda r: (r.date_created, r.id),
+    )
     return Plan(
         actions=ordered,
         warnings=tuple(sorted(warnings, key=lambda w: w.sort_key)),
@@ -103,6 +147,7 @@ def make_plan(
         dashboard=dashboard,
         live_digest=live_part,
         max_deletes=max_deletes,
+        pending=tuple(_pending(r, developers, policies, now) for r in pending),
     )
 
 
@@ -211,13 +256,130 @@ def _key(path: str) -> str:
     return path[len("root[") : -1].strip("'\"") if path.startswith("root[") else path
 
 
-def _prune_reason(r: KeyRequest, scopes: Iterable[FileScope]) -> str | None:
+def _prune_reason(r: KeyRequest, scopes: Iterable[FileScope]) -> tuple[str, FileScope] | None:
     for s in scopes:
         if s.prune == "developers" and r.developer_id in s.developer_ids:
-            return f"not declared; its developer is listed in {s.path} (prune: developers)"
+            return f"not declared; its developer is listed in {s.path} (prune: developers)", s
         if s.prune == "owned" and not r.is_v1 and r.owner == s.owner:
-            return f"not declared; owned by {s.owner} (prune: owned in {s.path})"
+            return f"not declared; owned by {s.owner} (prune: owned in {s.path})", s
     return None
+
+
+# ---- lifecycle (SPEC section 11) -----------------------------------------------------------
+
+
+def _expired(d: DesiredRequest, lives: list[KeyRequest]) -> list[tuple[Action, KeyRequest]]:
+    """An expired declaration counts as absent: no create, and every live request of its
+    identity is deleted (whatever the prune mode: the declaration governed them)."""
+    dev = DevRef(d.developer.id, d.developer.email)
+    pols = tuple(_ref(p) for p in d.policies)
+    return [
+        (
+            Action(
+                action="delete",
+                developer=dev,
+                policies=pols,
+                reason=f"expired on {d.expires_text} ({d.where})",
+                request_id=r.id,
+                fields=r.user_fields,
+                owner=r.owner,
+                approved=r.approved,
+                declared_at=d.where,
+            ),
+            r,
+        )
+        for r in sorted(lives, key=survivor_order)
+    ]
+
+
+def _expiry_warning(d: DesiredRequest, scope: FileScope | None) -> PlanWarning:
+    # The date as written, never "in N days": a saved plan must not go stale overnight.
+    then = "its request is deleted"
+    if scope is not None and scope.revoke:
+        then += " and its key revoked"
+    return PlanWarning(
+        DevRef(d.developer.id, d.developer.email),
+        tuple(_ref(p) for p in d.policies),
+        f"expires on {d.expires_text} ({d.where}): from then on it counts as undeclared, and "
+        f"{then}; extend `expires` to keep it",
+    )
+
+
+def _rejected(
+    r: KeyRequest, scopes: Iterable[FileScope], now: datetime | None
+) -> tuple[str, FileScope] | None:
+    """`reject_pending_after`: an undeclared pending request of a developer listed in the
+    file, older than the age it gives."""
+    if r.approved or r.is_v1 or now is None:
+        return None
+    age = _age(r.date_created, now)
+    if age is None:
+        return None
+    for s in scopes:
+        limit = s.reject_pending_after
+        if limit is not None and r.developer_id in s.developer_ids and age > limit:
+            return (
+                f"pending for {age.days} days (reject_pending_after: {s.reject_pending_text} "
+                f"in {s.path})",
+                s,
+            )
+    return None
+
+
+def _revocation(
+    r: KeyRequest,
+    developer: Developer | None,
+    policies: PolicyIndex,
+    approved_by_identity: Mapping[Identity, list[KeyRequest]],
+) -> tuple[str | None, str | None]:
+    """The label of the key that deleting approved request `r` revokes, or why none can be
+    told apart: (label, None) or (None, the warning's message)."""
+    stays = "nothing is revoked, and the key it issued stays valid"
+    if developer is None or developer.keys is None:
+        return None, f"the Dashboard does not list this developer's keys: {stays}"
+    identity = policies.identity(r)
+    others = sorted(o.id for o in approved_by_identity.get(identity, []) if o.id != r.id)
+    if others:
+        return None, (
+            f"another approved request of this developer ({', '.join(others)}) holds the same "
+            f"policies, so their keys cannot be told apart: {stays}"
+        )
+    found = developer.keys_granting(identity[1], policies)
+    if not found:
+        return None, (
+            "no key on the developer's record grants exactly these policies (revoked "
+            f"already, or never recorded): {stays}, if there is one"
+        )
+    if len(found) > 1:
+        return None, (
+            f"{len(found)} keys on the developer's record grant exactly these policies, so "
+            f"the one this request issued cannot be told apart: {stays}"
+        )
+    return key_label(found[0]), None
+
+
+def _age(date_created: str, now: datetime) -> timedelta | None:
+    try:
+        created = datetime.fromisoformat(date_created.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if created.tzinfo is None:
+        return None
+    return now - created
+
+
+def _pending(
+    r: KeyRequest, developers: Mapping[str, Developer], policies: PolicyIndex, now: datetime | None
+) -> PendingRequest:
+    dev = developers.get(r.developer_id)
+    age = None if now is None else _age(r.date_created, now)
+    return PendingRequest(
+        request_id=r.id,
+        developer=DevRef(r.developer_id, dev.email if dev else ""),
+        policies=_policy_refs(r.policies, policies),
+        date_created=r.date_created,
+        age_days=None if age is None else max(0, age.days),
+    )
 
 
 def _ref(p: Policy) -> PolicyRef:

@@ -21,7 +21,15 @@ from typing import Final, Literal, TextIO
 from tyksync import __version__
 from tyksync.escape import printable
 from tyksync.markdown import code_span as _md_code
-from tyksync.plan import AccessChange, Action, DevRef, Plan, PlanWarning, PolicyRef
+from tyksync.plan import (
+    AccessChange,
+    Action,
+    DevRef,
+    PendingRequest,
+    Plan,
+    PlanWarning,
+    PolicyRef,
+)
 
 Format = Literal["text", "json", "markdown"]
 FORMATS: Final[tuple[Format, ...]] = ("text", "json", "markdown")  # for click.Choice
@@ -32,6 +40,22 @@ _SYMBOL: Final = {"create": "+", "approve": "~", "replace": "-/+", "delete": "-"
 _STAYS_VALID: Final = "approved: the key it issued stays valid"
 _NO_CHANGES: Final = "No changes. The Dashboard matches the manifests."
 _NO_POLICIES: Final = "no policies"  # a legacy (`for_api`) request names no policy
+PENDING_SHOWN: Final = 20  # the oldest pending requests text and Markdown list; JSON has all
+
+
+def _revokes(action: Action) -> str:
+    """`revoke key#ab12cd34`, or "" for an action that revokes nothing."""
+    return f"revoke {action.revoke_key}" if action.revoke_key else ""
+
+
+def _pending_head(plan: Plan) -> str:
+    n = len(plan.pending)
+    head = f"{_plural(n, 'pending request')} {'waits' if n == 1 else 'wait'} for a decision"
+    return head + (f" (the {PENDING_SHOWN} oldest shown)" if n > PENDING_SHOWN else "")
+
+
+def _age_text(p: PendingRequest) -> str:
+    return "age unknown" if p.age_days is None else f"{_plural(p.age_days, 'day')} old"
 
 
 def _plural(n: int, singular: str) -> str:
@@ -155,7 +179,9 @@ def _text_request(action: Action) -> str:
     if action.action != "approve" and action.reason:
         parts.append(printable(action.reason))
     text = ": ".join(parts)
-    if action.deletes and action.approved:
+    if action.revoke_key:
+        text += f" (approved: {_revokes(action)})"
+    elif action.deletes and action.approved:
         text += f" ({_STAYS_VALID})"
     return text
 
@@ -222,9 +248,26 @@ def _text_access(plan: Plan, paint: Callable[[str, str], str]) -> list[str]:
     return lines
 
 
+def _text_pending(plan: Plan) -> list[str]:
+    """The pending queue: the oldest first, at most PENDING_SHOWN of them."""
+    lines = [_pending_head(plan) + ":"]
+    for p in plan.pending[:PENDING_SHOWN]:
+        who = printable(p.developer.email or p.developer.id)
+        lines.append(
+            f"  ? {who}  {_text_policies(p.policies)}  request {printable(p.request_id)}  "
+            f"{_age_text(p)}"
+        )
+    if len(plan.pending) > PENDING_SHOWN:
+        lines.append(
+            f"  ... and {len(plan.pending) - PENDING_SHOWN} more (plan --format json lists all)"
+        )
+    lines.append("  (declare one to approve it, e.g. from `tyksync export --pending`)")
+    return lines
+
+
 def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
     """Terraform-like: the access changes per developer, one line per action in the plan's
-    order, then warnings, then a one-line summary."""
+    order, then warnings, then the pending queue, then a one-line summary."""
 
     def paint(text: str, code: str) -> str:
         return f"{code}{text}{_RESET}" if color else text
@@ -241,6 +284,8 @@ def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
         blocks.append([_text_action(a, paint) for a in plan.actions])
     if plan.warnings:
         blocks.append([_text_warning(w, paint) for w in plan.warnings])
+    if plan.pending:
+        blocks.append(_text_pending(plan))
     blocks.append([paint(_summary_line(plan), _BOLD)])
     stream.write("\n\n".join("\n".join(block) for block in blocks) + "\n")
 
@@ -280,7 +325,9 @@ def _md_action(action: Action) -> str:
         request.append(_md_code(action.reason))
     if request:
         details.append(": ".join(request))
-    if action.deletes and action.approved:
+    if action.revoke_key:
+        details.append(f"**revoke** {_md_code(action.revoke_key)}")
+    elif action.deletes and action.approved:
         details.append(f"**{_STAYS_VALID}**")
     if action.creates:
         details.append("approve: " + ("yes" if action.approve else "no"))
@@ -328,6 +375,7 @@ class _Line:
     actions: int = 0
     warnings: int = 0
     access: int = 0  # developers whose access changes it lists
+    pending: int = 0
 
 
 def _md_access(plan: Plan) -> list[_Line]:
@@ -359,6 +407,25 @@ def _md_warnings(plan: Plan) -> list[_Line]:
         return []
     head = [_Line(""), _Line("#### Warnings"), _Line("")]
     return head + [_Line(_md_warning(w), warnings=1) for w in plan.warnings]
+
+
+def _md_pending(plan: Plan) -> list[_Line]:
+    if not plan.pending:
+        return []
+    lines = [_Line(""), _Line(f"#### {_pending_head(plan)}"), _Line("")]
+    for p in plan.pending[:PENDING_SHOWN]:
+        who = _md_code(p.developer.email or p.developer.id)
+        lines.append(
+            _Line(
+                f"- {who} \\[{_md_policies(p.policies)}\\] request {_md_code(p.request_id)}, "
+                f"{_age_text(p)}",
+                pending=1,
+            )
+        )
+    more = len(plan.pending) - PENDING_SHOWN
+    if more > 0:
+        lines.append(_Line(f"- _… and {more} more (`tyksync plan --format json` lists all)_"))
+    return lines
 
 
 def _md_head(plan: Plan) -> list[str]:
@@ -396,13 +463,18 @@ def _fit(lines: Sequence[_Line], budget: int) -> tuple[list[_Line], list[_Line]]
         count += 1
     if count < len(lines):
         while count and not (
-            lines[count - 1].actions or lines[count - 1].warnings or lines[count - 1].access
+            lines[count - 1].actions
+            or lines[count - 1].warnings
+            or lines[count - 1].access
+            or lines[count - 1].pending
         ):
             count -= 1
     return list(lines[:count]), list(lines[count:])
 
 
-def _truncation_note(actions: int, warnings: int, where: str, access: int = 0) -> str:
+def _truncation_note(
+    actions: int, warnings: int, where: str, access: int = 0, pending: int = 0
+) -> str:
     hidden = []
     if access:
         hidden.append("the access changes of " + _plural(access, "more developer"))
@@ -410,6 +482,8 @@ def _truncation_note(actions: int, warnings: int, where: str, access: int = 0) -
         hidden.append(_plural(actions, "more action"))
     if warnings:
         hidden.append(_plural(warnings, "more warning"))
+    if pending:
+        hidden.append(_plural(pending, "more pending request"))
     return _TRUNCATED.format(n=" and ".join(hidden), where=where)
 
 
@@ -427,15 +501,21 @@ def render_markdown(
     """
     where = " ".join(full_plan.split()) or FULL_PLAN  # one line: the note is one paragraph
     head, footer = _md_head(plan), _md_footer(plan)
-    access, details, warnings = _md_access(plan), _md_details(plan), _md_warnings(plan)
+    access, details = _md_access(plan), _md_details(plan)
+    warnings = _md_warnings(plan) + _md_pending(plan)
     body = access + details + warnings
     if _size(head) + _size(line.text for line in body) + _size(footer) < limit:
         _write_lines(stream, head + [line.text for line in body] + footer)
         return
 
     # Room for the note as if everything were hidden: its length only shrinks after.
+    shown_pending = min(len(plan.pending), PENDING_SHOWN)
     worst_note = _truncation_note(
-        len(plan.actions), len(plan.warnings), where, sum(x.access for x in access)
+        len(plan.actions),
+        len(plan.warnings),
+        where,
+        sum(x.access for x in access),
+        shown_pending,
     )
     budget = limit - 1 - _size(head) - _size(["", worst_note]) - _size(footer)
     if budget < 0:
@@ -455,6 +535,7 @@ def render_markdown(
         sum(x.warnings for x in cut),
         where,
         sum(x.access for x in cut),
+        sum(x.pending for x in cut),
     )
     lines = head + [line.text for line in kept_access + kept] + ["", note] + footer
     _write_lines(stream, lines)

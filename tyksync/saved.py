@@ -5,6 +5,11 @@ options it was made with). `apply --plan` reads the manifests and the Dashboard 
 plans again, and goes on only when the plan computed now is the one in the file: nothing
 in the file is applied or trusted, so a file edited by hand, or written by someone other
 than tyksync, can at most be refused.
+
+A plan made with `--as-of` (a preview of another moment) records it and is refused by
+`apply --plan` (exit 3): apply always plans for now, so such a plan could only be applied
+as something other than what was reviewed. The pending queue is information, not part of
+what must match: it spans the whole Dashboard and its ages grow by the day.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from tyksync.plan import FORMAT_VERSION, Plan, canonical_json
 SAVED = "saved"  # the member of a saved plan that holds what re-deriving needs
 MAX_PLAN_BYTES = 256 * 1024 * 1024
 # Figures computed at apply time from apply's own options, never compared.
-_NOT_COMPARED = frozenset({"safety", "tool_version", SAVED})
+_NOT_COMPARED = frozenset({"safety", "tool_version", SAVED, "pending"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class SavedPlan:
     manifest_paths: tuple[str, ...]
     reissue: bool
     environment: str | None = None  # the environment of tyksync.toml it was made for
+    expiry_warning_days: int = 14
+    as_of: str | None = None  # the --as-of the plan was made with: never applied
 
 
 def _environment_of(saved: dict[str, Any]) -> tuple[bool, str | None]:
@@ -51,12 +58,16 @@ def write_saved_plan(
     manifest_paths: Sequence[Path],
     reissue: bool,
     environment: str | None = None,
+    expiry_warning_days: int = 14,
+    as_of: str | None = None,
 ) -> None:
     data = plan.to_data()
     data[SAVED] = {
         "manifest_paths": [os.path.relpath(os.path.abspath(p)) for p in manifest_paths],
         "reissue": reissue,
         "environment": environment,
+        "expiry_warning_days": expiry_warning_days,
+        "as_of": as_of,
     }
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +101,9 @@ def read_saved_plan(path: Path) -> SavedPlan:
         or not all(isinstance(p, str) and p for p in saved["manifest_paths"])
         or not isinstance(saved.get("reissue"), bool)
         or not _environment_of(saved)[0]
+        or type(saved.get("expiry_warning_days", 14)) is not int
+        or saved.get("expiry_warning_days", 14) < 0
+        or not isinstance(saved.get("as_of"), (str, type(None)))
     ):
         raise TyksyncError(
             f"--plan {shown}: not a tyksync plan file (save one with `tyksync plan --out`)"
@@ -107,7 +121,19 @@ def read_saved_plan(path: Path) -> SavedPlan:
         manifest_paths=tuple(saved["manifest_paths"]),
         reissue=saved["reissue"],
         environment=_environment_of(saved)[1],
+        expiry_warning_days=saved.get("expiry_warning_days", 14),
+        as_of=saved.get("as_of"),
     )
+
+
+def check_not_a_preview(saved: SavedPlan) -> None:
+    """Refuse a plan made for another moment (`plan --as-of`): apply plans for now."""
+    if saved.as_of is not None:
+        raise StalePlan(
+            f"the saved plan was made with --as-of {printable(saved.as_of)}, a preview of "
+            "another moment; apply always plans for now: run `tyksync plan --out` without "
+            "--as-of and review that plan"
+        )
 
 
 def _compared(data: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +207,11 @@ def check_same(saved: SavedPlan, now: Plan, environment: str | None = None) -> N
         raise StalePlan(
             "the saved plan is stale: the live key requests, developers or policies it was "
             "computed from have changed since" + again
+        )
+    if then.get("actions") == current["actions"] and then.get("warnings") != current["warnings"]:
+        raise StalePlan(
+            "the saved plan is stale: its warnings differ from the plan computed now (an "
+            "`expires` date came nearer, or the file was edited)" + again
         )
     what = "its actions differ" if then.get("actions") != current["actions"] else "it was edited"
     raise StalePlan(

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tyksync.models import key_label
 from tyksync.sandbox import Faults, Sandbox
 
 from .world import (
@@ -41,6 +42,7 @@ from .world import (
     child_env,
     converge,
     read_journal,
+    secrets_of,
 )
 
 # The killed apply's sandbox: every answer waits 5-20 ms (latency 5 ms + jitter up to 15 ms),
@@ -75,6 +77,11 @@ def write_ahead_violations(world: World, journal: JournalReport) -> list[str]:
     for request_id in world.initial:
         if request_id not in live and request_id not in delete_sent:
             problems.append(f"request {request_id} deleted without a delete.sent entry")
+    # A revoke is journaled by the key's label (never its id) and the request it was for.
+    revoke_sent = {(e.get("request_id"), e.get("key")) for e in journal.of("revoke.sent")}
+    for k in world.sandbox.store.issued():
+        if k["revoked"] and (k["request_id"], key_label(k["key_id"])) not in revoke_sent:
+            problems.append(f"key of request {k['request_id']} revoked without a revoke.sent")
     return problems
 
 
@@ -212,7 +219,7 @@ def run_trial(
         time.sleep(DRAIN)
         sb.faults = Faults()  # the re-run needs no slowness
         mutations = sb.mutating_calls()
-        keys = sb.store.issued_keys()
+        keys = secrets_of(sb)
         journal = read_journal(journal_path, [SECRET, *keys])
         write_ahead = write_ahead_violations(world, journal)
         printed = output.read_text(encoding="utf-8", errors="replace")
@@ -220,9 +227,11 @@ def run_trial(
         applies, log = converge(world, work)
         violations, issued, intended = check_final_state(world)
         # The re-runs' journals must hold no key either, including the keys they issued.
-        all_keys = [SECRET, *sb.store.issued_keys()]
+        all_keys = [SECRET, *secrets_of(sb)]
         for path in sorted(work.glob("journal-followup-*.jsonl")):
             journal.errors += [f"{path.name}: {e}" for e in read_journal(path, all_keys).errors]
+        rerun_output = "\n".join(log)
+        leaks += [f"a re-run printed {k[:6]}..." for k in all_keys if k in rerun_output]
     return TrialResult(
         trial=trial,
         parallelism=parallelism,
@@ -293,6 +302,8 @@ def summarize(results: Sequence[TrialResult]) -> dict[str, Any]:
         "missing": sum(len(r.violations.missing) for r in results),
         "not_pruned": sum(len(r.violations.not_pruned) for r in results),
         "extra_keys": sum(len(r.violations.extra_keys) for r in results),
+        # Keys revoked wrongly, or left valid where `revoke: true` had to revoke them.
+        "revocation_errors": sum(len(r.violations.revocations) for r in results),
         "applies_to_converge": dict(
             sorted(Counter(r.applies_to_converge for r in results).items())
         ),

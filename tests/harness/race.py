@@ -44,6 +44,7 @@ from .world import (
     child_env,
     converge,
     read_journal,
+    secrets_of,
 )
 
 Mode = Literal["together", "staggered", "processes"]
@@ -173,7 +174,7 @@ def run_trial(
         applies, outputs = converge(world, work)
         log += outputs
         violations, issued, intended = check_final_state(world)
-        keys = [SECRET, *sb.store.issued_keys()]
+        keys = [SECRET, *secrets_of(sb)]
         journal_errors = [
             f"{path.name}: {e}"
             for path in sorted(work.glob("journal*.jsonl"))
@@ -224,6 +225,7 @@ def summarize(results: Sequence[RaceResult]) -> dict[str, Any]:
         "yielded_to_a_concurrent_request": sum(r.count("appeared meanwhile") for r in results),
         "approvals_already_done": sum(r.count("already approved") for r in results),
         "deletes_already_gone": sum(r.count("already gone") for r in results),
+        "revokes_already_done": sum(r.count("was revoked already") for r in results),
         "failed_actions": sum(len(s.failed) for r in results for s in r.sides),
         "refused_plans": sum(bool(s.refused) for r in results for s in r.sides),
         "applies_to_converge": dict(
@@ -231,6 +233,8 @@ def summarize(results: Sequence[RaceResult]) -> dict[str, Any]:
         ),
         "duplicates": sum(len(r.violations.duplicates) for r in results),
         "extra_keys": sum(len(r.violations.extra_keys) for r in results),
+        # Keys revoked wrongly, or left valid where `revoke: true` had to revoke them.
+        "revocation_errors": sum(len(r.violations.revocations) for r in results),
         "keys_issued": sum(r.keys_issued for r in results),
         "keys_intended": sum(r.keys_intended for r in results),
         "trials_with_problems": sum(bool(r.problems) for r in results),

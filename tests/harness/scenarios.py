@@ -11,6 +11,10 @@ sandbox's store directly rather than through tyksync's client. Each scenario als
 once without faults first: faults may cost applies, never change the end state or the keys
 issued.
 
+A fraction of the manifest files say `revoke: true` (SPEC section 11); the oracle then
+checks that every key tyksync revoked belonged to a request it deleted under such a file,
+and that a request it deleted under one, whose key could be told apart, left no valid key.
+
 Every violation becomes a line in `ScenarioResult.problems` that names the seed, so a
 failure is reproduced with `run_scenario(generate(seed), workdir)` (or
 `scripts/fault_scenarios.py --only SEED`). Thread timing (parallel actions, racing applies)
@@ -43,7 +47,7 @@ from tyksync.pipeline import plan_live
 from tyksync.plan import Plan
 from tyksync.render import FORMATS, render
 from tyksync.sandbox import CANARY_PREFIX, Faults, Sandbox
-from tyksync.sandbox.store import Record, request_policies
+from tyksync.sandbox.store import Record, Store, request_policies
 from tyksync.sandbox.wire import Dialect
 
 from .capture import LogCapture, capture_logs
@@ -62,6 +66,7 @@ PROFILES = ("drops", "flaky_5xx", "rate_limit", "resets", "invalid_json", "mixed
 # The control profile is rare: the point is the faults.
 PROFILE_WEIGHTS = (17, 17, 15, 13, 13, 15, 6, 4)
 ALL_METHODS = ("GET", "POST", "PUT", "DELETE")
+REVOKE_SHARE = 0.35  # manifest files with `revoke: true`
 
 Identity = tuple[str, frozenset[str]]  # (developer id, policy `_id`s)
 
@@ -109,6 +114,7 @@ class ManifestSpec:
     defaults_fields: dict[str, str] | None
     developer_refs: dict[int, str]  # developer index -> key written under `developers:`
     declarations: tuple[Declaration, ...]
+    revoke: bool = False  # `revoke: true`: deleting an approved request revokes its key
 
     @property
     def prune_mode(self) -> str:
@@ -291,6 +297,9 @@ def generate(seed: int) -> Scenario:
                 defaults_fields=_fields(rng) if rng.random() < 0.25 else None,
                 developer_refs=refs,
                 declarations=declarations,
+                # Drawn from a stream of its own, so that every other draw of a seed (and
+                # so every scenario measured before revocation existed) stays as it was.
+                revoke=random.Random(f"{seed}/revoke/{filename}").random() < REVOKE_SHARE,
             )
         )
 
@@ -424,6 +433,8 @@ def manifest_data(scenario: Scenario, m: ManifestSpec) -> dict[str, Any]:
     doc: dict[str, Any] = {"version": 1, "owner": m.owner}
     if m.prune is not None:
         doc["prune"] = m.prune
+    if m.revoke:
+        doc["revoke"] = True
     defaults: dict[str, Any] = {}
     if m.defaults_approved is not None:
         defaults["approved"] = m.defaults_approved
@@ -505,6 +516,7 @@ class ScenarioResult:
     # identity: what a run with faults must share with its fault-free control run.
     end_state: Counter[tuple[Any, ...]] = field(default_factory=Counter)
     new_keys: Counter[Identity] = field(default_factory=Counter)
+    revoked: list[str] = field(default_factory=list)  # requests whose key was revoked
     tolerated: int = 0  # extra requests for declared identities SPEC lets tyksync keep
     known: set[str] = field(default_factory=set)  # KNOWN_BUGS this scenario ran into
 
@@ -543,13 +555,10 @@ def _is_read_failure(e: TyksyncError) -> bool:
     return not isinstance(e, ManifestError)
 
 
-def developer_keys(store_developers: Iterable[Record]) -> dict[str, Identity]:
-    """Every key the store ever issued, by the identity it was issued for."""
-    out: dict[str, Identity] = {}
-    for dev in store_developers:
-        for key, policy_ids in dev["keys"].items():
-            out[key] = (str(dev["id"]), frozenset(policy_ids))
-    return out
+def developer_keys(store: Store) -> dict[str, Identity]:
+    """Every key the store ever issued (revoked ones too), by the identity it was issued
+    for."""
+    return {k["key"]: (str(k["developer_id"]), frozenset(k["policies"])) for k in store.issued()}
 
 
 class CommitLog:
@@ -591,6 +600,11 @@ def run_scenario(scenario: Scenario, workdir: Path) -> ScenarioResult:
         result.violation(
             "end state differs from the fault-free run: only with faults "
             f"{sorted(only_faulted.elements())}, only without {sorted(only_control.elements())}",
+        )
+    if result.revoked != control.revoked:
+        result.problems.append(
+            f"keys revoked differ from the fault-free run: of requests {result.revoked} with "
+            f"faults, {control.revoked} without"
         )
     if result.new_keys != control.new_keys:
         result.violation(
@@ -654,7 +668,7 @@ def _drive(
     client = clients[0]
     manifests = load_manifests([write_manifests(scenario, workdir / "manifests")])
     before = {r["id"]: r for r in sandbox.store.requests()}
-    keys_before = set(developer_keys(sandbox.store.developers()))
+    keys_before = set(developer_keys(sandbox.store))
     journal_path = workdir / "journal.jsonl"
     journal = Journal(journal_path)
     outputs: list[str] = []  # everything a person running tyksync would get to see
@@ -857,7 +871,7 @@ def check_outcome(
     pre_approved = {scenario.record_identity(r) for r in before.values() if r["approved"]}
     issued = Counter(
         identity
-        for key, identity in developer_keys(sandbox.store.developers()).items()
+        for key, identity in developer_keys(sandbox.store).items()
         if key not in keys_before
     )
     result.keys_issued = sum(issued.values())
@@ -874,6 +888,7 @@ def check_outcome(
     if result.keys_issued > result.approve_intents:
         problems.append(f"{result.keys_issued} keys for {result.approve_intents} approve-intents")
     result.new_keys = issued
+    _check_revocations(scenario, sandbox, before, keys_before, result)
     result.end_state = Counter(
         (
             r["id"] if r["id"] in before else "new",
@@ -884,6 +899,69 @@ def check_outcome(
         )
         for r in now.values()
     )
+
+
+def _revoke_flags(scenario: Scenario, record: Mapping[str, Any]) -> list[bool]:
+    """`revoke` of each file that may govern deleting `record`: the declaring file for a
+    declared identity (a duplicate, a replace), else each file whose prune rule covers it
+    (the first of them decides; the oracle does not guess which)."""
+    identity = scenario.record_identity(record)
+    declared = scenario.declared()
+    if identity is not None and identity in declared:
+        return [declared[identity][0].revoke]
+    owner = record["fields"].get(OWNER_FIELD)
+    flags = []
+    for m in scenario.manifests:
+        listed = {scenario.developers[i].id for i in m.developer_refs}
+        by_developer = m.prune_mode == "developers" and record["by_user"] in listed
+        by_owner = m.prune_mode == "owned" and request_policies(record) and owner == m.owner
+        if by_developer or by_owner:
+            flags.append(m.revoke)
+    return flags
+
+
+def _check_revocations(
+    scenario: Scenario,
+    sandbox: Sandbox,
+    before: dict[str, Record],
+    keys_before: set[str],
+    result: ScenarioResult,
+) -> None:
+    """SPEC section 11: a key is revoked only when tyksync deleted the approved request that
+    issued it under `revoke: true`; and such a delete leaves no valid key when the key could
+    be told apart (the developer held one key with that policy set, and no other approved
+    request of that identity)."""
+    now = {r["id"] for r in sandbox.store.requests()}
+    issued = sandbox.store.issued()
+    keys_per_set = Counter(
+        (k["developer_id"], frozenset(k["policies"])) for k in issued if k["key"] in keys_before
+    )
+    approved_per_identity = Counter(
+        scenario.record_identity(r) for r in before.values() if r["approved"]
+    )
+    for k in issued:
+        request = before.get(k["request_id"])
+        deleted = k["request_id"] not in now
+        name = f"key of request {k['request_id']}"
+        if k["revoked"]:
+            result.revoked.append(k["request_id"])
+            if request is None or not deleted or not any(_revoke_flags(scenario, request)):
+                result.problems.append(f"{name} revoked, which no rule allows")
+            continue
+        if request is None or not deleted or not request["approved"]:
+            continue
+        flags = _revoke_flags(scenario, request)
+        identity = scenario.record_identity(request)
+        told_apart = (
+            identity is not None
+            and keys_per_set[(k["developer_id"], frozenset(k["policies"]))] == 1
+            and approved_per_identity[identity] == 1
+        )
+        if flags and all(flags) and told_apart:
+            result.problems.append(
+                f"{name}: deleted under revoke: true, its key told apart, and still valid"
+            )
+    result.revoked.sort()
 
 
 def _check_no_leaks(sandbox: Sandbox, outputs: list[str], result: ScenarioResult) -> None:
@@ -933,6 +1011,7 @@ class Summary:
     tolerated: int = 0
     reapply_mutating_calls: int = 0
     keys_issued: int = 0
+    keys_revoked: int = 0
     approve_intents: int = 0
     creates_committed: int = 0
     creates_committed_twice: int = 0
@@ -953,6 +1032,7 @@ class Summary:
         self.tolerated += r.tolerated
         self.reapply_mutating_calls += r.reapply_mutating_calls
         self.keys_issued += r.keys_issued
+        self.keys_revoked += len(r.revoked)
         self.approve_intents += r.approve_intents
         self.creates_committed += r.creates_committed
         self.creates_committed_twice += r.creates_committed_twice

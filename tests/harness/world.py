@@ -3,10 +3,12 @@ in a sandbox Dashboard, and the checks of the state an apply (or two, or a kille
 leaves behind.
 
 `build_world` seeds every kind of action (create, create without approval, approve,
-replace, delete by prune, delete of a duplicate) beside requests that must stay as they
-are; `check_final_state` compares the converged store with the declared intents, counting
-keys per identity from the developers' keys (deleting a request does not take its key
-away); `read_journal` checks a journal is JSON lines holding no key.
+replace, delete by prune, delete of a duplicate, and, with `revoke: true`, the revoke of
+the key of an approved request pruned) beside requests that must stay as they are;
+`check_final_state` compares the converged store with the declared intents, counting keys
+per identity from every key the sandbox issued (deleting a request does not take its key
+away; revoking does not unissue it), and checks that exactly the keys meant to be revoked
+are; `read_journal` checks a journal is JSON lines holding no key.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class WorldSpec:
     prunes: int = 3  # an owned request no manifest declares -> delete
     dups: int = 2  # two pending owned requests for one identity -> delete one, approve one
     kept: int = 6  # an approved owned request as declared -> nothing to do
+    revoke: bool = True  # `revoke: true`: the approved prune's key is revoked too
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class World:
     initial: dict[str, bool]  # request id -> approved, before any apply
     keys_before: Counter[Identity]
     policy_ids: dict[str, str]  # policy name -> `_id`
+    to_revoke: set[str] = field(default_factory=set)  # raw keys an apply must revoke
 
     @property
     def url(self) -> str:
@@ -84,7 +88,8 @@ def build_world(sb: Sandbox, root: Path, spec: WorldSpec = WorldSpec()) -> World
     reports = store.add_policy("Reports", id="reports")["_id"]
     policy_ids = {"Gold": gold, "Silver": silver, "Reports": reports}
     intents: dict[Identity, Intent] = {}
-    lines = [f"version: 1\nowner: {OWNER}\nprune: owned\ndefaults:\n  approved: true\n"]
+    revoke = "revoke: true\n" if spec.revoke else ""
+    lines = [f"version: 1\nowner: {OWNER}\nprune: owned\n{revoke}defaults:\n  approved: true\n"]
     lines.append("developers:\n")
     counter = iter(range(10_000))
 
@@ -146,6 +151,16 @@ def build_world(sb: Sandbox, root: Path, spec: WorldSpec = WorldSpec()) -> World
     root.mkdir(parents=True, exist_ok=True)
     (root / "crash.yaml").write_text("".join(lines), encoding="utf-8")
     untouched = {r["id"]: r for r in store.requests() if r["by_user"] == stranger}
+    # The approved prune is the only request, and holds the only key, of its identity: its
+    # key can be told apart, and `revoke: true` must revoke it.
+    pruned_approved = {
+        r["id"] for r in store.requests() if r["approved"] and r["fields"].get("ticket") == "X"
+    }
+    to_revoke = (
+        {k["key"] for k in store.issued() if k["request_id"] in pruned_approved}
+        if spec.revoke
+        else set()
+    )
     return World(
         sandbox=sb,
         manifests=root,
@@ -154,6 +169,7 @@ def build_world(sb: Sandbox, root: Path, spec: WorldSpec = WorldSpec()) -> World
         initial={r["id"]: bool(r["approved"]) for r in store.requests()},
         keys_before=keys_by_identity(sb),
         policy_ids=policy_ids,
+        to_revoke=to_revoke,
     )
 
 
@@ -181,13 +197,16 @@ def requests_by_identity(sb: Sandbox) -> Counter[Identity]:
 
 
 def keys_by_identity(sb: Sandbox) -> Counter[Identity]:
-    """Keys ever issued per identity: every approval adds one to its developer's `keys`,
-    and deleting the request does not take it away (SPEC section 1)."""
-    found: Counter[Identity] = Counter()
-    for d in sb.store.developers():
-        for policies in d["keys"].values():
-            found[(d["id"], frozenset(policies))] += 1
-    return found
+    """Keys ever issued per identity: every approval issues one; deleting the request does
+    not take it away (SPEC section 1), and a revoked key was issued all the same."""
+    return Counter((k["developer_id"], frozenset(k["policies"])) for k in sb.store.issued())
+
+
+def secrets_of(sb: Sandbox) -> list[str]:
+    """What no output, log or journal may hold: every key issued, and every key id (the
+    Dashboard's record of a key is a secret too: SPEC section 11)."""
+    issued = sb.store.issued()
+    return [k["key"] for k in issued] + [k["key_id"] for k in issued]
 
 
 @dataclass
@@ -201,9 +220,11 @@ class Violations:
     extra_keys: list[str] = field(default_factory=list)  # more keys than the intent needs
     missing_keys: list[str] = field(default_factory=list)
     touched: list[str] = field(default_factory=list)  # out-of-scope requests changed
+    revocations: list[str] = field(default_factory=list)  # a key revoked, or left, wrongly
 
     def all(self) -> list[str]:
         return [
+            *self.revocations,
             *self.duplicates,
             *self.missing,
             *self.not_pruned,
@@ -245,6 +266,12 @@ def check_final_state(world: World) -> tuple[Violations, int, int]:
     for request_id, before in world.untouched.items():
         if live.get(request_id) != before:
             v.touched.append(f"out-of-scope request {request_id} changed or deleted")
+    for k in sb.store.issued():
+        meant = k["key"] in world.to_revoke
+        if meant and sb.store.key_valid(k["key"]):
+            v.revocations.append(f"key of pruned request {k['request_id']} still valid")
+        elif not meant and k["revoked"]:
+            v.revocations.append(f"key of request {k['request_id']} revoked, not meant to be")
     return v, issued, intended
 
 

@@ -17,6 +17,7 @@ from tyksync.manifest.model import DEVELOPER_PATTERN
 from tyksync.models import Developer, Identity, KeyRequest, LiveState, Policy, survivor_order
 
 DEFAULT_OWNER = "exported"
+PENDING_OWNER = "pending"
 
 
 @dataclass
@@ -36,7 +37,22 @@ def export_manifest(
     return _build(live, picked, owner=owner, developer=developer), picked.notes
 
 
-def _pick(live: LiveState, *, owner: str | None, developer: str | None) -> _Picked:
+def export_pending(
+    live: LiveState, *, owner: str | None = None, developer: str | None = None
+) -> tuple[str, list[str]]:
+    """The pending requests waiting for a decision as a manifest of `approved: true`
+    entries (SPEC section 11), and notes. Declaring an entry approves that very request:
+    its identity and fields are the request's, so the planner approves rather than
+    replaces or creates. `prune: none`: adopting deletes nothing undeclared. Requests that
+    carry a tyksync owner mark are left out: a manifest made them, pending on purpose."""
+    picked = _pick(live, owner=None, developer=developer, pending=True)
+    text = _build(live, picked, owner=owner or PENDING_OWNER, developer=developer, pending=True)
+    return text, picked.notes
+
+
+def _pick(
+    live: LiveState, *, owner: str | None, developer: str | None, pending: bool = False
+) -> _Picked:
     developers = {d.id: d for d in live.developers}
     policies = live.policy_index()
     picked = _Picked({}, [], partial=False)
@@ -47,6 +63,13 @@ def _pick(live: LiveState, *, owner: str | None, developer: str | None) -> _Pick
         if developer and (dev is None or dev.email.lower() != developer.lower()):
             continue
         if owner is not None and r.owner != owner:
+            continue
+        if pending and r.approved:
+            continue
+        if pending and r.owner is not None:
+            picked.notes.append(
+                f"request {r.id}: pending, made by tyksync for owner {r.owner!r}; not exported"
+            )
             continue
         if r.is_v1:
             picked.notes.append(f"request {r.id}: a legacy request (for_api), not exported")
@@ -75,7 +98,14 @@ def _pick(live: LiveState, *, owner: str | None, developer: str | None) -> _Pick
     return picked
 
 
-def _build(live: LiveState, picked: _Picked, *, owner: str | None, developer: str | None) -> str:
+def _build(
+    live: LiveState,
+    picked: _Picked,
+    *,
+    owner: str | None,
+    developer: str | None,
+    pending: bool = False,
+) -> str:
     developers = {d.id: d for d in live.developers}
     email_count = Counter(d.email.lower() for d in live.developers)
     policies = live.policy_index()
@@ -102,14 +132,20 @@ def _build(live: LiveState, picked: _Picked, *, owner: str | None, developer: st
     for r, request_policies in picked.chosen.values():
         plans = [policy_ref(p) for p in request_policies]
         entry: dict[str, Any] = {"plan": plans[0]} if len(plans) == 1 else {"plans": plans}
-        if not r.approved:
+        if pending:
+            entry["approved"] = True  # said, not left to a default: this is the decision
+        elif not r.approved:
             entry["approved"] = False
         if r.user_fields:
             entry["fields"] = dict(sorted(r.user_fields.items()))
         by_developer[developer_ref(developers[r.developer_id])].append(entry)
 
     # A partial export must not prune: the requests it left out would be deleted.
-    prune = "owned" if owner is not None and not picked.partial and not developer else "none"
+    prune = (
+        "owned"
+        if owner is not None and not picked.partial and not developer and not pending
+        else "none"
+    )
     doc: dict[str, Any] = {
         "version": 1,
         "owner": owner or DEFAULT_OWNER,
@@ -120,7 +156,12 @@ def _build(live: LiveState, picked: _Picked, *, owner: str | None, developer: st
         },
     }
     header = f"# Exported by tyksync {__version__}: {len(picked.chosen)} request(s).\n"
-    if prune == "none":
+    if pending:
+        header += (
+            "# Pending requests waiting for a decision: declaring an entry approves that\n"
+            "# request (its key is issued); remove the entries you do not grant.\n"
+        )
+    elif prune == "none":
         header += (
             "# prune: none: applying this file deletes no undeclared request (duplicates of a\n"
             "# declared one are still reduced to one). Review before changing it.\n"

@@ -29,6 +29,7 @@ class DeclaredRequest:
     # its file's; None: all of them.
     environments: frozenset[str] | None = None
     environments_line: int = 0  # where they are written (FILE:LINE of a typo)
+    expires: str | None = None  # as written: a date or an RFC 3339 time (checked)
 
     @property
     def textual_identity(self) -> tuple[str, frozenset[str]]:
@@ -61,6 +62,9 @@ class ManifestFile:
 
     def in_environment(self, name: str) -> bool:
         return self.environments is None or name in self.environments
+
+    revoke: bool = False
+    reject_pending_after: str | None = None  # as written (`30d`; checked)
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,7 @@ def _declared(manifest: ManifestDoc, doc: YamlDoc, file: str) -> ManifestFile:
                     line=doc.line_of(("developers", ref, index)),
                     environments=environments,
                     environments_line=environments_line,
+                    expires=decl.expires,
                 )
             )
     return ManifestFile(
@@ -159,6 +164,8 @@ def _declared(manifest: ManifestDoc, doc: YamlDoc, file: str) -> ManifestFile:
         sha256=doc.sha256,
         environments=file_environments,
         environments_line=file_environments_line,
+        revoke=manifest.revoke,
+        reject_pending_after=manifest.reject_pending_after,
     )
 
 

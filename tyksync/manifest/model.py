@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tyksync.models import RESERVED_PREFIX, Prune
+from tyksync.timefmt import AGE_HELP, MOMENT_HELP, parse_age, parse_expiry
 
 OWNER_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 # An email (checked loosely: the Dashboard decides who exists) or a 24-hex ObjectId.
@@ -47,6 +48,39 @@ Fields = Annotated[
         f"'{RESERVED_PREFIX}' are reserved.",
         json_schema_extra={"propertyNames": {"not": {"pattern": f"^{RESERVED_PREFIX}"}}},
     ),
+]
+
+
+def _expiry(text: str) -> str:
+    try:
+        parse_expiry(text)
+    except ValueError as e:
+        raise PydanticCustomError("expires_format", "must be {form}", {"form": str(e)}) from None
+    return text
+
+
+def _age(text: str) -> str:
+    try:
+        parse_age(text)
+    except ValueError:
+        raise PydanticCustomError("age_format", "must be {form}", {"form": AGE_HELP}) from None
+    return text
+
+
+_EXPIRES_PATTERN = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2}))?$"
+Expires = Annotated[
+    str,
+    AfterValidator(_expiry),
+    Field(
+        description=f"From this moment on the request counts as undeclared: {MOMENT_HELP}; "
+        "a date means the end of that day, UTC.",
+        json_schema_extra={"pattern": _EXPIRES_PATTERN},
+    ),
+]
+Age = Annotated[
+    str,
+    AfterValidator(_age),
+    Field(json_schema_extra={"pattern": r"^[1-9][0-9]{0,5}[hdw]$"}),
 ]
 # A policy as written: its name, explicit `id` or `_id` (resolved later, against live state).
 PolicyName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -108,6 +142,7 @@ class RequestDecl(_Strict):
         description="Only in these environments of tyksync.toml (within the file's own "
         "`environments`); default: the file's.",
     )
+    expires: Expires | None = None
 
     @field_validator("plans")
     @classmethod
@@ -144,6 +179,17 @@ class ManifestDoc(_Strict):
         default="owned",
         description="Which undeclared live requests to delete: those carrying this owner "
         "('owned'), those of the developers listed here ('developers'), or none.",
+    )
+    revoke: bool = Field(
+        default=False,
+        description="Deleting an approved request (undeclared, duplicate, expired, or the old "
+        "half of a --reissue replace) also revokes the key it issued, when the developer's "
+        "record tells that key apart.",
+    )
+    reject_pending_after: Age | None = Field(
+        default=None,
+        description="Delete undeclared pending requests of the developers listed here once "
+        f"they are older than this: {AGE_HELP}.",
     )
     defaults: Defaults | None = None
     environments: Environments | None = Field(

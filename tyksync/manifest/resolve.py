@@ -25,6 +25,7 @@ from tyksync.models import (
     PolicyIndex,
 )
 from tyksync.plan import digest
+from tyksync.timefmt import parse_age, parse_expiry
 
 
 def resolve(manifests: Manifests, live: LiveState) -> Desired:
@@ -50,7 +51,16 @@ def resolve(manifests: Manifests, live: LiveState) -> Desired:
 
 def _scope(manifest: ManifestFile, developers: Mapping[str, Developer | None]) -> FileScope:
     ids = frozenset(d.id for d in developers.values() if d is not None)
-    return FileScope(manifest.path, manifest.owner, manifest.prune, ids)
+    reject = manifest.reject_pending_after
+    return FileScope(
+        manifest.path,
+        manifest.owner,
+        manifest.prune,
+        ids,
+        revoke=manifest.revoke,
+        reject_pending_after=parse_age(reject) if reject else None,
+        reject_pending_text=reject or "",
+    )
 
 
 class _Resolver:
@@ -123,6 +133,8 @@ class _Resolver:
             owner=declared.owner,
             file=declared.file,
             line=declared.line,
+            expires=parse_expiry(declared.expires) if declared.expires else None,
+            expires_text=declared.expires or "",
         )
 
     def _policy(self, ref: str, declared: DeclaredRequest) -> Policy | None:

@@ -17,6 +17,7 @@ from pydantic_core import ErrorDetails
 from tyksync.errors import Problem
 from tyksync.manifest.model import Defaults, ManifestDoc, RequestDecl
 from tyksync.manifest.yamlload import YamlDoc, YamlPath, describe_type, quote_key, render_path
+from tyksync.timefmt import MOMENT_HELP
 
 EMPTY_MESSAGE = "empty manifest: expected a mapping with version, owner, developers"
 
@@ -125,6 +126,8 @@ def _problem(doc: YamlDoc, file: str, error: ErrorDetails) -> Problem:
     where = render_path(loc)
     if is_key:
         message = _key_message(loc, kind, error)
+    elif kind == "string_type" and loc[-1:] == ("expires",):
+        message = f"must be {MOMENT_HELP}, got {describe_type(value)}"
     elif kind in _EXPECTED:
         message = f"must be {_EXPECTED[kind]}, got {describe_type(value)}"
         if kind == "bool_type" and isinstance(value, str) and value.lower() in _YAML11_BOOLS:

@@ -14,6 +14,7 @@ from tyksync.sandbox.store import (
     StateFileError,
     Store,
     StoreError,
+    key_id_of,
 )
 from tyksync.sandbox.wire import DIALECTS, Dialect
 
@@ -29,5 +30,6 @@ __all__ = [
     "Store",
     "StoreError",
     "embedded_sandbox",
+    "key_id_of",
     "load_seed",
 ]

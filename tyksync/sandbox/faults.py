@@ -43,6 +43,11 @@ class Faults:
     invalid_json: float = 0.0  # a GET answers 200 with a body that is not JSON
     refuse_all_pages: bool = False  # "everything" paging (p<=0 / p=-1) is a 400
     cap_all_pages: bool = False  # "everything" paging silently returns page one only
+    # One route only, by "METHOD TEMPLATE" (e.g. "DELETE /api/portal/developers/{id}/keys/
+    # {key_id}", the templates of `PortalApi.routes`): rate of 5xx, and of answers dropped
+    # after the write was committed. Counted as `error` and `drop_after_write`.
+    route_errors: dict[str, float] = field(default_factory=dict)
+    route_drops: dict[str, float] = field(default_factory=dict)
     seed: int = 0
 
     _lock: threading.Lock = field(
@@ -58,6 +63,12 @@ class Faults:
         self.rate_limit = _check_rates("rate_limit", self.rate_limit)
         for name in ("drop_after_write", "reset_before", "invalid_json"):
             _check_rate(name, getattr(self, name))
+        for name in ("route_errors", "route_drops"):
+            for route, rate in getattr(self, name).items():
+                method = route.split(" ", 1)[0]
+                if method not in METHODS or " /" not in route:
+                    raise ValueError(f"{name}: {route!r} is not 'METHOD /path/template'")
+                _check_rate(f"{name}[{route}]", rate)
         if self.latency < 0 or self.jitter < 0:
             raise ValueError("latency and jitter must be >= 0")
         if self.retry_after < 0:
@@ -85,16 +96,21 @@ class Faults:
     def rate_limited(self, method: str) -> bool:
         return self._roll("rate_limit", self.rate_limit.get(method, 0.0))
 
-    def error_status(self, method: str) -> int | None:
-        """A 5xx to answer instead of handling the call, or None."""
-        if not self._roll("error", self.error_rates.get(method, 0.0)):
+    def error_status(self, method: str, route: str = "") -> int | None:
+        """A 5xx to answer instead of handling the call, or None. `route`: the call's
+        route template, for `route_errors`."""
+        rate = self.route_errors.get(f"{method} {route}", 0.0) if route else 0.0
+        if not self._roll("error", max(rate, self.error_rates.get(method, 0.0))):
             return None
         with self._lock:
             return self._stream("error_status").choice(self.error_statuses)
 
-    def drop_answer(self, method: str) -> bool:
+    def drop_answer(self, method: str, route: str = "") -> bool:
         """Called after a write was committed: lose its answer?"""
-        return method in WRITE_METHODS and self._roll("drop_after_write", self.drop_after_write)
+        rate = self.route_drops.get(f"{method} {route}", 0.0) if route else 0.0
+        return method in WRITE_METHODS and self._roll(
+            "drop_after_write", max(rate, self.drop_after_write)
+        )
 
     def corrupt(self, method: str) -> bool:
         return method == "GET" and self._roll("invalid_json", self.invalid_json)

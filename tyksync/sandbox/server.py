@@ -89,6 +89,7 @@ class PortalApi:
             ("/api/portal/requests/{id}", {"GET": self.get_request, "DELETE": self.delete}),
             ("/api/portal/developers", {"GET": self.list_developers}),
             ("/api/portal/developers/email/{email}", {"GET": self.developer_by_email}),
+            ("/api/portal/developers/{id}/keys/{key_id}", {"DELETE": self.revoke_key}),
             ("/api/portal/developers/{id}", {"GET": self.get_developer}),
             ("/api/portal/policies", {"GET": self.list_policies}),
             ("/api/portal/policies/{id}", {"GET": self.get_policy}),
@@ -139,6 +140,10 @@ class PortalApi:
     def get_developer(self, call: Call) -> Answer:
         developer = self.store.get_developer(call.params["id"])
         return _json(wire.render_developer(developer, self.dialect))
+
+    def revoke_key(self, call: Call) -> Answer:
+        self.store.revoke_key(call.params["id"], call.params["key_id"])
+        return Answer(200, wire.envelope("OK", "Key revoked"))
 
     def developer_by_email(self, call: Call) -> Answer:
         developer = self.store.developer_by_email(call.params["email"])
@@ -236,9 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
         delay = faults.delay(method)
         if delay > 0:
             time.sleep(delay)
-        injected = self._injected(faults, method)
+        injected = self._injected(faults, method, template)
         answer = injected or self._answer(method, url, matched, body, faults)
-        if answer.status < 300 and faults.drop_answer(method):
+        if answer.status < 300 and faults.drop_answer(method, template):
             self._hang_up(abortive=False)  # the write was committed; its answer is lost
             return
         if answer.status == 200 and faults.corrupt(method):
@@ -246,11 +251,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._injected_answer = injected is not None
         self._send(answer)
 
-    def _injected(self, faults: Faults, method: str) -> Answer | None:
+    def _injected(self, faults: Faults, method: str, template: str) -> Answer | None:
         if faults.rate_limited(method):
             retry = (("Retry-After", str(faults.retry_after)),)
             return Answer(429, wire.envelope("Error", "Too Many Requests"), headers=retry)
-        status = faults.error_status(method)
+        status = faults.error_status(method, template)
         if status is None:
             return None
         if status == 500:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -84,6 +85,12 @@ def parse_date(value: str | datetime) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
+
+
+def key_id_of(raw_key: str) -> str:
+    """The id under which approving records a key on its developer (SPEC section 11): the
+    first 16 hex characters of the sha256 of the raw key, as a hashed install does."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()[:16]
 
 
 def request_policies(request: Mapping[str, Any]) -> list[str]:
@@ -224,9 +231,26 @@ class Store:
             return copy.deepcopy(list(self._policies.values()))
 
     def issued_keys(self) -> list[str]:
-        """Every RawKey ever issued, oldest first (deleting a request keeps its key)."""
+        """Every RawKey ever issued, oldest first (deleting a request keeps its key, and a
+        revoked key stays listed here: see `key_valid`)."""
         with self._lock:
             return [k["key"] for k in self._keys]
+
+    def issued(self) -> list[Record]:
+        """Every key ever issued, oldest first: `key` (raw), `key_id`, `request_id`,
+        `developer_id`, `policies` and `revoked`. For tests and reports."""
+        with self._lock:
+            return copy.deepcopy(self._keys)
+
+    def key_valid(self, raw_key: str) -> bool:
+        """Whether `raw_key` still grants access: issued, and its id still on its
+        developer's record (revoking removes it; deleting the request does not)."""
+        with self._lock:
+            issued = next((k for k in self._keys if k["key"] == raw_key), None)
+            if issued is None:
+                return False
+            developer = self._developers.get(issued["developer_id"])
+            return developer is not None and issued["key_id"] in developer["keys"]
 
     def request_snapshot(self) -> tuple[list[Record], dict[str, Record]]:
         """Every request and the developers by id, for rendering outside the lock.
@@ -438,6 +462,30 @@ class Store:
             del self._requests[request_id]
             self._committed()
 
+    def revoke_key(self, developer_id: str, key_id: str) -> None:
+        """`DELETE /api/portal/developers/{id}/keys/{key id}`: the key stops being valid;
+        its entry leaves the developer's `keys`, and its `subscriptions` go to another key
+        of the developer granting that policy, or away."""
+        with self._lock:
+            developer = self.get_developer(developer_id)
+            keys: dict[str, list[str]] = dict(developer["keys"])
+            if key_id not in keys:
+                raise StoreError(404, "Key not found")
+            del keys[key_id]
+            subscriptions = {}
+            for policy, subscribed in developer["subscriptions"].items():
+                if subscribed != key_id:
+                    subscriptions[policy] = subscribed
+                    continue
+                others = [k for k, granted in keys.items() if policy in granted]
+                if others:
+                    subscriptions[policy] = others[-1]  # the latest issued
+            self._put_developer({**developer, "keys": keys, "subscriptions": subscriptions})
+            for index, issued in enumerate(self._keys):
+                if issued["key_id"] == key_id:
+                    self._keys[index] = {**issued, "revoked": True}
+            self._committed()
+
     # -- internals ----------------------------------------------------------------------------
 
     def _clear(self) -> None:
@@ -530,22 +578,28 @@ class Store:
             raise StoreError(400, "Could not approve key request: its developer does not exist")
         policy_ids = self._approvable_policies(request, explicit_ids)
         key = self.org_id + secrets.token_hex(16)  # the shape of a Tyk key
+        key_id = key_id_of(key)
         # Replace, never mutate: snapshots being rendered elsewhere stay consistent.
         subscribed = policy_ids or ([request["for_api"]] if request["for_api"] else [])
         self._put_developer(
             {
                 **developer,
-                "keys": {**developer["keys"], key: policy_ids},
-                "subscriptions": {**developer["subscriptions"], **dict.fromkeys(subscribed, key)},
+                "keys": {**developer["keys"], key_id: policy_ids},
+                "subscriptions": {
+                    **developer["subscriptions"],
+                    **dict.fromkeys(subscribed, key_id),
+                },
             }
         )
         self._requests[request_id] = {**request, "approved": True}
         self._keys.append(
             {
                 "key": key,
+                "key_id": key_id,
                 "request_id": request_id,
                 "developer_id": developer["id"],
                 "policies": policy_ids,
+                "revoked": False,
             }
         )
         return key
@@ -630,8 +684,30 @@ class Store:
         for request in state["requests"]:
             self._requests[request["id"]] = dict(request)
         self._keys = [dict(k) for k in state["issued_keys"]]
+        _upgrade_key_records(self._keys, self._developers)
         dates = [r["date_created"] for r in (*self._developers.values(), *self._requests.values())]
         self._last_created = max(map(parse_date, dates), default=None)
+
+
+def _upgrade_key_records(keys: list[Record], developers: dict[str, Record]) -> None:
+    """A state file written before keys were recorded by id held the raw keys on the
+    developers: record them by id, as approving does now."""
+    raw_to_id: dict[str, str] = {}
+    for k in keys:
+        if "key_id" not in k:
+            k["key_id"] = key_id_of(k["key"])
+            k.setdefault("revoked", False)
+        raw_to_id[k["key"]] = k["key_id"]
+    for developer_id, developer in list(developers.items()):
+        if not any(name in raw_to_id for name in developer["keys"]):
+            continue
+        developers[developer_id] = {
+            **developer,
+            "keys": {raw_to_id.get(k, k): v for k, v in developer["keys"].items()},
+            "subscriptions": {
+                p: raw_to_id.get(k, k) for p, k in developer["subscriptions"].items()
+            },
+        }
 
 
 def _fsync_dir(directory: Path) -> None:
