@@ -21,6 +21,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -52,6 +53,7 @@ from tyksync.plan import (
 from tyksync.render import render_json, render_markdown, render_text
 from tyksync.render_audit import (
     CSV_COLUMNS,
+    _csv_bool,
     render_diff,
     render_grants,
     render_grants_csv,
@@ -192,7 +194,8 @@ def test_grants_csv_parses_and_agrees_with_json(sandbox: Sandbox, in_root: None)
         assert row["owner"] == (item["owner"] or "")
         assert int(row["age_days"]) == item["age_days"]
         assert row["wanted"] == ("yes" if item["wanted"] else "no")
-        assert row["expires"] == row["key_on_record"] == ""
+        assert row["expires"] == ""
+        assert row["key_on_record"] == _csv_bool(item["key_on_record"])
         assert row["for_api"] == (item["for_api"] or "")
 
 
@@ -247,7 +250,12 @@ def test_grants_ages_and_states(sandbox: Sandbox) -> None:
     assert by_id["64c000000000000000000c01"].state == "pending"
     legacy = by_id["64c000000000000000000c06"]
     assert (legacy.policies, legacy.for_api) == ((), "5f1e7e0a1dcd600011112222")
-    assert all(g.expires is None and g.key_on_record is None for g in report.grants)
+    assert all(g.expires is None for g in report.grants)
+    # The demo seeds keys on the developers' records: each approved request's is there.
+    assert {g.request_id: g.key_on_record for g in report.grants if g.state == "key"} == {
+        g.request_id: None if g.for_api else True for g in report.grants if g.state == "key"
+    }
+    assert all(g.key_on_record is None for g in report.grants if g.state == "pending")
     assert all(g.declared_at is None and g.wanted is None for g in report.grants)
 
 
@@ -825,3 +833,20 @@ def test_diff_base_path_outside_the_repository(repo: Path, tmp_path: Path, tyk: 
     r = tyk("diff", "--base", "main", str(outside))
     assert r.code == 1
     assert "outside the git work tree" in r.err
+
+
+def test_grants_say_whether_the_key_is_still_on_record(dash: Sandbox, tyk: Tyk) -> None:
+    # carol's seeded Gold request is approved: its key is on her record until revoked;
+    # deleting the request alone leaves it there (SPEC section 11).
+    def carol() -> dict[str, Any]:
+        r = tyk("grants", "--developer", "carol@example.com", "--format", "json")
+        assert r.code == 0, r.err
+        (row,) = json.loads(r.out)["grants"]
+        return dict(row)
+
+    assert carol()["key_on_record"] is True
+    issued = next(k for k in dash.store.issued() if k["request_id"] == "64c000000000000000000c02")
+    dash.store.revoke_key(issued["developer_id"], issued["key_id"])
+    assert carol()["key_on_record"] is False
+    pending = tyk("grants", "--developer", "bob@example.com", "--format", "json")
+    assert [g["key_on_record"] for g in json.loads(pending.out)["grants"]] == [None]

@@ -22,7 +22,7 @@ from typing import Any, Final, Literal
 
 from tyksync.client import normalize_date
 from tyksync.manifest import DeclaredRequest, Manifests, resolve
-from tyksync.models import DesiredRequest, LiveState, PolicyIndex
+from tyksync.models import DesiredRequest, Developer, KeyRequest, LiveState, PolicyIndex
 from tyksync.plan import DevRef, Plan, PolicyRef
 from tyksync.planner import make_plan
 
@@ -146,7 +146,7 @@ def grants(
                 created=r.date_created,
                 age_days=_age_days(r.date_created, now),
                 expires=declared_expiry(declaration),
-                key_on_record=None,  # developers' `keys` are read by the access lifecycle
+                key_on_record=_key_on_record(r, dev, policies),
                 wanted=wanted,
                 for_api=r.for_api if r.is_v1 else None,
             )
@@ -222,9 +222,17 @@ def _age_days(created: str, now: dt.datetime) -> int | None:
     return max(0, (now - when).days)
 
 
+def _key_on_record(r: KeyRequest, dev: Developer | None, policies: PolicyIndex) -> bool | None:
+    """Whether the developer's record still holds a key granting exactly this request's
+    policies (SPEC section 11: `keys`); None when it does not apply (a pending or v1
+    request) or the Dashboard did not say (no `keys` member)."""
+    if not r.approved or r.is_v1 or dev is None or dev.keys is None:
+        return None
+    return bool(dev.keys_granting(policies.identity(r)[1], policies))
+
+
 def declared_expiry(declaration: object) -> str | None:
-    """A declaration's `expires` as text, or None. The access lifecycle (SPEC section 11)
-    adds `expires` to declarations; until it does, there is none to read."""
+    """A declaration's `expires` as text, or None when it has none."""
     value = getattr(declaration, "expires", None)
     if value is None:
         return None

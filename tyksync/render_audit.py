@@ -83,7 +83,7 @@ def _grant_columns(report: GrantsReport) -> list[tuple[str, Callable[[Grant], st
         ("CREATED", lambda g: printable(_date(g.created)) or "-"),
         ("AGE", lambda g: "-" if g.age_days is None else f"{g.age_days}d"),
         ("EXPIRES", lambda g: printable(g.expires) if g.expires else "-"),
-        ("KEY ON RECORD", lambda g: _yes_no(g.key_on_record)),
+        ("KEY ON RECORD", _on_record),
     ]
     if report.with_manifests:
         columns.append(("WANTED", lambda g: _yes_no(g.wanted)))
@@ -138,6 +138,11 @@ def _csv_text(value: str | None) -> str:
         return ""
     text = printable(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _on_record(g: Grant) -> str:
+    """`-` where no key is to be on record (a pending or v1 request)."""
+    return "-" if g.state == "pending" or g.for_api else _yes_no(g.key_on_record)
 
 
 def _csv_bool(value: bool | None) -> str:
@@ -214,7 +219,7 @@ def render_grants_markdown(report: GrantsReport, stream: TextIO) -> None:
             _md(_date(g.created)),
             "" if g.age_days is None else str(g.age_days),
             _md(g.expires),
-            _yes_no(g.key_on_record),
+            _on_record(g),
         ]
         if report.with_manifests:
             cells.append(_yes_no(g.wanted))
