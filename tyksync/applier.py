@@ -107,6 +107,7 @@ class Applier:
         self.key_sink = key_sink
         self.journal = journal or Journal(None)
         self.parallelism = max(1, parallelism)
+        client.use_connections(self.parallelism)
 
     def apply(self, plan: Plan) -> ApplyResult:
         """Apply every action; the journal records the run's start and its end (or that it
