@@ -7,6 +7,7 @@ from manifests on disk and a Dashboard to a Plan.
 from __future__ import annotations
 
 from tyksync.client import DashboardClient
+from tyksync.gcpause import collector_paused
 from tyksync.manifest import Manifests, resolve
 from tyksync.models import LiveState
 from tyksync.plan import Plan
@@ -22,8 +23,11 @@ def plan_live(
     max_deletes: int | None = None,
 ) -> Plan:
     """Read the Dashboard once (three list calls) and plan against what it holds."""
-    live = client.read_live()
-    return plan_for(manifests, live, dashboard=dashboard, reissue=reissue, max_deletes=max_deletes)
+    with collector_paused():
+        live = client.read_live()
+        return plan_for(
+            manifests, live, dashboard=dashboard, reissue=reissue, max_deletes=max_deletes
+        )
 
 
 def plan_for(
@@ -36,5 +40,8 @@ def plan_for(
 ) -> Plan:
     """Resolve the manifests against one read of live state and plan. Raises
     ManifestError for every reference the Dashboard cannot resolve."""
-    desired = resolve(manifests, live)
-    return make_plan(desired, live, dashboard=dashboard, reissue=reissue, max_deletes=max_deletes)
+    with collector_paused():
+        desired = resolve(manifests, live)
+        return make_plan(
+            desired, live, dashboard=dashboard, reissue=reissue, max_deletes=max_deletes
+        )
