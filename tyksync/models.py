@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tyksync.lazy import Lazy
+
 OWNER_FIELD = "tyksync_owner"
 OP_FIELD = "tyksync_op"
 RESERVED_PREFIX = "tyksync_"
@@ -179,5 +181,6 @@ class FileScope:
 class Desired:
     requests: tuple[DesiredRequest, ...]
     scopes: tuple[FileScope, ...]
-    # Digest of the manifests these came from: a saved plan is bound to it.
-    manifest_digest: str
+    # Digest of the manifests these came from: a saved plan is bound to it. A string, or a
+    # function computing it when first read (`Lazy`).
+    manifest_digest: Lazy = Lazy()  # noqa: RUF009 - a descriptor, shared on purpose

@@ -14,6 +14,7 @@ from typing import Any
 
 from tyksync import __version__
 from tyksync.errors import Refused
+from tyksync.lazy import Lazy
 from tyksync.models import KeyRequest, LiveState
 
 FORMAT_VERSION = 1
@@ -227,10 +228,11 @@ class Plan:
     unmanaged: int
     managed: int  # live requests the manifests govern (kept, replaced or deleted)
     scope: Scope
-    manifest_digest: str
-    fingerprint: str
+    # The digests: strings, or functions computing them when first read (`Lazy`).
+    manifest_digest: Lazy = Lazy()  # noqa: RUF009 - a descriptor, shared on purpose
+    fingerprint: Lazy = Lazy()  # noqa: RUF009
     dashboard: str = ""
-    live_digest: str = ""  # of the live state in scope (see `live_digest`)
+    live_digest: Lazy = Lazy()  # noqa: RUF009 - of the live state in scope (`live_digest`)
     max_deletes: int | None = None  # the cap the safety verdict applies
 
     @property

@@ -7,6 +7,7 @@ a plain comparison has already found.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 
@@ -91,15 +92,16 @@ def make_plan(
         policy_ids=frozenset(p.db_id for d in desired.requests for p in d.policies),
     )
     ordered = tuple(sorted(actions, key=lambda a: a.sort_key))
-    live_part = live_digest(live, scope)
+    # The digests are for saved plans and the JSON plan; a text plan never reads them.
+    live_part = functools.cache(lambda: live_digest(live, scope))
     return Plan(
         actions=ordered,
         warnings=tuple(sorted(warnings, key=lambda w: w.sort_key)),
         unmanaged=unmanaged,
         managed=len(live.requests) - unmanaged,
         scope=scope,
-        manifest_digest=desired.manifest_digest,
-        fingerprint=fingerprint(live_part, desired.manifest_digest, ordered),
+        manifest_digest=lambda: desired.manifest_digest,
+        fingerprint=lambda: fingerprint(live_part(), desired.manifest_digest, ordered),
         dashboard=dashboard,
         live_digest=live_part,
         max_deletes=max_deletes,

@@ -44,7 +44,8 @@ def resolve(manifests: Manifests, live: LiveState) -> Desired:
     resolver.problems.extend(_declared_twice(requests))
     if resolver.problems:
         raise ManifestError(resolver.problems)
-    return Desired(tuple(requests), tuple(scopes), digest(manifests.to_data()))
+    # Only a saved plan and the JSON plan read the digest.
+    return Desired(tuple(requests), tuple(scopes), lambda: digest(manifests.to_data()))
 
 
 def _scope(manifest: ManifestFile, developers: Mapping[str, Developer | None]) -> FileScope:
