@@ -66,6 +66,9 @@ WALKS = 4  # page-by-page reads of one listing before giving up on a stable view
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RESPONSE_BYTES = 512 * 1024 * 1024
 CHUNK = 64 * 1024
+# Connections kept open to the Dashboard: enough for apply's usual --parallelism, so that
+# each worker keeps its own (see `use_connections`). Unused slots cost nothing.
+POOL_SIZE = 32
 # The Dashboard's only way to say an approval was refused because it happened before.
 ALREADY_PROCESSED = "Key request has already been processed"
 
@@ -152,18 +155,22 @@ class DashboardClient:
         self.session.headers.update(
             {"User-Agent": f"tyksync/{__version__}", "Accept": "application/json"}
         )
-        self._pool_size = requests.adapters.DEFAULT_POOLSIZE
-        self.session.mount("http://", _WatchedAdapter())
-        self.session.mount("https://", _WatchedAdapter())
+        self._pool_size = POOL_SIZE
+        self.session.mount("http://", _WatchedAdapter(pool_maxsize=POOL_SIZE))
+        self.session.mount("https://", _WatchedAdapter(pool_maxsize=POOL_SIZE))
 
     def use_connections(self, count: int) -> None:
-        """Keep up to `count` connections to the Dashboard open, for `count` calls at once:
-        requests' pool keeps 10, and a call past that opens a connection it then drops."""
-        size = max(count, requests.adapters.DEFAULT_POOLSIZE)
-        if size != self._pool_size:
-            self._pool_size = size
-            self.session.mount("http://", _WatchedAdapter(pool_maxsize=size))
-            self.session.mount("https://", _WatchedAdapter(pool_maxsize=size))
+        """Keep up to `count` connections to the Dashboard open, for `count` calls at once.
+        The pool holds POOL_SIZE from the start (requests' default, 10, made a call past
+        the tenth open a connection and drop it); a larger count gets a larger pool."""
+        if count <= self._pool_size:
+            return
+        self._pool_size = count
+        for prefix in ("http://", "https://"):
+            old = self.session.adapters.get(prefix)
+            self.session.mount(prefix, _WatchedAdapter(pool_maxsize=count))
+            if old is not None:
+                old.close()
 
     def close(self) -> None:
         self.session.close()
