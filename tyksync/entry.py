@@ -17,6 +17,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         # What click's version_option prints.
         sys.stdout.write(f"tyksync, version {__version__}\n")
         sys.exit(0)
+    from tyksync import gcpause
     from tyksync.cli import main as cli_main
 
+    gcpause.freeze_on_resume = True  # a short-lived process: see gcpause
     cli_main(argv)

@@ -16,6 +16,11 @@ from contextlib import contextmanager
 _lock = threading.Lock()
 _depth = 0
 _was_enabled = False
+# For a process that ends soon after (the `tyksync` command sets it): when the last pause
+# ends, move what was built to the collector's permanent generation (gc.freeze) rather
+# than have the next collections walk all of it once more. Reference counting still frees
+# it; only cycles among it would wait for the end of the process.
+freeze_on_resume = False
 
 
 @contextmanager
@@ -34,4 +39,6 @@ def collector_paused() -> Iterator[None]:
         with _lock:
             _depth -= 1
             if _depth == 0 and _was_enabled:
+                if freeze_on_resume:
+                    gc.freeze()
                 gc.enable()
