@@ -82,6 +82,8 @@ class YamlDoc:
     refused: frozenset[YamlPath] = frozenset()
     # sha256 of the file's bytes: a saved plan is bound to them, comments included.
     sha256: str = ""
+    # Paths of the explicit nulls in `data`, as the builder saw them; None: not recorded.
+    nulls: frozenset[YamlPath] | None = None
 
     def line_of(self, path: tuple[Any, ...]) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -124,6 +126,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self.lines: dict[YamlPath, int] = {}
         self.refused: set[YamlPath] = set()
+        self.nulls: list[YamlPath] = []  # where a null was read (some in refused values)
         self._nodes = 0
 
     # -- problems -----------------------------------------------------------------------
@@ -178,7 +181,19 @@ class _Builder:
         value = self._node(event, path, depth)
         if value is _INVALID:
             self.refused.add(path)
+        elif value is None:
+            self.nulls.append(path)
         return value
+
+    def null_paths(self) -> frozenset[YamlPath]:
+        """The nulls that are in the data: not under a refused value or a dropped entry."""
+        refused = self.refused
+        return frozenset(
+            path
+            for path in self.nulls
+            if path[: len(_DISCARDED)] != _DISCARDED
+            and not any(path[:end] in refused for end in range(len(path)))
+        )
 
     def _node(self, event: yaml.Event, path: YamlPath, depth: int) -> Any:
         self._nodes += 1
@@ -249,7 +264,11 @@ class _Builder:
             mark = event.start_mark
             lines[item_path] = int(mark.line) + 1 if mark is not None else 1
             value = self._fast(event, depth + 1)
-            items.append(self.node(event, item_path, depth + 1) if value is _SLOW else value)
+            if value is _SLOW:
+                value = self.node(event, item_path, depth + 1)
+            elif value is None:
+                self.nulls.append(item_path)
+            items.append(value)
 
     def mapping(self, start: yaml.MappingStartEvent, path: YamlPath, depth: int) -> Any:
         tag_ok = self._tag_ok(start, _MAP, path)
@@ -280,7 +299,11 @@ class _Builder:
             value_path = (*path, key)
             lines[value_path] = key_line
             value = fast(value_event, depth + 1)
-            result[key] = self.node(value_event, value_path, depth + 1) if value is _SLOW else value
+            if value is _SLOW:
+                value = self.node(value_event, value_path, depth + 1)
+            elif value is None:
+                self.nulls.append(value_path)
+            result[key] = value
 
     def key(self, event: yaml.Event, depth: int) -> str | None:
         """A mapping key: always a string in our format. None after reporting a problem."""
@@ -468,7 +491,8 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[Problem]]:
         return None, [*builder.problems, _reader_problem(file, text, exc)]
     finally:
         loader.dispose()
-    return YamlDoc(data, builder.lines, frozenset(builder.refused)), builder.problems
+    doc = YamlDoc(data, builder.lines, frozenset(builder.refused), nulls=builder.null_paths())
+    return doc, builder.problems
 
 
 def _reader_problem(file: str, text: str, exc: yaml.reader.ReaderError) -> Problem:
