@@ -47,9 +47,17 @@ def make_plan(
     policies = live.policy_index()
     developers = {d.id: d for d in live.developers}
     by_identity: dict[Identity, list[KeyRequest]] = defaultdict(list)
+    canonical: dict[str, str] = {}  # `policies.canonical`, once per reference
     for r in live.requests:
         if not r.is_v1:
-            by_identity[policies.identity(r)].append(r)
+            ids = []
+            for ref in r.policies:
+                db_id = canonical.get(ref)
+                if db_id is None:
+                    db_id = canonical[ref] = policies.canonical(ref)
+                ids.append(db_id)
+            # = policies.identity(r)
+            by_identity[(r.developer_id, frozenset(ids))].append(r)
 
     actions: list[Action] = []
     warnings: list[PlanWarning] = []
@@ -129,6 +137,11 @@ def _keep_order(
 def _reconcile(
     d: DesiredRequest, lives: list[KeyRequest], reissue: bool
 ) -> tuple[list[Action], list[PlanWarning]]:
+    if len(lives) == 1 and d.approved:
+        # The usual case, and nothing to do: one approved request with the declared fields.
+        only = lives[0]
+        if only.approved and only.user_fields == dict(d.fields):
+            return [], []
     dev = DevRef(d.developer.id, d.developer.email)
     pols = tuple(_ref(p) for p in d.policies)
     where = d.where
@@ -150,7 +163,7 @@ def _reconcile(
     if not lives:
         return [new("create", "declared, no live request")], []
 
-    ordered = sorted(lives, key=_keep_order(d))
+    ordered = sorted(lives, key=_keep_order(d)) if len(lives) > 1 else lives
     keep = ordered[0]
     # Duplicates are deleted whatever the prune mode (SPEC section 4): they are requests for
     # a declared identity, not undeclared ones. The prune mode governs the undeclared.

@@ -58,6 +58,7 @@ class _Resolver:
         self.developers: DeveloperIndex = live.developer_index()
         self.policies: PolicyIndex = live.policy_index()
         self.problems: list[Problem] = []
+        self._resolved: dict[str, Policy] = {}  # references that resolved (no problem)
 
     def developer(self, declared: DeclaredDeveloper) -> Developer | None:
         ref = declared.ref
@@ -122,6 +123,9 @@ class _Resolver:
         )
 
     def _policy(self, ref: str, declared: DeclaredRequest) -> Policy | None:
+        resolved = self._resolved.get(ref)
+        if resolved is not None:
+            return resolved
         found = self.policies.lookup(ref)
         if not found:
             self._problem(declared.file, declared.line, f"unknown policy '{ref}'")
@@ -141,6 +145,7 @@ class _Resolver:
                 declared.file, declared.line, f"policy '{ref}' is inactive on the Dashboard"
             )
             return None
+        self._resolved[ref] = policy
         return policy
 
     def _problem(self, file: str, line: int, message: str) -> None:
