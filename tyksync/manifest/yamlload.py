@@ -473,6 +473,12 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[Problem]]:
     document with problems is still returned when it was read to the end, so that the
     caller can report schema problems of the rest of the file in the same run.
     """
+    from tyksync.manifest.fastyaml import read_plain  # it builds on this module
+
+    plain = read_plain(text)
+    if plain is not None:
+        data, lines, nulls = plain
+        return YamlDoc(data, lines, nulls=nulls), []
     try:
         # The pure-Python parser checks every character here, libyaml while parsing.
         loader = _Loader(text)
