@@ -13,7 +13,8 @@ interleaved, in this one run (medians), never an absolute time:
   approvals). The sandbox renders each listing once and serves the same bytes after.
 - the floor: a bare `python` process doing the same 3 GETs (`p=-1`) with requests and
   `json.loads`, nothing else; then `tyksync plan` as a process. Wall from spawn to exit,
-  CPU (user + system) and peak RSS from `os.wait4` of each child.
+  CPU (user + system) and peak RSS from `os.wait4` of each child (started by a small
+  launcher process, so that its peak RSS is its own).
 - `tyksync validate` of the manifests against a bare process that `yaml.load`s the same
   files with `CSafeLoader`.
 - apply: 1,000 creates (each approved: 2,000 calls) with 20 ms of sandbox latency on every
@@ -64,6 +65,51 @@ for name in sys.argv[1:]:
         yaml.load(f.read(), Loader=yaml.CSafeLoader)
 """
 
+# Where a plan's time goes, stage by stage, in a fresh process (as `tyksync plan` does it),
+# with the collector's own time measured apart, then cProfile's top functions.
+STAGES = """
+import cProfile, gc, io, os, pstats, sys, time
+from pathlib import Path
+pauses = []
+def on_gc(phase, info, _t=[0.0]):
+    if phase == "start":
+        _t[0] = time.perf_counter()
+    else:
+        pauses.append(time.perf_counter() - _t[0])
+gc.callbacks.append(on_gc)
+started = time.perf_counter()
+from tyksync.client import DashboardClient
+from tyksync.manifest import load_manifests, resolve
+from tyksync.planner import make_plan
+from tyksync.render import render_text
+from tyksync import pipeline
+marks = [("imports", time.perf_counter() - started, len(pauses), sum(pauses))]
+def stage(name, f):
+    t, n, g = time.perf_counter(), len(pauses), sum(pauses)
+    out = f()
+    marks.append((name, time.perf_counter() - t, len(pauses) - n, sum(pauses) - g))
+    return out
+url, folder = sys.argv[1], Path(sys.argv[2])
+client = DashboardClient(url, os.environ["TYK_DASHBOARD_SECRET"])
+profile = cProfile.Profile() if sys.argv[3] == "profile" else None
+if profile:
+    profile.enable()
+manifests = stage("load manifests", lambda: load_manifests([folder]))
+paused = getattr(pipeline, "collector_paused", None)
+with paused() if paused else open(os.devnull):
+    live = stage("read live state", client.read_live)
+    desired = stage("resolve", lambda: resolve(manifests, live))
+    plan = stage("plan", lambda: make_plan(desired, live))
+stage("render text", lambda: render_text(plan, io.StringIO(), color=False))
+if profile:
+    profile.disable()
+    pstats.Stats(profile).sort_stats("tottime").print_stats(18)
+total = time.perf_counter() - started
+for name, seconds, count, gc_s in marks:
+    print(f"    {name:<16} {seconds:7.2f} s  {seconds / total:4.0%}   GC {gc_s:5.2f} s ({count})")
+print(f"    {'total':<16} {total:7.2f} s          GC {sum(pauses):5.2f} s ({len(pauses)})")
+"""
+
 TARGETS = {
     "gets": 3,
     "plan_wall": 1.0,
@@ -83,23 +129,37 @@ class Run:
     code: int
 
 
+# Children are started from this small launcher, not from this process: a child's
+# ru_maxrss includes the memory of the process it was forked from (Linux keeps the
+# high-water mark across exec), and this one holds the whole scenario.
+LAUNCHER = """
+import os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+wall = time.perf_counter() - started
+cpu = usage.ru_utime + usage.ru_stime
+print(wall, cpu, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status))
+"""
+
+
 def spawn(argv: Sequence[str], env: dict[str, str], cwd: Path) -> Run:
     """Run a child to its end: wall, CPU and peak RSS of that child alone."""
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    child = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *argv],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        check=False,
     )
-    assert child.stderr is not None
-    err = bytearray()
-    reader = threading.Thread(target=lambda: err.extend(child.stderr.read()))  # type: ignore[union-attr]
-    reader.start()
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    reader.join()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode not in (0, 2):
-        sys.exit(f"{argv[:4]} failed ({child.returncode}): {err.decode(errors='replace')[-2000:]}")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, child.returncode)
+    try:
+        wall, cpu, rss, code = child.stdout.split()
+    except ValueError:
+        sys.exit(f"{argv[:4]}: the launcher failed: {child.stderr.decode(errors='replace')}")
+    run = Run(float(wall), float(cpu), int(rss), int(code))
+    if run.code not in (0, 2):
+        sys.exit(f"{argv[:4]} failed ({run.code}): {child.stderr.decode(errors='replace')[-2000:]}")
+    return run
 
 
 def tyksync_argv() -> list[str]:
@@ -287,6 +347,30 @@ def bench_plan(n: int, runs: int, table: Table, validate: bool) -> None:
             )
 
 
+def profile_plan(n: int) -> None:
+    print(f"\n== where a plan's time goes, {n:,} live requests ==", flush=True)
+    with Sandbox(SECRET) as sb, tempfile.TemporaryDirectory(prefix="tyksync-bench-") as tmp:
+        work = Path(tmp)
+        sc = build(sb, n)
+        write_manifests(work, sc)
+        payload_bytes(sb)
+        env = {**os.environ, "TYK_DASHBOARD_SECRET": SECRET}
+        for mode in ("time", "profile"):
+            child = subprocess.run(
+                [sys.executable, "-c", STAGES, sb.url, str(work), mode],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if child.returncode:
+                sys.exit(child.stderr[-3000:])
+            lines = child.stdout.splitlines()
+            if mode == "profile":
+                lines = [line for line in lines if line.strip()][:26]
+            print("\n".join(lines), flush=True)
+
+
 def spawn_counted(
     sb: Sandbox, argv: Sequence[str], env: dict[str, str], cwd: Path, gets: list[int]
 ) -> Run:
@@ -388,7 +472,13 @@ def main() -> None:
     parser.add_argument("--sizes", help="comma-separated request counts")
     parser.add_argument("--runs", type=int, help="interleaved runs at the largest size")
     parser.add_argument("--no-apply", action="store_true")
+    parser.add_argument(
+        "--profile", type=int, metavar="N", help="only: where a plan of N requests spends time"
+    )
     args = parser.parse_args()
+    if args.profile:
+        profile_plan(args.profile)
+        return
     sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
     if args.sizes:
         sizes = [int(s) for s in args.sizes.split(",")]

@@ -11,8 +11,6 @@ import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 
-from deepdiff import DeepDiff
-
 from tyksync.models import (
     Desired,
     DesiredRequest,
@@ -210,6 +208,8 @@ def _reconcile(
 
 
 def _describe(live: Mapping[str, str], wanted: Mapping[str, str]) -> str:
+    from deepdiff import DeepDiff  # 0.1 s to import: only for plans with fields to describe
+
     diff = DeepDiff(dict(live), dict(wanted), verbose_level=2)
     parts: list[str] = []
     for path, change in diff.get("values_changed", {}).items():
