@@ -68,7 +68,7 @@ for name in sys.argv[1:]:
 # Where a plan's time goes, stage by stage, in a fresh process (as `tyksync plan` does it),
 # with the collector's own time measured apart, then cProfile's top functions.
 STAGES = """
-import cProfile, gc, io, os, pstats, sys, time
+import cProfile, gc, io, os, pstats, resource, sys, time
 from pathlib import Path
 pauses = []
 def on_gc(phase, info, _t=[0.0]):
@@ -83,11 +83,13 @@ from tyksync.manifest import load_manifests, resolve
 from tyksync.planner import make_plan
 from tyksync.render import render_text
 from tyksync import pipeline
-marks = [("imports", time.perf_counter() - started, len(pauses), sum(pauses))]
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+marks = [("imports", time.perf_counter() - started, len(pauses), sum(pauses), peak())]
 def stage(name, f):
     t, n, g = time.perf_counter(), len(pauses), sum(pauses)
     out = f()
-    marks.append((name, time.perf_counter() - t, len(pauses) - n, sum(pauses) - g))
+    marks.append((name, time.perf_counter() - t, len(pauses) - n, sum(pauses) - g, peak()))
     return out
 url, folder = sys.argv[1], Path(sys.argv[2])
 client = DashboardClient(url, os.environ["TYK_DASHBOARD_SECRET"])
@@ -105,8 +107,11 @@ if profile:
     profile.disable()
     pstats.Stats(profile).sort_stats("tottime").print_stats(18)
 total = time.perf_counter() - started
-for name, seconds, count, gc_s in marks:
-    print(f"    {name:<16} {seconds:7.2f} s  {seconds / total:4.0%}   GC {gc_s:5.2f} s ({count})")
+for name, seconds, count, gc_s, rss in marks:
+    print(
+        f"    {name:<16} {seconds:7.2f} s  {seconds / total:4.0%}   GC {gc_s:5.2f} s ({count})"
+        f"   peak RSS so far {rss:5.0f} MiB"
+    )
 print(f"    {'total':<16} {total:7.2f} s          GC {sum(pauses):5.2f} s ({len(pauses)})")
 """
 

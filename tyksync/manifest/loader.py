@@ -17,7 +17,7 @@ from tyksync.manifest.yamlload import YamlDoc, read_yaml_file
 from tyksync.models import Prune
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # 100k of them: no __dict__ each
 class DeclaredRequest:
     developer: str  # reference as written (email or id)
     plans: tuple[str, ...]  # policy references as written, declared order
