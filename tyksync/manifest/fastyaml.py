@@ -60,7 +60,9 @@ class _Reader:
             raise _Bail
 
     def scalar(self, text: str, path: YamlPath) -> Any:
-        self.count(path)
+        # Counted without the depth check: its container's path was checked (`count`), and
+        # the node limit is checked after each line.
+        self.nodes += 1
         if text[0] in "\"'":
             return text[1:-1]
         if text[0] == "-" and (len(text) == 1 or text[1] == " "):
@@ -109,7 +111,7 @@ class _Reader:
                     key = self.key(m["k"])
                     if key in mapping:
                         raise _Bail
-                    self.count(path)
+                    self.nodes += 1
                     entry_path = (*path, key)
                     self.lines[entry_path] = line
                     mapping[key] = self.scalar(m["v"], entry_path)
@@ -187,6 +189,8 @@ def _read(text: str) -> tuple[Any, dict[YamlPath, int], frozenset[YamlPath]]:
             lines[item_path] = number
             if key is None:
                 container.append(reader.value(m["item"], item_path, number))
+                if reader.nodes >= MAX_NODES:
+                    raise _Bail
                 continue
             # `- key: ...`: a mapping that starts here, its keys at this column.
             item: dict[str, Any] = {}
@@ -200,7 +204,7 @@ def _read(text: str) -> tuple[Any, dict[YamlPath, int], frozenset[YamlPath]]:
         key = reader.key(key)
         if key in container:
             raise _Bail
-        reader.count(path)
+        reader.nodes += 1
         entry_path = (*path, key)
         lines[entry_path] = number
         value = m["value"]
@@ -209,6 +213,8 @@ def _read(text: str) -> tuple[Any, dict[YamlPath, int], frozenset[YamlPath]]:
             pending = (col, container, key, entry_path)
         else:
             container[key] = reader.value(value, entry_path, number)
+        if reader.nodes >= MAX_NODES:
+            raise _Bail
     if pending is not None:
         p_col, p_map, p_key, p_path = pending
         reader.count(p_path)
