@@ -53,6 +53,9 @@ class _Reader:
         self.lines: dict[YamlPath, int] = {}
         self.nulls: list[YamlPath] = []
         self.nodes = 0
+        # One object for each distinct string: keys and policy names repeat in every
+        # request, and 100k declarations keep them all.
+        self.strings: dict[str, str] = {}
 
     def count(self, path: YamlPath) -> None:
         self.nodes += 1
@@ -72,13 +75,15 @@ class _Reader:
             raise _Bail
         if value is None:
             self.nulls.append(path)
+        elif value is text:
+            return self.strings.setdefault(text, text)
         return value
 
     def key(self, text: str) -> str:
         value = resolve_plain(text)
         if not isinstance(value, str) or value != text:
             raise _Bail
-        return text
+        return self.strings.setdefault(text, text)
 
     def value(self, text: str, path: YamlPath, line: int) -> Any:
         """A value written on its line: a flow list or map, or a scalar."""
