@@ -128,6 +128,8 @@ def test_the_artifact_holds_the_saved_plan_and_the_full_plan(
         "manifest_paths": ["manifests"],
         "reissue": False,
         "environment": None,
+        "expiry_warning_days": 14,
+        "as_of": None,
     }
     assert full == {k: v for k, v in saved.items() if k != "saved"}
     assert len(full["actions"]) == 6

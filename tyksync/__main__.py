@@ -1,4 +1,4 @@
-from tyksync.cli import main
+from tyksync.entry import main
 
 if __name__ == "__main__":
     main()

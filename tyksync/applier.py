@@ -132,6 +132,7 @@ class Applier:
         self.parallelism = max(1, parallelism)
         # Called once per action with its final outcome, from a worker thread.
         self.on_outcome = on_outcome
+        client.use_connections(self.parallelism)
 
     def apply(self, plan: Plan) -> ApplyResult:
         """Apply every action; the journal records the run's start and its end (or that it

@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import msgspec
 import requests
 import requests.adapters
 import requests.auth
@@ -72,8 +73,12 @@ PAGE_SIZE = 10
 WALKS = 4  # page-by-page reads of one listing before giving up on a stable view
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RESPONSE_BYTES = 512 * 1024 * 1024
-CHUNK = 64 * 1024
+# Read size: a 200 MB listing in 1 MiB reads is 200 trips through urllib3, not 3,000.
+CHUNK = 1024 * 1024
 MIN_KEY_ID = 8  # the shortest key hash a Dashboard records (murmur32, hex)
+# Connections kept open to the Dashboard: enough for apply's usual --parallelism, so that
+# each worker keeps its own (see `use_connections`). Unused slots cost nothing.
+POOL_SIZE = 32
 # The Dashboard's only way to say an approval was refused because it happened before.
 ALREADY_PROCESSED = "Key request has already been processed"
 
@@ -160,8 +165,22 @@ class DashboardClient:
         self.session.headers.update(
             {"User-Agent": f"tyksync/{__version__}", "Accept": "application/json"}
         )
-        self.session.mount("http://", _WatchedAdapter())
-        self.session.mount("https://", _WatchedAdapter())
+        self._pool_size = POOL_SIZE
+        self.session.mount("http://", _WatchedAdapter(pool_maxsize=POOL_SIZE))
+        self.session.mount("https://", _WatchedAdapter(pool_maxsize=POOL_SIZE))
+
+    def use_connections(self, count: int) -> None:
+        """Keep up to `count` connections to the Dashboard open, for `count` calls at once.
+        The pool holds POOL_SIZE from the start (requests' default, 10, made a call past
+        the tenth open a connection and drop it); a larger count gets a larger pool."""
+        if count <= self._pool_size:
+            return
+        self._pool_size = count
+        for prefix in ("http://", "https://"):
+            old = self.session.adapters.get(prefix)
+            self.session.mount(prefix, _WatchedAdapter(pool_maxsize=count))
+            if old is not None:
+                old.close()
 
     def close(self) -> None:
         self.session.close()
@@ -184,10 +203,13 @@ class DashboardClient:
         with _parsing("GET", POLICIES):
             policies = tuple(_policy(p) for p in raw_policies)
         with _parsing("GET", REQUESTS):
-            key_requests = tuple(_key_request(r) for r in raw_requests)
+            key_requests = tuple(_key_request_any(r) for r in raw_requests)
         # Before 1.9.2 the Dashboard listed `_id` for requests and developers alike; an
         # empty request list must not hide that.
-        legacy = any("_id" in r and "id" not in r for r in [*raw_requests, *raw_developers])
+        legacy = any(_legacy_id(r) for r in raw_requests) or any(
+            "_id" in r and "id" not in r for r in raw_developers
+        )
+        del raw_requests, raw_developers, raw_policies
         return LiveState(
             developers=developers, policies=policies, requests=key_requests, legacy=legacy
         )
@@ -195,7 +217,7 @@ class DashboardClient:
     def list_requests(self) -> list[KeyRequest]:
         raw = self._list(REQUESTS)
         with _parsing("GET", REQUESTS):
-            return [_key_request(r) for r in raw]
+            return [_key_request_any(r) for r in raw]
 
     def get_request(self, request_id: str) -> KeyRequest | None:
         """One request, or None when the Dashboard says it does not exist."""
@@ -275,14 +297,17 @@ class DashboardClient:
 
     # ---- transport ---------------------------------------------------------------------
 
-    def _list(self, path: str) -> list[dict[str, Any]]:
+    def _list(self, path: str) -> list[Any]:
         """Every item of a listing in one request (`p=-1`), checked for completeness.
 
         A Dashboard that refuses `p=-1`, or answers it with fewer items than `Pages`
-        promises, is read page by page instead.
+        promises, is read page by page instead. The requests listing is decoded by
+        `_decode_requests` (items as `_WireRequest`) when it is well formed; anything else
+        is read as plain JSON, and its items are dicts.
         """
+        decode = _decode_requests if path == REQUESTS else None
         try:
-            answer = self._read(path, params={"p": "-1"})
+            answer = self._read(path, params={"p": "-1"}, decode=decode)
         except ApiError as e:
             if e.status == 404:
                 raise ApiError(
@@ -297,12 +322,18 @@ class DashboardClient:
             log.info("GET %s?p=-1 refused (%s); reading page by page", path, e.status)
             return self._walk(path)
         with _parsing("GET", f"{path}?p=-1"):
-            items, pages = _envelope(answer)
-            if _complete(len(items), pages):
-                return _dedupe(items)
-        log.info(
-            "GET %s?p=-1 gave %d items for %d pages; reading page by page", path, len(items), pages
-        )
+            if isinstance(answer, _WireListing):
+                count, pages = len(answer.items), answer.pages
+                if pages < 0:
+                    _envelope({"Data": [], "Pages": pages})  # raises as for any answer
+                if _complete(count, pages):
+                    return _dedupe_wire(answer.items)
+            else:
+                items, pages = _envelope(answer)
+                count = len(items)
+                if _complete(count, pages):
+                    return _dedupe(items)
+        log.info("GET %s?p=-1 gave %d items for %d pages; reading page by page", path, count, pages)
         return self._walk(path)
 
     def _walk(self, path: str) -> list[dict[str, Any]]:
@@ -368,9 +399,17 @@ class DashboardClient:
         params: Mapping[str, str] | None = None,
         missing_ok: bool = False,
         budget: _Budget | None = None,
+        decode: Callable[[bytearray], Any] | None = None,
     ) -> Any:
         return self._send(
-            "GET", path, None, params=params, retry_lost=True, missing_ok=missing_ok, budget=budget
+            "GET",
+            path,
+            None,
+            params=params,
+            retry_lost=True,
+            missing_ok=missing_ok,
+            budget=budget,
+            decode=decode,
         )
 
     def _write(self, method: str, path: str, body: Any) -> Any:
@@ -387,6 +426,7 @@ class DashboardClient:
         missing_ok: bool = False,
         budget: _Budget | None = None,
         label: str | None = None,
+        decode: Callable[[bytearray], Any] | None = None,
     ) -> Any:
         """One call with the retry rules of its kind.
 
@@ -396,7 +436,7 @@ class DashboardClient:
         logs name the call, when its path holds a secret.
         """
         shown = path if not params else f"{path}?" + "&".join(f"{k}={v}" for k, v in params.items())
-        call = _Call(method, label or shown, retry_lost, missing_ok, budget, label or path)
+        call = _Call(method, label or shown, retry_lost, missing_ok, budget, label or path, decode)
         attempt = 0
         while True:
             attempt += 1
@@ -491,11 +531,19 @@ class DashboardClient:
             (time.monotonic() - started) * 1000,
             len(content),
         )
-        try:
-            parsed: Any = json.loads(content) if content else None
-        except (ValueError, RecursionError):
-            # RecursionError: JSON nested deeper than the parser's stack.
-            parsed = _INVALID
+        parsed: Any = _INVALID
+        if call.decode is not None and content and 200 <= response.status_code < 300:
+            # A listing read for its few members: anything it cannot read is read again
+            # below as plain JSON, and judged (and reported) as every answer is.
+            with suppress(msgspec.MsgspecError):
+                parsed = call.decode(content)
+        if parsed is _INVALID:
+            try:
+                parsed = json.loads(content) if content else None
+            except (ValueError, RecursionError):
+                # RecursionError: JSON nested deeper than the parser's stack.
+                parsed = _INVALID
+        del content  # the listing is held once: decoded, not also as bytes
         return _Answer(
             response.status_code,
             parsed,
@@ -503,7 +551,7 @@ class DashboardClient:
             response.headers.get("Location"),
         )
 
-    def _content(self, call: _Call, response: requests.Response, watch: _Watch) -> bytes:
+    def _content(self, call: _Call, response: requests.Response, watch: _Watch) -> bytearray:
         """The body, read in chunks: never more than the cap in memory, never past the
         deadline (socket timeouts only bound the gap between two bytes)."""
         budget = call.budget
@@ -517,7 +565,7 @@ class DashboardClient:
                 raise _Deadline(watch.seconds)
         if budget is not None:
             budget.left -= len(content)
-        return bytes(content)
+        return content
 
     def _too_large(self, call: _Call) -> NetworkError:
         size = _size(self.max_response_bytes)
@@ -569,6 +617,7 @@ class _Call:
     missing_ok: bool  # a 404 is an answer (None), not an error
     budget: _Budget | None = None  # a page of a walk, held to what the walk has left
     logged: str = ""  # the path as the debug log shows it
+    decode: Callable[[bytearray], Any] | None = None  # a 2xx body's reader, before json.loads
 
 
 @dataclass(frozen=True)
@@ -964,6 +1013,10 @@ def _flag(raw: Mapping[str, Any], name: str, what: str, *, default: bool) -> boo
     return value
 
 
+def _key_request_any(raw: Any) -> KeyRequest:
+    return _wire_key_request(raw) if isinstance(raw, _WireRequest) else _key_request(raw)
+
+
 def _key_request(raw: Mapping[str, Any]) -> KeyRequest:
     what = "a key request"
     rid = _safe_id(_item_id(raw), "a key request's id")
@@ -1001,14 +1054,124 @@ def _key_request(raw: Mapping[str, Any]) -> KeyRequest:
     )
 
 
+# ---- the requests listing, read for the members tyksync uses ------------------------------
+#
+# A 100k listing is mostly embedded developers (`portal_developer`, with their keys), which
+# tyksync drops: msgspec skips them without building a Python object, so they are never
+# held. Its types are those `_key_request` checks, so an answer that passes them passes
+# these; any other answer is read as plain JSON, and `_key_request` names what is wrong.
+
+
+class _WireRequest(msgspec.Struct, gc=False):
+    """A listed key request: its members as they must be typed (null is Go's zero value);
+    the rest is skipped. UNSET: the member was absent."""
+
+    id: str | msgspec.UnsetType | None = msgspec.UNSET
+    db_id: str | msgspec.UnsetType | None = msgspec.field(default=msgspec.UNSET, name="_id")
+    by_user: str | None = None
+    apply_policies: list[str] | None = None
+    for_plan: str | None = None
+    fields: dict[str, str] | None = None
+    approved: bool | None = None
+    date_created: str | None = None
+    for_api: str | None = None
+    version: str | None = None
+    org_id: str | None = None
+
+
+class _WireEnvelope(msgspec.Struct, gc=False):
+    Data: list[_WireRequest] | None = None
+    Pages: Any = 0  # checked as _envelope checks it: an int, not a bool
+
+
+@dataclass(frozen=True)
+class _WireListing:
+    items: list[_WireRequest]
+    pages: int
+
+
+_REQUESTS_DECODER = msgspec.json.Decoder(_WireEnvelope)
+
+
+def _decode_requests(content: bytearray) -> Any:
+    """A requests listing as `_WireListing`, or msgspec's error for anything else."""
+    envelope = _REQUESTS_DECODER.decode(content)
+    pages = envelope.Pages
+    if not isinstance(pages, int) or isinstance(pages, bool):
+        raise msgspec.ValidationError("Pages")
+    return _WireListing(envelope.Data or [], pages)
+
+
+def _wire_id(item: _WireRequest) -> str | None:
+    """`_item_id` of a decoded item: `id`, or `_id` when `id` is empty, null or absent."""
+    value = item.id or item.db_id
+    return None if value is msgspec.UNSET else value
+
+
+def _legacy_id(item: Any) -> bool:
+    if isinstance(item, _WireRequest):
+        return item.db_id is not msgspec.UNSET and item.id is msgspec.UNSET
+    return "_id" in item and "id" not in item
+
+
+def _dedupe_wire(items: list[_WireRequest]) -> list[Any]:
+    seen: dict[str, _WireRequest] = {}
+    for item in items:
+        value = _wire_id(item)
+        if value is None:
+            raise _Malformed("a listed item had no id")
+        seen.setdefault(value, item)
+    return list(seen.values())
+
+
+def _wire_key_request(raw: _WireRequest) -> KeyRequest:
+    """`_key_request` of a decoded item: the same checks, in the same order."""
+    value = _wire_id(raw)
+    if value is None:
+        raise _Malformed("a listed item had no id")
+    rid = _safe_id(value, "a key request's id")
+    developer_id = raw.by_user or ""
+    if developer_id:
+        _safe_id(developer_id, "a key request's `by_user`")
+    apply_policies = raw.apply_policies
+    for_plan = raw.for_plan or ""
+    policies: tuple[str, ...]
+    if apply_policies:
+        policies = tuple(p for p in apply_policies if p)
+    elif for_plan:
+        policies = (for_plan,)
+    else:
+        policies = ()
+    approved = raw.approved
+    return KeyRequest(
+        id=rid,
+        developer_id=developer_id,
+        policies=policies,
+        approved=False if approved is None else approved,
+        fields={} if raw.fields is None else raw.fields,
+        date_created=normalize_date(raw.date_created or ""),
+        for_api=raw.for_api or "",
+        version=raw.version or "",
+        org_id=raw.org_id or "",
+    )
+
+
 _RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})?$"
 )
 
 
+# The form normalize_date gives: a date in it is returned as it is, without a round trip.
+_NORMALIZED = re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
 def normalize_date(value: str) -> str:
     """RFC 3339 as the Dashboard writes it (Go drops a zero fraction, may carry an offset)
     to one fixed-width UTC form, so that "oldest" can be decided by comparing strings."""
+    if len(value) == 27 and _NORMALIZED.fullmatch(value):
+        # Already that form: a valid date reads back as itself, an invalid one is kept as
+        # it is below too.
+        return value
     m = _RFC3339.match(value)
     if not m:
         return value

@@ -71,14 +71,18 @@ class Journal:
             )
         entry.update(details)
         line = redact.redact(json.dumps(entry, sort_keys=True, default=str))
-        with self._lock:
-            try:
+        try:
+            with self._lock:
                 self._file.write(line + "\n")
                 self._file.flush()
-                if self._sync:
-                    os.fsync(self._file.fileno())
-            except OSError as e:
-                raise TyksyncError(f"--journal {self.path}: cannot write: {e.strerror}") from None
+                fd = self._file.fileno()
+            # Outside the lock: an fsync that starts after this line was written makes it
+            # durable, and the workers of a parallel apply share their waits for the disk
+            # instead of queueing one fsync behind another.
+            if self._sync:
+                os.fsync(fd)
+        except OSError as e:
+            raise TyksyncError(f"--journal {self.path}: cannot write: {e.strerror}") from None
 
     def close(self) -> None:
         if self._file is not None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from tyksync.lazy import Lazy
+
 OWNER_FIELD = "tyksync_owner"
 OP_FIELD = "tyksync_op"
 RESERVED_PREFIX = "tyksync_"
@@ -66,7 +68,7 @@ class Policy:
         return tuple(r for r in (self.db_id, self.id, self.name) if r)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # 100k of them: no __dict__ each
 class KeyRequest:
     id: str
     developer_id: str
@@ -140,6 +142,8 @@ class PolicyIndex:
             self.by_db_id[p.db_id] = p
             for ref in set(p.refs):
                 self.by_ref.setdefault(ref, []).append(p)
+        # A 100k listing names a few dozen policies: each reference is resolved once.
+        self._canonical: dict[str, str] = {}
 
     def lookup(self, ref: str) -> list[Policy]:
         """Policies a reference could mean: `_id` first, then explicit `id`, then name."""
@@ -152,8 +156,11 @@ class PolicyIndex:
 
     def canonical(self, ref: str) -> str:
         """The `_id` that a live request's reference means, or the reference itself."""
-        found = self.lookup(ref)
-        return found[0].db_id if len(found) == 1 else ref
+        known = self._canonical.get(ref)
+        if known is None:
+            found = self.lookup(ref)
+            known = self._canonical[ref] = found[0].db_id if len(found) == 1 else ref
+        return known
 
     def identity(self, request: KeyRequest) -> Identity:
         """A live request's identity: its policies may be named by `_id` or explicit `id`."""
@@ -170,7 +177,7 @@ def survivor_order(request: KeyRequest) -> tuple[bool, str, str]:
 # ---- desired state: what the manifests want, resolved against one read of live state ----
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # 100k of them: no __dict__ each
 class DesiredRequest:
     developer: Developer
     policies: tuple[Policy, ...]  # declared order (the first one becomes for_plan)
@@ -210,5 +217,6 @@ class FileScope:
 class Desired:
     requests: tuple[DesiredRequest, ...]
     scopes: tuple[FileScope, ...]
-    # Digest of the manifests these came from: a saved plan is bound to it.
-    manifest_digest: str
+    # Digest of the manifests these came from: a saved plan is bound to it. A string, or a
+    # function computing it when first read (`Lazy`).
+    manifest_digest: Lazy = Lazy()  # noqa: RUF009 - a descriptor, shared on purpose

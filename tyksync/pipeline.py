@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from tyksync.client import DashboardClient
+from tyksync.gcpause import collector_paused
 from tyksync.manifest import Manifests, resolve
 from tyksync.models import LiveState
 from tyksync.plan import Plan
@@ -27,16 +28,17 @@ def plan_live(
 ) -> Plan:
     """Read the Dashboard once (three list calls) and plan against what it holds, as of
     `now` (default: the clock, read once the Dashboard has been read)."""
-    live = client.read_live()
-    return plan_for(
-        manifests,
-        live,
-        dashboard=dashboard,
-        reissue=reissue,
-        max_deletes=max_deletes,
-        now=now,
-        expiry_warning=expiry_warning,
-    )
+    with collector_paused():
+        live = client.read_live()
+        return plan_for(
+            manifests,
+            live,
+            dashboard=dashboard,
+            reissue=reissue,
+            max_deletes=max_deletes,
+            now=now,
+            expiry_warning=expiry_warning,
+        )
 
 
 def plan_for(
@@ -52,13 +54,14 @@ def plan_for(
     """Resolve the manifests against one read of live state and plan. Raises
     ManifestError for every reference the Dashboard cannot resolve. `now` defaults to the
     clock: the planner itself never reads it."""
-    desired = resolve(manifests, live)
-    return make_plan(
-        desired,
-        live,
-        dashboard=dashboard,
-        reissue=reissue,
-        max_deletes=max_deletes,
-        now=now if now is not None else datetime.now(timezone.utc),
-        expiry_warning=expiry_warning,
-    )
+    with collector_paused():
+        desired = resolve(manifests, live)
+        return make_plan(
+            desired,
+            live,
+            dashboard=dashboard,
+            reissue=reissue,
+            max_deletes=max_deletes,
+            now=now if now is not None else datetime.now(timezone.utc),
+            expiry_warning=expiry_warning,
+        )

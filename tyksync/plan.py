@@ -15,6 +15,7 @@ from typing import Any
 
 from tyksync import __version__
 from tyksync.errors import Refused
+from tyksync.lazy import Lazy
 from tyksync.models import KeyRequest, LiveState, key_label
 
 FORMAT_VERSION = 1
@@ -330,10 +331,11 @@ class Plan:
     unmanaged: int
     managed: int  # live requests the manifests govern (kept, replaced or deleted)
     scope: Scope
-    manifest_digest: str
-    fingerprint: str
+    # The digests: strings, or functions computing them when first read (`Lazy`).
+    manifest_digest: Lazy = Lazy()  # noqa: RUF009 - a descriptor, shared on purpose
+    fingerprint: Lazy = Lazy()  # noqa: RUF009
     dashboard: str = ""
-    live_digest: str = ""  # of the live state in scope (see `live_digest`)
+    live_digest: Lazy = Lazy()  # noqa: RUF009 - of the live state in scope (`live_digest`)
     max_deletes: int | None = None  # the cap the safety verdict applies
     # Every undeclared pending request of the Dashboard, oldest first: information for a
     # person, not part of what a saved plan must match (it spans the whole Dashboard).

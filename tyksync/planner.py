@@ -8,11 +8,10 @@ a plain comparison has already found.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-
-from deepdiff import DeepDiff
 
 from tyksync.models import (
     Desired,
@@ -130,7 +129,9 @@ def make_plan(
         policy_ids=frozenset(p.db_id for d in desired.requests for p in d.policies),
     )
     ordered = tuple(sorted(actions, key=lambda a: a.sort_key))
-    live_part = live_digest(live, scope, keys=any(s.revoke for s in desired.scopes))
+    # The digests are for saved plans and the JSON plan; a text plan never reads them.
+    revokes = any(s.revoke for s in desired.scopes)
+    live_part = functools.cache(lambda: live_digest(live, scope, keys=revokes))
     deleted = {a.request_id for a in ordered if a.deletes}
     pending = sorted(
         (r for r in live.requests if not (r.approved or r.id in matched or r.id in deleted)),
@@ -142,8 +143,8 @@ def make_plan(
         unmanaged=unmanaged,
         managed=len(live.requests) - unmanaged,
         scope=scope,
-        manifest_digest=desired.manifest_digest,
-        fingerprint=fingerprint(live_part, desired.manifest_digest, ordered),
+        manifest_digest=lambda: desired.manifest_digest,
+        fingerprint=lambda: fingerprint(live_part(), desired.manifest_digest, ordered),
         dashboard=dashboard,
         live_digest=live_part,
         max_deletes=max_deletes,
@@ -172,6 +173,11 @@ def _keep_order(
 def _reconcile(
     d: DesiredRequest, lives: list[KeyRequest], reissue: bool
 ) -> tuple[list[Action], list[PlanWarning]]:
+    if len(lives) == 1 and d.approved:
+        # The usual case, and nothing to do: one approved request with the declared fields.
+        only = lives[0]
+        if only.approved and only.user_fields == dict(d.fields):
+            return [], []
     dev = DevRef(d.developer.id, d.developer.email)
     pols = tuple(_ref(p) for p in d.policies)
     where = d.where
@@ -193,7 +199,7 @@ def _reconcile(
     if not lives:
         return [new("create", "declared, no live request")], []
 
-    ordered = sorted(lives, key=_keep_order(d))
+    ordered = sorted(lives, key=_keep_order(d)) if len(lives) > 1 else lives
     keep = ordered[0]
     # Duplicates are deleted whatever the prune mode (SPEC section 4): they are requests for
     # a declared identity, not undeclared ones. The prune mode governs the undeclared.
@@ -240,6 +246,8 @@ def _reconcile(
 
 
 def _describe(live: Mapping[str, str], wanted: Mapping[str, str]) -> str:
+    from deepdiff import DeepDiff  # 0.1 s to import: only for plans with fields to describe
+
     diff = DeepDiff(dict(live), dict(wanted), verbose_level=2)
     parts: list[str] = []
     for path, change in diff.get("values_changed", {}).items():

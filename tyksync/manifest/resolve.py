@@ -46,7 +46,8 @@ def resolve(manifests: Manifests, live: LiveState) -> Desired:
     resolver.problems.extend(_declared_twice(requests))
     if resolver.problems:
         raise ManifestError(resolver.problems)
-    return Desired(tuple(requests), tuple(scopes), digest(manifests.to_data()))
+    # Only a saved plan and the JSON plan read the digest.
+    return Desired(tuple(requests), tuple(scopes), lambda: digest(manifests.to_data()))
 
 
 def _scope(manifest: ManifestFile, developers: Mapping[str, Developer | None]) -> FileScope:
@@ -71,6 +72,7 @@ class _Resolver:
         # What a suggestion may name: only what a manifest could use without an error.
         self._active_developers = [d for d in live.developers if not d.inactive]
         self._active_policies = [p for p in live.policies if p.active]
+        self._resolved: dict[str, Policy] = {}  # references that resolved (no problem)
 
     def developer(self, declared: DeclaredDeveloper) -> Developer | None:
         ref = declared.ref
@@ -138,6 +140,9 @@ class _Resolver:
         )
 
     def _policy(self, ref: str, declared: DeclaredRequest) -> Policy | None:
+        resolved = self._resolved.get(ref)
+        if resolved is not None:
+            return resolved
         found = self.policies.lookup(ref)
         if not found:
             hint = _did_you_mean(ref, (p.name for p in self._active_policies))
@@ -158,6 +163,7 @@ class _Resolver:
                 declared.file, declared.line, f"policy '{ref}' is inactive on the Dashboard"
             )
             return None
+        self._resolved[ref] = policy
         return policy
 
     def _problem(self, file: str, line: int, message: str) -> None:

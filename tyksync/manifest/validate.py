@@ -51,7 +51,7 @@ def validate_doc(doc: YamlDoc, file: str) -> tuple[ManifestDoc | None, list[Prob
             )
         ]
     problems: list[Problem] = []
-    null_paths = set(_null_paths(doc.data, ()))
+    null_paths = set(_null_paths(doc.data, ()) if doc.nulls is None else doc.nulls)
     quiet = null_paths | doc.refused
     for path in sorted(null_paths, key=doc.line_of):
         problems.append(

@@ -82,6 +82,8 @@ class YamlDoc:
     refused: frozenset[YamlPath] = frozenset()
     # sha256 of the file's bytes: a saved plan is bound to them, comments included.
     sha256: str = ""
+    # Paths of the explicit nulls in `data`, as the builder saw them; None: not recorded.
+    nulls: frozenset[YamlPath] | None = None
 
     def line_of(self, path: tuple[Any, ...]) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -124,6 +126,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self.lines: dict[YamlPath, int] = {}
         self.refused: set[YamlPath] = set()
+        self.nulls: list[YamlPath] = []  # where a null was read (some in refused values)
         self._nodes = 0
 
     # -- problems -----------------------------------------------------------------------
@@ -178,7 +181,19 @@ class _Builder:
         value = self._node(event, path, depth)
         if value is _INVALID:
             self.refused.add(path)
+        elif value is None:
+            self.nulls.append(path)
         return value
+
+    def null_paths(self) -> frozenset[YamlPath]:
+        """The nulls that are in the data: not under a refused value or a dropped entry."""
+        refused = self.refused
+        return frozenset(
+            path
+            for path in self.nulls
+            if path[: len(_DISCARDED)] != _DISCARDED
+            and not any(path[:end] in refused for end in range(len(path)))
+        )
 
     def _node(self, event: yaml.Event, path: YamlPath, depth: int) -> Any:
         self._nodes += 1
@@ -209,28 +224,67 @@ class _Builder:
         self.problem_at(path, _line(event), _tag_message(event.tag))
         return False
 
+    def _fast(self, event: yaml.Event, depth: int, *, key: bool = False) -> Any:
+        """A plain, untagged, unanchored scalar that needs no check beyond counting: its
+        value, counted as `_node` counts it. _SLOW for anything else, nothing counted: the
+        full path (`node`, `key`) reads it and reports what there is to report. `key`: only
+        a string that is not `<<` qualifies."""
+        if (
+            event.__class__ is not _ScalarEvent
+            or event.anchor is not None
+            or event.tag is not None
+            or self._nodes >= MAX_NODES
+            or depth > MAX_DEPTH
+        ):
+            return _SLOW
+        text = event.value
+        if event.implicit[0]:
+            if key:
+                if text == "<<" or _plain_string(text) is None:
+                    return _SLOW
+                value: Any = text
+            else:
+                value = resolve_plain(text)
+                if value is _LOOKALIKE or value is _TOO_LONG:
+                    return _SLOW
+        else:
+            value = text  # quoted or block scalar
+        self._nodes += 1
+        return value
+
     def sequence(self, start: yaml.SequenceStartEvent, path: YamlPath, depth: int) -> Any:
         tag_ok = self._tag_ok(start, _SEQ, path)
         items: list[Any] = []
+        next_event, lines = self._next, self.lines
         while True:
-            event = self._next()
-            if isinstance(event, yaml.SequenceEndEvent):
+            event = next_event()
+            if event.__class__ is _SequenceEndEvent:
                 return items if tag_ok else _INVALID
             item_path = (*path, len(items))
-            self.lines[item_path] = _line(event)
-            items.append(self.node(event, item_path, depth + 1))
+            mark = event.start_mark
+            lines[item_path] = int(mark.line) + 1 if mark is not None else 1
+            value = self._fast(event, depth + 1)
+            if value is _SLOW:
+                value = self.node(event, item_path, depth + 1)
+            elif value is None:
+                self.nulls.append(item_path)
+            items.append(value)
 
     def mapping(self, start: yaml.MappingStartEvent, path: YamlPath, depth: int) -> Any:
         tag_ok = self._tag_ok(start, _MAP, path)
         result: dict[str, Any] = {}
         key_lines: dict[str, int] = {}
+        next_event, lines, fast = self._next, self.lines, self._fast
         while True:
-            event = self._next()
-            if isinstance(event, yaml.MappingEndEvent):
+            event = next_event()
+            if event.__class__ is _MappingEndEvent:
                 return result if tag_ok else _INVALID
-            key_line = _line(event)
-            key = self.key(event, depth)
-            value_event = self._next()
+            mark = event.start_mark
+            key_line = int(mark.line) + 1 if mark is not None else 1
+            key = fast(event, depth + 1, key=True)
+            if key is _SLOW:
+                key = self.key(event, depth)
+            value_event = next_event()
             if key is None or key in key_lines:
                 if key is not None:
                     first = key_lines[key]
@@ -242,8 +296,14 @@ class _Builder:
                 self.node(value_event, _DISCARDED, depth + 1)
                 continue
             key_lines[key] = key_line
-            self.lines[(*path, key)] = key_line
-            result[key] = self.node(value_event, (*path, key), depth + 1)
+            value_path = (*path, key)
+            lines[value_path] = key_line
+            value = fast(value_event, depth + 1)
+            if value is _SLOW:
+                value = self.node(value_event, value_path, depth + 1)
+            elif value is None:
+                self.nulls.append(value_path)
+            result[key] = value
 
     def key(self, event: yaml.Event, depth: int) -> str | None:
         """A mapping key: always a string in our format. None after reporting a problem."""
@@ -306,11 +366,26 @@ class _Builder:
         return value
 
 
+# What no number, null or boolean starts with: text starting otherwise is a string, unless
+# it is one of the words below (what the patterns above accept starts with one of these).
+_NUMBER_OR_NULL_START = frozenset("0123456789+-.~")
+_WORDS = frozenset({"true", "false", "null", "Null", "NULL"})
+
+
+def _plain_string(text: str) -> str | None:
+    """`text`, when written unquoted it is that string for certain; else None (look closer)."""
+    if text and text[0] not in _NUMBER_OR_NULL_START and text not in _WORDS:
+        return text
+    return None
+
+
 def resolve_plain(text: str) -> Any:
     """What an unquoted, untagged scalar means here (see the module docstring).
 
     Returns the value, or the _LOOKALIKE / _TOO_LONG markers for text that is refused.
     """
+    if _plain_string(text) is not None:
+        return text
     if text in _BOOL_VALUES:
         return _BOOL_VALUES[text]
     if _NULL_RE.fullmatch(text):
@@ -364,6 +439,11 @@ class _Invalid:
 _INVALID: Any = _Invalid()
 _LOOKALIKE: Any = _Invalid()
 _TOO_LONG: Any = _Invalid()
+_SLOW: Any = _Invalid()  # `_Builder._fast`: read this one with the full checks
+
+_ScalarEvent = yaml.ScalarEvent
+_SequenceEndEvent = yaml.SequenceEndEvent
+_MappingEndEvent = yaml.MappingEndEvent
 
 
 def _line(event: yaml.Event) -> int:
@@ -393,6 +473,12 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[Problem]]:
     document with problems is still returned when it was read to the end, so that the
     caller can report schema problems of the rest of the file in the same run.
     """
+    from tyksync.manifest.fastyaml import read_plain  # it builds on this module
+
+    plain = read_plain(text)
+    if plain is not None:
+        data, lines, nulls = plain
+        return YamlDoc(data, lines, nulls=nulls), []
     try:
         # The pure-Python parser checks every character here, libyaml while parsing.
         loader = _Loader(text)
@@ -411,7 +497,8 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[Problem]]:
         return None, [*builder.problems, _reader_problem(file, text, exc)]
     finally:
         loader.dispose()
-    return YamlDoc(data, builder.lines, frozenset(builder.refused)), builder.problems
+    doc = YamlDoc(data, builder.lines, frozenset(builder.refused), nulls=builder.null_paths())
+    return doc, builder.problems
 
 
 def _reader_problem(file: str, text: str, exc: yaml.reader.ReaderError) -> Problem:

@@ -80,6 +80,10 @@ class PortalApi:
     def __init__(self, store: Store, dialect: Dialect) -> None:
         self.store = store
         self.dialect = dialect
+        # Rendered listings, by (route, page): (store generation, body). A 100k listing
+        # takes seconds to render; it is rendered again only when the store has changed.
+        self._rendered: dict[tuple[str, wire.Page], tuple[int, bytes]] = {}
+        self._rendered_lock = threading.Lock()
 
     def routes(self) -> list[tuple[str, Handlers]]:
         # More specific templates first: "approve/{id}" before "{id}".
@@ -98,10 +102,11 @@ class PortalApi:
     # -- key requests ---------------------------------------------------------------------
 
     def list_requests(self, call: Call) -> Answer:
-        requests, developers = self.store.request_snapshot()
-        return self._listing(
-            call, requests, lambda part: wire.request_list_json(part, developers, self.dialect)
-        )
+        def snapshot() -> tuple[list[Any], Callable[[list[Any]], str]]:
+            requests, developers = self.store.request_snapshot()
+            return requests, lambda part: wire.request_list_json(part, developers, self.dialect)
+
+        return self._listing(call, "requests", snapshot)
 
     def get_request(self, call: Call) -> Answer:
         request = self.store.get_request(call.params["id"])
@@ -133,8 +138,11 @@ class PortalApi:
     def list_developers(self, call: Call) -> Answer:
         return self._listing(
             call,
-            self.store.developer_snapshot(),
-            lambda part: json.dumps([wire.render_developer(d, self.dialect) for d in part]),
+            "developers",
+            lambda: (
+                self.store.developer_snapshot(),
+                lambda part: json.dumps([wire.render_developer(d, self.dialect) for d in part]),
+            ),
         )
 
     def get_developer(self, call: Call) -> Answer:
@@ -152,8 +160,11 @@ class PortalApi:
     def list_policies(self, call: Call) -> Answer:
         return self._listing(
             call,
-            self.store.policy_snapshot(),
-            lambda part: json.dumps([wire.render_policy(p, self.dialect) for p in part]),
+            "policies",
+            lambda: (
+                self.store.policy_snapshot(),
+                lambda part: json.dumps([wire.render_policy(p, self.dialect) for p in part]),
+            ),
         )
 
     def get_policy(self, call: Call) -> Answer:
@@ -165,17 +176,33 @@ class PortalApi:
     def _listing(
         self,
         call: Call,
-        items: list[Any],
-        render: Callable[[list[Any]], str],
+        route: str,
+        snapshot: Callable[[], tuple[list[Any], Callable[[list[Any]], str]]],
     ) -> Answer:
+        """One page (or everything) of a listing. `snapshot` gives the items and how to
+        render a part of them; it is called only when no rendering of the store's current
+        generation is at hand."""
         page = call.page(self.dialect)
         if page.everything and call.faults.refuse_everything():
             return _error(400, "Invalid page number")
         if page.everything and call.faults.cap_everything():
             # A Dashboard that caps "everything" at one page but still counts every page.
             page = wire.Page(everything=False, index=0)
+        # Read before the snapshot: a change after this read makes the next call render anew.
+        generation = self.store.generation()
+        key = (route, page)
+        with self._rendered_lock:
+            cached = self._rendered.get(key)
+        if cached is not None and cached[0] == generation:
+            return Answer(200, cached[1])
+        items, render = snapshot()
         part = list(wire.page_items(items, page))
-        return Answer(200, wire.listing(render(part), wire.page_count(len(items))))
+        body = wire.listing(render(part), wire.page_count(len(items)))
+        with self._rendered_lock:
+            # Renderings of older generations are never served again: drop them.
+            self._rendered = {k: v for k, v in self._rendered.items() if v[0] == generation}
+            self._rendered[key] = (generation, body)
+        return Answer(200, body)
 
 
 class _Router:
@@ -358,6 +385,7 @@ class _Server(ThreadingHTTPServer):
         self.server_port = int(port)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        self.sandbox.connected(client_address)
         with self._open_lock:
             self._open.add(request)
         super().process_request(request, client_address)
@@ -411,6 +439,7 @@ class Sandbox:
         self.api = PortalApi(self.store, self.dialect)
         self.router = _Router(self.api.routes())
         self._counts: Counter[RouteKey] = Counter()
+        self._connections: set[tuple[str, int]] = set()  # client (host, port) accepted
         self._counts_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -496,6 +525,10 @@ class Sandbox:
         with self._counts_lock:
             self._counts[(method, template)] += 1
 
+    def connected(self, client_address: Any) -> None:
+        with self._counts_lock:
+            self._connections.add((str(client_address[0]), int(client_address[1])))
+
     def log(self, message: str) -> None:
         if self._log is not None:
             self._log(message)
@@ -510,6 +543,12 @@ class Sandbox:
     def reset_counts(self) -> None:
         with self._counts_lock:
             self._counts.clear()
+            self._connections.clear()
+
+    def connections(self) -> int:
+        """TCP connections accepted (distinct client addresses) since the last reset."""
+        with self._counts_lock:
+            return len(self._connections)
 
     def mutating_calls(self) -> int:
         """POST, PUT and DELETE calls received, whatever became of them."""

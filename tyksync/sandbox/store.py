@@ -200,6 +200,7 @@ class Store:
 
     def __init__(self, state_path: Path | None = None, org_id: str = DEFAULT_ORG_ID) -> None:
         self._batch_depth = 0
+        self._generation = 0  # bumped by every change: what answers rendered from it may cache
         self.state_path = state_path
         self.org_id = org_id
         self._clear()
@@ -251,6 +252,13 @@ class Store:
                 return False
             developer = self._developers.get(issued["developer_id"])
             return developer is not None and issued["key_id"] in developer["keys"]
+
+    def generation(self) -> int:
+        """A number that changes whenever the state does (a write here, or another process's
+        write to the state file). Read it before a snapshot: what is rendered from the
+        snapshot is then at least as new as the number says."""
+        with self._lock:
+            return self._generation
 
     def request_snapshot(self) -> tuple[list[Record], dict[str, Record]]:
         """Every request and the developers by id, for rendering outside the lock.
@@ -489,6 +497,7 @@ class Store:
     # -- internals ----------------------------------------------------------------------------
 
     def _clear(self) -> None:
+        self._generation = getattr(self, "_generation", 0) + 1
         self._developers: dict[str, Record] = {}
         self._emails: dict[str, str] = {}  # lower-cased email -> developer id
         self._policies: dict[str, Record] = {}  # by `_id`
@@ -622,6 +631,7 @@ class Store:
     # -- persistence ------------------------------------------------------------------------
 
     def _committed(self) -> None:
+        self._generation += 1
         if self.state_path is not None and self._batch_depth == 0:
             self._save(self.state_path)
 
