@@ -331,3 +331,50 @@ def test_suggestions_are_quoted_and_escaped(tmp_path: Path) -> None:
     ]
     assert "\x1b" not in str(problems[2])
     assert str(problems[2]).endswith("(did you mean 'Reports\\x1b7'?)")
+
+
+def test_ambiguity_lists_the_ids_sorted_whatever_the_dashboard_order(tmp_path: Path) -> None:
+    live = LiveState(
+        tuple(reversed(LIVE.developers)), tuple(reversed(LIVE.policies)), (), legacy=False
+    )
+    loaded = manifests(
+        tmp_path,
+        manifest("  twin@example.com: []\n  alice@example.com:\n    - plan: Silver\n"),
+    )
+    assert [p.message for p in resolve_problems(loaded, live)] == [
+        "ambiguous developer 'twin@example.com': 2 developers have this email "
+        f"({TWIN_1.id}, {TWIN_2.id}); use the developer id",
+        f"ambiguous policy 'Silver': 2 policies match it (_id {SILVER_1.db_id}, "
+        f"{SILVER_2.db_id}); use the policy's `id` or `_id` instead",
+    ]
+
+
+def test_a_request_refused_for_its_policies_is_not_also_declared_twice(tmp_path: Path) -> None:
+    # Once a request has a problem it is left out, so it cannot also clash with another:
+    # one problem each, the one that says what to fix.
+    loaded = manifests(
+        tmp_path,
+        manifest(
+            "  alice@example.com:\n"
+            "    - plan: Gold\n"  # 6
+            "    - plans: [Gold, gold-explicit]\n"  # 7: Gold twice, which leaves [Gold]
+        ),
+    )
+    assert [(p.line, p.message) for p in resolve_problems(loaded)] == [
+        (
+            7,
+            "policy 'gold-explicit' names a policy already listed in this request "
+            f"(_id {GOLD.db_id})",
+        )
+    ]
+    on_legacy = manifests(
+        tmp_path,
+        manifest(
+            "  alice@example.com:\n"
+            "    - plans: [Gold, Reports]\n"  # 6
+            "    - plans: [gold-explicit, Reports]\n"  # 7: the same identity
+        ),
+    )
+    legacy = dataclasses.replace(LIVE, legacy=True)
+    assert [p.line for p in resolve_problems(on_legacy, legacy)] == [6, 7]
+    assert all("one request per plan" in p.message for p in resolve_problems(on_legacy, legacy))

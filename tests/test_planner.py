@@ -23,6 +23,7 @@ GOLD = Policy("64b000000000000000000b01", "gold", "Gold")
 SILVER = Policy("64b000000000000000000b02", "silver", "Silver")
 REPORTS = Policy("64b000000000000000000b03", "", "Reports")
 SILVER_TOO = Policy("64b000000000000000000b04", "silver-2", "Silver")  # a second "Silver"
+SILVER_3 = Policy("64b000000000000000000b05", "", "Silver")  # and a third
 OWNER = "payments-team"
 
 
@@ -33,6 +34,7 @@ def want(
     approved: bool = True,
     fields: dict[str, str] | None = None,
     line: int = 5,
+    file: str = "m.yaml",
 ) -> DesiredRequest:
     return DesiredRequest(
         developer=dev,
@@ -40,7 +42,7 @@ def want(
         approved=approved,
         fields=fields or {},
         owner=OWNER,
-        file="m.yaml",
+        file=file,
         line=line,
     )
 
@@ -85,7 +87,7 @@ def run(
 ):  # type: ignore[no-untyped-def]
     state = LiveState(
         developers=(ALICE, BOB, CAROL, ALICE_TOO),
-        policies=(GOLD, SILVER, REPORTS, SILVER_TOO),
+        policies=(GOLD, SILVER, REPORTS, SILVER_TOO, SILVER_3),
         requests=tuple(live),
         legacy=legacy,
     )
@@ -452,3 +454,61 @@ def test_actions_are_ordered_by_email_developer_policy_names_kind_and_request_id
         ("create", ALICE_TOO.id, ["Gold"], None),
         ("create", CAROL.id, ["Gold"], None),
     ]
+
+
+def test_actions_that_tie_on_the_sort_key_keep_the_manifests_order() -> None:
+    # Three policies named Silver: the creates tie on every sort-key component, and come
+    # in the order of their declarations (file, then line), whatever order they arrive in.
+    wanted = [
+        want(policies=(SILVER,), file="b.yaml", line=1),
+        want(policies=(SILVER_TOO,), file="a.yaml", line=9),
+        want(policies=(SILVER_3,), file="a.yaml", line=2),
+    ]
+    plan = run(wanted, [])
+    assert [a.declared_at for a in plan.actions] == ["a.yaml:2", "a.yaml:9", "b.yaml:1"]
+    assert [a.policies[0].id for a in plan.actions] == [
+        SILVER_3.db_id,
+        SILVER_TOO.db_id,
+        SILVER.db_id,
+    ]
+
+
+def test_several_pending_alike_keep_the_lowest_id() -> None:
+    same = "2026-01-01T00:00:00Z"
+    plan = run([want()], [live_req("2", date=same), live_req("1", date=same)])
+    assert kinds(plan) == [("approve", "c" * 23 + "1"), ("delete", "c" * 23 + "2")]
+
+
+def test_a_request_of_a_developer_gone_from_the_dashboard_is_deleted_without_an_email() -> None:
+    gone = Developer("64a0000000000000000000ff", "gone@example.com")
+    (action,) = run([], [live_req("1", dev=gone)]).actions
+    assert (action.action, action.developer.id, action.developer.email) == (
+        "delete",
+        gone.id,
+        "",
+    )
+
+
+def test_a_deleted_request_names_a_policy_the_dashboard_no_longer_has() -> None:
+    (action,) = run([], [live_req("1", policies=(GOLD.db_id, "64b0000000000000000000ff"))]).actions
+    assert [p.to_data() for p in action.policies] == [
+        {"id": GOLD.db_id, "name": "Gold"},
+        {"id": "64b0000000000000000000ff", "name": "(unknown policy)"},
+    ]
+
+
+def test_make_plan_defaults_to_no_dashboard_and_no_reissue() -> None:
+    live = LiveState((ALICE,), (GOLD,), (live_req("1", approved=True, fields={"t": "old"}),))
+    desired = Desired((want(fields={"t": "new"}),), (scope(),), "m" * 64)
+    plan = make_plan(desired, live)
+    assert plan.dashboard == ""
+    assert plan.actions == () and len(plan.warnings) == 1  # no --reissue: a warning
+
+
+def test_fields_differ_names_keys_that_hold_quotes_as_they_are() -> None:
+    plan = run(
+        [want(fields={"a'": "2", "plain": "x"}, approved=False)],
+        [live_req("1", fields={"a'": "1", '"q"': "x", "plain": "x"})],
+    )
+    (action,) = plan.actions
+    assert action.reason == "fields differ: \"q\" removed (was 'x'), a' '1' -> '2'"

@@ -260,8 +260,12 @@ def _describe(live: Mapping[str, str], wanted: Mapping[str, str]) -> str:
 
 
 def _key(path: str) -> str:
-    # DeepDiff paths look like "root['ticket']"
-    return path[len("root[") : -1].strip("'\"") if path.startswith("root[") else path
+    # DeepDiff paths look like "root['ticket']" (or root["it's"] for a key holding a
+    # quote): remove the one quote on each side, never quotes of the key itself.
+    inner = path[len("root[") : -1] if path.startswith("root[") else path
+    if len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "'\"":
+        return inner[1:-1]
+    return inner
 
 
 def _prune_reason(r: KeyRequest, scopes: Iterable[FileScope]) -> tuple[str, FileScope] | None:
