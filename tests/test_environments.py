@@ -737,3 +737,21 @@ def test_grants_shows_each_environment(envs: dict[str, Env], tyk: Tyk) -> None:
     assert tyk("grants", "--all-envs", "--format", "csv").code == 1
     one = tyk("grants", "--env", "prod", "--format", "csv")
     assert one.code == 0 and one.out.startswith("developer_email,")
+
+
+def test_paths_from_the_config_cannot_forge_an_output_line(
+    envs: dict[str, Env], tyk: Tyk, tmp_path: Path
+) -> None:
+    # tyksync.toml is in the pull request: its author chooses these paths.
+    write_config(
+        tmp_path,
+        {"staging": envs["staging"]},
+        '[environments.prod]\ndashboard = "https://dash.example.invalid"\n'
+        'secret_file = "s\\nError: forged secret line"\nmanifests = ["manifests"]\n'
+        'ca_bundle = "x\\nError: forged bundle line"\n',
+    )
+    r = tyk("plan", "--all-envs")
+    assert r.code == 1
+    assert not any(line.startswith("Error: forged") for line in r.err.splitlines()), r.err
+    assert "s\\nError: forged secret line" in r.err and "x\\nError: forged bundle line" in r.err
+    assert no_calls(envs)

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.capture import LogCapture
+import requests
+from harness.capture import LogCapture, capture_logs
 from support import CliResult, Tyk
 
 from tyksync import redact
 from tyksync.applier import Applier
 from tyksync.client import DashboardClient
+from tyksync.errors import TyksyncError
 from tyksync.manifest import load_manifests
 from tyksync.models import Developer, key_label
 from tyksync.pipeline import plan_live
@@ -673,3 +675,48 @@ def test_key_ids_appear_in_no_output_at_any_verbosity(
     assert scan(texts) == []
     # The scan can fail: a key id or a key where it looks is found.
     assert scan({"x": f"DELETE /keys/{key_ids[1]} 200", "y": raw_keys[2]}) == [("x", 1), ("y", 6)]
+
+
+def test_a_retried_revoke_logs_the_key_label_never_its_id(dash: Sandbox) -> None:
+    # Records straight from the client's logger, before any handler's redaction filter:
+    # what a library user or another handler would see.
+    world(dash)
+    key = granted(dash, ALICE, [GOLD])
+    key_id = key_id_of(key)
+    dash.faults = Faults(route_errors={REVOKE_ROUTE: 1.0}, error_statuses=(429,), retry_after=0)
+    client = DashboardClient(dash.url, dash.secret, sleep=lambda _s: None)
+    with capture_logs() as logs, pytest.raises(TyksyncError):
+        client.revoke_key(ALICE, key_id)
+    retries = [m for m in logs.messages if "retrying" in m]
+    assert retries and all(key_label(key_id) in m for m in retries)
+    assert not any(key_id in m for m in logs.messages)
+
+
+def test_sandbox_logs_mask_a_revoked_key_id(dash: Sandbox) -> None:
+    world(dash)
+    key_id = key_id_of(granted(dash, ALICE, [GOLD]))
+    lines: list[str] = []
+    with Sandbox("log-secret-1234", log=lines.append) as sb:
+        sb.store.add_developer("x@example.com", id=ALICE)
+        requests.delete(
+            f"{sb.url}/api/portal/developers/{ALICE}/keys/{key_id}",
+            headers={"authorization": "log-secret-1234"},
+            timeout=10,
+        )
+    assert any("/keys/(key id)" in line for line in lines), lines
+    assert not any(key_id in line for line in lines)
+
+
+def test_an_expiry_warning_past_a_century_is_refused_not_a_crash(dash: Sandbox, tyk: Tyk) -> None:
+    world(dash)
+    folder = team("  alice@example.com: []\n")
+    r = tyk("plan", str(folder), "--expiry-warning", "99999999999")
+    assert r.code == 1 and "--expiry-warning" in r.err and "internal error" not in r.err
+    saved = tyk("plan", str(folder), "--out", "p.json")
+    assert saved.code == 0, saved.all
+    data = json.loads(Path("p.json").read_text())
+    data["saved"]["expiry_warning_days"] = 10**12
+    Path("p.json").write_text(json.dumps(data))
+    edited = tyk("apply", "--plan", "p.json")
+    assert edited.code == 1 and "not a tyksync plan file" in edited.err, edited.all
+    assert dash.mutating_calls() == 0

@@ -41,6 +41,7 @@ from tyksync.manifest.export import export_manifest, export_pending
 from tyksync.pipeline import plan_live
 from tyksync.plan import FORMAT_VERSION, Plan, check_safety
 from tyksync.plan_schema import plan_json_schema
+from tyksync.planner import MAX_EXPIRY_WARNING_DAYS
 from tyksync.provenance import Provenance, detect
 from tyksync.render import (
     FULL_PLAN,
@@ -332,7 +333,7 @@ def _expiry_warning_option(f: F) -> F:
     return click.option(
         "--expiry-warning",
         "expiry_warning",
-        type=click.IntRange(min=0),
+        type=click.IntRange(min=0, max=MAX_EXPIRY_WARNING_DAYS),
         default=14,
         show_default=True,
         metavar="DAYS",

@@ -452,7 +452,8 @@ class DashboardClient:
                     return verdict.body
                 retry = verdict
             wait = delay if retry.wait is None else retry.wait
-            log.warning("%s %s: %s; retrying in %.1fs", method, shown, retry.reason, wait)
+            # call.shown, not the path: a revoke's path holds a key id (a secret).
+            log.warning("%s %s: %s; retrying in %.1fs", method, call.shown, retry.reason, wait)
             self._sleep(wait)
 
     def _judge(self, call: _Call, answer: _Answer, last: bool) -> _Answer | _Retry:

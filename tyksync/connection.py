@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from tyksync import redact
 from tyksync.client import DashboardClient, is_loopback, url_label
 from tyksync.errors import ConfigError
+from tyksync.escape import printable
 from tyksync.fileutil import DEFAULT_SANDBOX_STATE
 
 log = logging.getLogger("tyksync")
@@ -131,9 +132,11 @@ def read_secret(
             mode = path.stat().st_mode
             raw = path.read_text(encoding="utf-8")
         except OSError as e:
-            raise ConfigError(f"secret file {path}: cannot read it: {e.strerror}") from None
+            raise ConfigError(
+                f"secret file {printable(str(path))}: cannot read it: {e.strerror}"
+            ) from None
         except UnicodeDecodeError:
-            raise ConfigError(f"secret file {path}: not UTF-8 text") from None
+            raise ConfigError(f"secret file {printable(str(path))}: not UTF-8 text") from None
         # Writable matters too: whoever can change the file chooses which Dashboard user
         # tyksync acts as.
         exposed = [
@@ -149,7 +152,7 @@ def read_secret(
                 stat.S_IMODE(mode),
                 path,
             )
-        return _checked(raw.rstrip("\r\n"), f"secret file {path}")
+        return _checked(raw.rstrip("\r\n"), f"secret file {printable(str(path))}")
     secret = env.get("TYK_DASHBOARD_SECRET", "")
     if not secret:
         raise ConfigError(

@@ -19,6 +19,7 @@ from tyksync.client import is_loopback
 from tyksync.config import Config, EnvironmentConfig, find_config, load_config
 from tyksync.connection import ConnectionSettings, read_secret
 from tyksync.errors import ConfigError, ConfigProblems, TyksyncError
+from tyksync.escape import printable
 from tyksync.fileutil import STATE_DIR
 from tyksync.manifest import (
     Manifests,
@@ -197,7 +198,7 @@ def preflight(targets: Sequence[Target], environ: Mapping[str, str]) -> None:
         try:
             read_secret(settings.secret_file, environ, secret_env=settings.secret_env)
         except TyksyncError as e:
-            problems.append(f"environment {target.name}: {e}{_source(target)}")
+            problems.append(f"environment {target.name}: {printable(str(e))}{_source(target)}")
         url = urlsplit(settings.dashboard or "")
         cleartext = url.scheme.lower() == "http" and not is_loopback(url.hostname or "")
         if cleartext and not settings.insecure:
@@ -208,7 +209,8 @@ def preflight(targets: Sequence[Target], environ: Mapping[str, str]) -> None:
             )
         bundle = settings.ca_bundle
         if bundle is not None and not settings.insecure and not bundle.is_file():
-            problems.append(f"environment {target.name}: ca_bundle {bundle}: no such file")
+            shown = printable(str(bundle))
+            problems.append(f"environment {target.name}: ca_bundle {shown}: no such file")
     if problems:
         raise ConfigProblems(problems)
 

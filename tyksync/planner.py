@@ -39,6 +39,8 @@ from tyksync.plan import (
 )
 
 EXPIRY_WARNING = timedelta(days=14)
+# A century: past it a timedelta overflows, and no warning that early means anything.
+MAX_EXPIRY_WARNING_DAYS = 36500
 
 
 def make_plan(

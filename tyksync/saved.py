@@ -25,6 +25,7 @@ from tyksync.errors import ManifestError, StalePlan, TyksyncError
 from tyksync.escape import printable, printable_lines
 from tyksync.fileutil import atomic_write
 from tyksync.plan import FORMAT_VERSION, Plan, canonical_json
+from tyksync.planner import MAX_EXPIRY_WARNING_DAYS
 
 SAVED = "saved"  # the member of a saved plan that holds what re-deriving needs
 MAX_PLAN_BYTES = 256 * 1024 * 1024
@@ -102,7 +103,7 @@ def read_saved_plan(path: Path) -> SavedPlan:
         or not isinstance(saved.get("reissue"), bool)
         or not _environment_of(saved)[0]
         or type(saved.get("expiry_warning_days", 14)) is not int
-        or saved.get("expiry_warning_days", 14) < 0
+        or not 0 <= saved.get("expiry_warning_days", 14) <= MAX_EXPIRY_WARNING_DAYS
         or not isinstance(saved.get("as_of"), (str, type(None)))
     ):
         raise TyksyncError(

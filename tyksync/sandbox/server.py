@@ -222,6 +222,9 @@ class _Router:
         return None
 
 
+_KEY_IN_PATH = re.compile(r"(/keys/)[^/?#]+")
+
+
 def _compile(template: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)))
 
@@ -346,7 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _hang_up(self, abortive: bool) -> None:
         """Close the connection without answering: abortive sends a reset (RST)."""
         what = "reset before handling" if abortive else "hung up after commit"
-        self.server.sandbox.log(f"{self.command} {self.path} {what} (injected)")
+        self.server.sandbox.log(f"{self.command} {self._logged_path} {what} (injected)")
         self.close_connection = True
         with suppress(OSError):
             if abortive:
@@ -360,7 +363,12 @@ class _Handler(BaseHTTPRequestHandler):
         # The path and status only: headers (the secret) and bodies (keys) are never logged.
         status = int(code) if isinstance(code, int) else code
         note = " (injected)" if self._injected_answer else ""
-        self.server.sandbox.log(f"{self.command} {self.path} {status}{note}")
+        self.server.sandbox.log(f"{self.command} {self._logged_path} {status}{note}")
+
+    @property
+    def _logged_path(self) -> str:
+        """The path as the log shows it: a revoke's key id is a secret, so it is masked."""
+        return _KEY_IN_PATH.sub(r"\1(key id)", self.path)
 
     def log_message(self, format: str, *args: Any) -> None:
         self.server.sandbox.log(f"{self.address_string()} {format % args}")
