@@ -389,3 +389,17 @@ def test_two_first_runs_at_once_seed_a_new_state_file_once(tmp_path: Path) -> No
     assert [p.returncode for p in runs] == [0, 0], outputs
     saved = json.loads(state.read_text())
     assert (len(saved["developers"]), len(saved["requests"])) == (5, 6)
+
+
+@pytest.mark.parametrize("option", ["--config", "--plan"])
+def test_a_fifo_read_as_config_or_saved_plan_is_refused_not_waited_on(
+    dash: Sandbox, tmp_path: Path, option: str
+) -> None:
+    # In a child with a timeout: without the defence, opening the FIFO waits for a writer.
+    os.mkfifo(tmp_path / "trap")
+    argv = ("apply", "--plan", "trap") if option == "--plan" else ("plan", "manifests")
+    extra = ("--config", "trap", "--env", "x") if option == "--config" else ()
+    r = child(*argv, *extra, cwd=tmp_path)
+    assert r.code == 1, r.all
+    assert "trap: cannot read it: not a regular file" in r.err
+    assert dash.counts() == {}

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from tyksync.errors import ConfigError, ConfigProblems
 from tyksync.escape import printable
+from tyksync.fileutil import read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -96,8 +97,7 @@ def load_config(path: Path) -> Config:
     """The checked config, or ConfigProblems listing every problem of the file."""
     shown = printable(str(path))
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
+        raw = read_regular(path, MAX_CONFIG_BYTES)
     except OSError as e:
         raise ConfigError(f"{shown}: cannot read it: {e.strerror}") from None
     if len(raw) > MAX_CONFIG_BYTES:

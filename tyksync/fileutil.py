@@ -71,6 +71,18 @@ def _problem(info: os.stat_result, path: Path) -> str | None:
     return None
 
 
+def read_regular(path: Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of a regular file (one byte more tells the caller it is
+    too large). Opened without blocking, so that a FIFO or a terminal named by mistake
+    (or by an attacker) is refused at once (OSError, "not a regular file") instead of
+    waiting forever for a writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return f.read(limit + 1)
+
+
 def check_private(path: Path, *, what: str = "", devices: bool = False) -> None:
     """Refuse `path` if it exists and is not a private regular file of ours; for a file
     that is replaced rather than opened, or to refuse one early, before any other work.

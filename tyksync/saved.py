@@ -23,7 +23,7 @@ from typing import Any
 
 from tyksync.errors import ManifestError, StalePlan, TyksyncError
 from tyksync.escape import printable, printable_lines
-from tyksync.fileutil import atomic_write
+from tyksync.fileutil import atomic_write, read_regular
 from tyksync.plan import FORMAT_VERSION, Plan, canonical_json
 from tyksync.planner import MAX_EXPIRY_WARNING_DAYS
 
@@ -82,8 +82,7 @@ def read_saved_plan(path: Path) -> SavedPlan:
     """The file's plan, checked for shape only (exit 1 for a file that is not one)."""
     shown = printable(str(path))
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_PLAN_BYTES + 1)
+        raw = read_regular(path, MAX_PLAN_BYTES)
     except OSError as e:
         raise TyksyncError(f"--plan {shown}: cannot read it: {e.strerror}") from None
     if len(raw) > MAX_PLAN_BYTES:
