@@ -34,7 +34,6 @@ from tyksync.audit import (
     GrantFilter,
     GrantsReport,
     access_diff,
-    declared_expiry,
     grants,
 )
 from tyksync.client import DashboardClient
@@ -291,16 +290,25 @@ def test_grants_unmanaged_with_manifests_is_what_no_manifest_governs(
     assert [g.request_id for g in report.grants] == ["64c000000000000000000c06"]
 
 
-def test_expiry_hook_reads_a_declarations_expires() -> None:
-    class WithExpiry:
-        def __init__(self, expires: object) -> None:
-            self.expires = expires
+def test_grants_show_expires_as_written_and_filter_on_it(sandbox: Sandbox, tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(
+        "version: 1\nowner: payments-team\nprune: none\ndevelopers:\n"
+        "  carol@example.com:\n    - plan: Gold\n      expires: 2026-02-10\n"
+        "      fields: {ticket: OPS-1}\n"
+    )
+    manifests = load_manifests([tmp_path])
 
-    assert declared_expiry(object()) is None
-    assert declared_expiry(WithExpiry(dt.date(2027, 1, 31))) == "2027-01-31"
-    when = dt.datetime(2027, 1, 31, 8, 30, tzinfo=dt.timezone.utc)
-    assert declared_expiry(WithExpiry(when)) == "2027-01-31T08:30:00Z"
-    assert declared_expiry(WithExpiry("2027-02-01")) == "2027-02-01"
+    def carol(within: int | None) -> list[str | None]:
+        where = GrantFilter(developers=("carol@example.com",), expiring_within=within)
+        report = grants(read_live(sandbox), now=NOW, manifests=manifests, where=where)
+        return [g.expires for g in report.grants]
+
+    # The date as written (not the moment it takes effect, the next midnight).
+    assert carol(None) == ["2026-02-10"]
+    # NOW is 2026-02-01 12:00; the grant holds through the 10th: it ends at the 11th's
+    # midnight, 9.5 days away.
+    assert carol(10) == ["2026-02-10"]
+    assert carol(9) == []
 
 
 # ---- grants through the CLI, over HTTP ---------------------------------------------------
@@ -607,6 +615,7 @@ def test_diff_compares_as_written(two_sets: tuple[Path, Path]) -> None:
         "owner": "payments-team",
         "expires": None,
         "declared_at": "new/payments.yaml:12",
+        "environments": None,
     }
 
 
@@ -850,3 +859,28 @@ def test_grants_say_whether_the_key_is_still_on_record(dash: Sandbox, tyk: Tyk) 
     assert carol()["key_on_record"] is False
     pending = tyk("grants", "--developer", "bob@example.com", "--format", "json")
     assert [g["key_on_record"] for g in json.loads(pending.out)["grants"]] == [None]
+
+
+def test_diff_tells_declarations_of_one_identity_in_other_environments_apart(
+    tmp_path: Path, tyk: Tyk
+) -> None:
+    def write(folder: str, staging_approved: str) -> Path:
+        path = tmp_path / folder
+        path.mkdir()
+        (path / "m.yaml").write_text(
+            "version: 1\nowner: t\ndevelopers:\n  alice@example.com:\n"
+            f"    - plan: Gold\n      approved: {staging_approved}\n"
+            "      environments: [staging]\n"
+            "    - plan: Gold\n      environments: [prod]\n"
+        )
+        return path
+
+    old, new = write("old", "false"), write("new", "true")
+    r = tyk("diff", str(old), str(new), "--format", "json", "--detailed-exitcode")
+    assert r.code == 2, r.all
+    (change,) = json.loads(r.out)["changes"]
+    assert (change["change"], change["developer"], change["declared_at"]) == (
+        "approve",
+        "alice@example.com",
+        f"{new}/m.yaml:5",
+    )

@@ -25,6 +25,7 @@ from tyksync.manifest import DeclaredRequest, Manifests, resolve
 from tyksync.models import DesiredRequest, Developer, KeyRequest, LiveState, PolicyIndex
 from tyksync.plan import DevRef, Plan, PolicyRef
 from tyksync.planner import make_plan
+from tyksync.timefmt import parse_expiry
 
 GrantState = Literal["key", "pending"]
 UNMANAGED: Final = "unmanaged"
@@ -145,7 +146,7 @@ def grants(
                 declared_at=declared_at,
                 created=r.date_created,
                 age_days=_age_days(r.date_created, now),
-                expires=declared_expiry(declaration),
+                expires=declaration.expires_text or None if declaration else None,
                 key_on_record=_key_on_record(r, dev, policies),
                 wanted=wanted,
                 for_api=r.for_api if r.is_v1 else None,
@@ -222,6 +223,14 @@ def _age_days(created: str, now: dt.datetime) -> int | None:
     return max(0, (now - when).days)
 
 
+def _expiry(written: str | None) -> dt.datetime | None:
+    """When an `expires` as written takes effect (the manifest loader checked it)."""
+    try:
+        return parse_expiry(written) if written else None
+    except ValueError:
+        return None
+
+
 def _key_on_record(r: KeyRequest, dev: Developer | None, policies: PolicyIndex) -> bool | None:
     """Whether the developer's record still holds a key granting exactly this request's
     policies (SPEC section 11: `keys`); None when it does not apply (a pending or v1
@@ -229,18 +238,6 @@ def _key_on_record(r: KeyRequest, dev: Developer | None, policies: PolicyIndex) 
     if not r.approved or r.is_v1 or dev is None or dev.keys is None:
         return None
     return bool(dev.keys_granting(policies.identity(r)[1], policies))
-
-
-def declared_expiry(declaration: object) -> str | None:
-    """A declaration's `expires` as text, or None when it has none."""
-    value = getattr(declaration, "expires", None)
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return str(value)
 
 
 def _filtered(
@@ -264,7 +261,7 @@ def _filtered(
         if where.unmanaged and not _unmanaged(g):
             return False
         if horizon is not None:
-            expires = parse_time(g.expires) if g.expires else None
+            expires = _expiry(g.expires)
             if expires is None or expires > horizon:
                 return False
         return True
@@ -336,6 +333,7 @@ class Declared:
     owner: str
     expires: str | None
     declared_at: str  # FILE:LINE
+    environments: tuple[str, ...] | None = None  # the environments it is in; None: all
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -343,6 +341,7 @@ class Declared:
             "owner": self.owner,
             "expires": self.expires,
             "declared_at": self.declared_at,
+            "environments": None if self.environments is None else list(self.environments),
         }
 
 
@@ -455,9 +454,17 @@ def _differences(was: Declared, now: Declared) -> list[AccessDiff]:
     return out
 
 
-def _declarations(manifests: Manifests) -> dict[tuple[str, frozenset[str]], Declared]:
-    """Declarations by identity as written (the loader refuses an identity declared twice)."""
-    return {r.textual_identity: _declared(r) for r in manifests.requests}
+_DeclaredKey = tuple[str, frozenset[str], tuple[str, ...] | None]
+
+
+def _declarations(manifests: Manifests) -> dict[_DeclaredKey, Declared]:
+    """Declarations by identity as written and the environments they are in: one identity
+    may be declared once per environment (the loader refuses environments that meet)."""
+    out: dict[_DeclaredKey, Declared] = {}
+    for r in manifests.requests:
+        declared = _declared(r)
+        out[(*r.textual_identity, declared.environments)] = declared
+    return out
 
 
 def _declared(r: DeclaredRequest) -> Declared:
@@ -466,8 +473,9 @@ def _declared(r: DeclaredRequest) -> Declared:
         policies=r.plans,
         approved=r.approved,
         owner=r.owner,
-        expires=declared_expiry(r),
+        expires=r.expires,
         declared_at=f"{r.file}:{r.line}",
+        environments=None if r.environments is None else tuple(sorted(r.environments)),
     )
 
 
