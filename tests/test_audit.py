@@ -884,3 +884,22 @@ def test_diff_tells_declarations_of_one_identity_in_other_environments_apart(
         "alice@example.com",
         f"{new}/m.yaml:5",
     )
+
+
+def test_diff_base_skips_hidden_entries_and_refuses_a_huge_blob_unread(
+    repo: Path, tyk: Tyk
+) -> None:
+    # Discovery skips .github and the like under a folder given; --base does the same.
+    write(repo / "manifests" / ".github" / "ci.yml", "on: push\njobs: {}\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "hidden")
+    r = tyk("diff", "--base", "HEAD", "manifests/", "--format", "json")
+    assert r.code == 0, r.err
+    # A blob over the manifest size limit is a FILE:LINE problem, not read into memory.
+    write(repo / "manifests" / "huge.yaml", "# x\n" * 300_000)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "huge")
+    (repo / "manifests" / "huge.yaml").unlink()  # only the revision holds it
+    huge = tyk("diff", "--base", "HEAD", "manifests/")
+    assert huge.code == 1
+    assert "HEAD:manifests/huge.yaml:1: file too large" in huge.err, huge.err

@@ -20,9 +20,11 @@ from tyksync.errors import ManifestError, Problem, TyksyncError
 from tyksync.escape import printable
 from tyksync.manifest import Manifests, load_manifests
 from tyksync.manifest.discovery import MANIFEST_SUFFIXES
+from tyksync.manifest.yamlload import MAX_FILE_BYTES, too_big
 
 GIT_TIMEOUT: Final = 60.0
 _SYMLINK_MODE: Final = "120000"
+MAX_FILES: Final = 10_000  # manifest files at one revision: far past any real repository
 
 
 class GitError(TyksyncError):
@@ -39,7 +41,7 @@ def manifests_at(rev: str, paths: Sequence[Path], *, timeout: float = GIT_TIMEOU
     top = _toplevel(timeout)
     commit = _commit(rev, top, timeout)
     wanted = [_in_repo(p, top) for p in paths]
-    entries = _ls_tree(commit, wanted, top, timeout)
+    entries = _ls_tree(commit, wanted, top, timeout, rev)
     with tempfile.TemporaryDirectory(prefix="tyksync-base-") as tmp:
         root = Path(tmp)
         blobs = _cat_blobs([sha for sha, _ in entries], top, timeout)
@@ -130,12 +132,12 @@ def _in_repo(path: Path, top: Path) -> str:
 
 
 def _ls_tree(
-    commit: str, wanted: Sequence[str], top: Path, timeout: float
+    commit: str, wanted: Sequence[str], top: Path, timeout: float, rev: str
 ) -> list[tuple[str, str]]:
     """(blob id, path from the root) of every manifest under `wanted` at `commit`: files
     named *.yaml or *.yml, and any file named itself (as the loader reads them)."""
     out = _git_bytes(
-        ["ls-tree", "-r", "-z", "--full-tree", commit, "--", *wanted],
+        ["ls-tree", "-r", "-z", "-l", "--full-tree", commit, "--", *wanted],
         top,
         timeout,
         what="git ls-tree",
@@ -146,24 +148,46 @@ def _ls_tree(
         if not record:
             continue
         meta, _, raw_name = record.partition(b"\t")
-        mode, kind, sha = meta.decode("ascii", "replace").split(" ")
+        mode, kind, sha, size = meta.decode("ascii", "replace").split()
         name = raw_name.decode("utf-8", "surrogateescape")
         if kind != "blob":
             continue  # a submodule
-        if not (name in wanted or name.endswith(MANIFEST_SUFFIXES)):
+        if name not in wanted and not (name.endswith(MANIFEST_SUFFIXES) and _shown(name, wanted)):
             continue
+        if len(entries) >= MAX_FILES:
+            raise GitError(f"git ls-tree: more than {MAX_FILES} manifest files; gave up")
         parts = PurePosixPath(name).parts
         if PurePosixPath(name).is_absolute() or any(p in ("", ".", "..") for p in parts):
-            problems.append(Problem(name, 1, "a path git should never hold; refusing it"))
+            problems.append(
+                Problem(f"{rev}:{name}", 1, "a path git should never hold; refusing it")
+            )
+        elif int(size) > MAX_FILE_BYTES:
+            # Refused before it is read: git would hand over the whole blob.
+            problems.append(Problem(f"{rev}:{name}", 1, too_big()))
         elif mode == _SYMLINK_MODE:
             problems.append(
-                Problem(name, 1, "a symbolic link at this revision; --base reads regular files")
+                Problem(
+                    f"{rev}:{name}",
+                    1,
+                    "a symbolic link at this revision; --base reads regular files",
+                )
             )
         else:
             entries.append((sha, name))
     if problems:
         raise ManifestError(problems)
     return entries
+
+
+def _shown(name: str, wanted: Sequence[str]) -> bool:
+    """Whether discovery would read `name` in a folder given: hidden entries below it
+    (.github, .tyksync, ...) are skipped, as in `manifest.discovery`."""
+    for rel in wanted:
+        if _under(name, rel):
+            below = name if rel == "." else name[len(rel.rstrip("/")) + 1 :]
+            if not any(part.startswith(".") for part in PurePosixPath(below).parts):
+                return True
+    return False
 
 
 def _cat_blobs(shas: Sequence[str], top: Path, timeout: float) -> list[bytes]:

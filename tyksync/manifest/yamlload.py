@@ -523,13 +523,13 @@ def read_yaml_file(path: Path, display: str) -> tuple[YamlDoc | None, list[Probl
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > MAX_FILE_BYTES:
-                return None, [Problem(display, 1, _too_big())]
+                return None, [Problem(display, 1, too_big())]
             # Read one byte past the limit: the file may have grown since fstat.
             raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         return None, [Problem(display, 1, f"cannot read: {exc.strerror or type(exc).__name__}")]
     if len(raw) > MAX_FILE_BYTES:
-        return None, [Problem(display, 1, _too_big())]
+        return None, [Problem(display, 1, too_big())]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -541,5 +541,5 @@ def read_yaml_file(path: Path, display: str) -> tuple[YamlDoc | None, list[Probl
     return doc, problems
 
 
-def _too_big() -> str:
+def too_big() -> str:
     return f"file too large (more than {MAX_FILE_BYTES // 1024} KiB); split it into several files"
