@@ -720,3 +720,23 @@ def test_an_expiry_warning_past_a_century_is_refused_not_a_crash(dash: Sandbox, 
     edited = tyk("apply", "--plan", "p.json")
     assert edited.code == 1 and "not a tyksync plan file" in edited.err, edited.all
     assert dash.mutating_calls() == 0
+
+
+def test_a_key_gone_while_another_names_the_policy_by_its_explicit_id_is_not_guessed(
+    dash: Sandbox,
+) -> None:
+    """The planned key was revoked, and another key of alice grants Gold, recorded under
+    Gold's explicit `id` ("gold"): it may be the same grant under another id, so nothing is
+    revoked and the request is kept (compared canonically, as the planner does)."""
+    world(dash)
+    key = granted(dash, ALICE, [GOLD])
+    folder = team("  alice@example.com: []\n", head="revoke: true\n")
+    with DashboardClient(dash.url, dash.secret) as client:
+        plan = plan_live(client, load_manifests([folder]))
+        dash.store.revoke_key(ALICE, key_id_of(key))
+        other = dash.store.add_request(ALICE, ["gold"], approved=True, fields={"x": "y"})
+        result = Applier(client).apply(plan)
+    (outcome,) = result.outcomes
+    assert outcome.status == "failed", outcome.detail
+    assert "another key grants the same policies" in outcome.detail
+    assert {r["id"] for r in dash.store.requests()} == {plan.actions[0].request_id, other["id"]}

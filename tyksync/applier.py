@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from tyksync.models import (
     Developer,
     Identity,
     KeyRequest,
+    PolicyIndex,
     key_label,
     survivor_order,
 )
@@ -132,11 +134,14 @@ class Applier:
         self.parallelism = max(1, parallelism)
         # Called once per action with its final outcome, from a worker thread.
         self.on_outcome = on_outcome
+        self._index: PolicyIndex | None = None
+        self._index_lock = threading.Lock()
         client.use_connections(self.parallelism)
 
     def apply(self, plan: Plan) -> ApplyResult:
         """Apply every action; the journal records the run's start and its end (or that it
         was interrupted, so a person knows to look at what was sent)."""
+        self._index = None  # policies are read again for each plan applied
         self.journal.write("apply.start", None, dashboard=plan.dashboard, actions=len(plan.actions))
         try:
             result = self._apply(plan)
@@ -217,7 +222,8 @@ class Applier:
         try:
             # Policies too, not requests alone: a rival may name a policy by its explicit
             # `id` where ours names its `_id`, and only the policies tell that they agree.
-            live = self.client.read_live()
+            live_requests = self.client.list_requests()
+            policies = self._policy_index(fresh=True)
         except TyksyncError as e:
             failed = [
                 _with(
@@ -231,19 +237,18 @@ class Applier:
                 for o in created
             ]
             return [self._report(o) if _final_create(o) else o for o in failed], set()
-        policies = live.policy_index()
         # Requests the plan already deals with are no rivals, unless they were approved
         # since it was made: then another apply got there first.
         pending_then = {a.request_id for a in plan.actions if a.request_id and not a.approved}
         known = {a.request_id for a in plan.actions if a.request_id} | {
             w.request_id for w in plan.warnings if w.request_id
         }
-        approved_since = {r.id for r in live.requests if r.approved and r.id in pending_then}
+        approved_since = {r.id for r in live_requests if r.approved and r.id in pending_then}
         rivals: dict[Identity, list[KeyRequest]] = {}
-        for r in live.requests:
+        for r in live_requests:
             if r.id not in known or r.id in approved_since:
                 rivals.setdefault(policies.identity(r), []).append(r)
-        by_id = {r.id: r for r in live.requests}
+        by_id = {r.id: r for r in live_requests}
 
         def finish(outcome: Outcome) -> Outcome:
             if not _made(outcome):
@@ -540,7 +545,8 @@ class Applier:
         if found:
             raise _Failed(f"revoke {label}: several keys of the developer bear that label{kept}")
         wanted = frozenset(p.id for p in action.policies)
-        if any(frozenset(granted) == wanted for granted in keys.values()):
+        # A key may name a policy by its explicit `id`: compared canonically, as planned.
+        if developer.keys_granting(wanted, self._policy_index()):
             raise _Failed(
                 f"revoke {label}: that key is no longer on the developer's record, and another "
                 f"key grants the same policies; nothing revoked{kept}"
@@ -554,6 +560,14 @@ class Applier:
         if developer.keys is None:
             raise _Failed(f"revoke {label}: the Dashboard did not list the developer's keys{kept}")
         return True if key_id not in developer.keys else None
+
+    def _policy_index(self, *, fresh: bool = False) -> PolicyIndex:
+        """The Dashboard's policies, read once an apply (again when `fresh`): what tells
+        that two names of a policy (`_id`, explicit `id`) are one."""
+        with self._index_lock:
+            if fresh or self._index is None:
+                self._index = PolicyIndex(self.client.list_policies())
+            return self._index
 
     def _developer(self, developer_id: str, label: str, kept: str) -> Developer:
         try:

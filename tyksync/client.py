@@ -214,6 +214,11 @@ class DashboardClient:
             developers=developers, policies=policies, requests=key_requests, legacy=legacy
         )
 
+    def list_policies(self) -> list[Policy]:
+        raw = self._list(POLICIES)
+        with _parsing("GET", POLICIES):
+            return [_policy(p) for p in raw]
+
     def list_requests(self) -> list[KeyRequest]:
         raw = self._list(REQUESTS)
         with _parsing("GET", REQUESTS):
