@@ -722,6 +722,7 @@ def test_an_expiry_warning_past_a_century_is_refused_not_a_crash(dash: Sandbox, 
     assert dash.mutating_calls() == 0
 
 
+@pytest.mark.dash(seed=None, state="state.json")
 def test_a_key_gone_while_another_names_the_policy_by_its_explicit_id_is_not_guessed(
     dash: Sandbox,
 ) -> None:
@@ -734,7 +735,14 @@ def test_a_key_gone_while_another_names_the_policy_by_its_explicit_id_is_not_gue
     with DashboardClient(dash.url, dash.secret) as client:
         plan = plan_live(client, load_manifests([folder]))
         dash.store.revoke_key(ALICE, key_id_of(key))
-        other = dash.store.add_request(ALICE, ["gold"], approved=True, fields={"x": "y"})
+        other = dash.store.add_request(ALICE, [GOLD], approved=True, fields={"x": "y"})
+        # A Dashboard may record a key's policies by explicit `id`: rewrite the record
+        # the way another process would, and the store reads it back.
+        state = json.loads(Path("state.json").read_text())
+        (alice,) = [d for d in state["developers"] if d["id"] == ALICE]
+        alice["keys"] = {k: ["gold"] for k in alice["keys"]}
+        Path("state.json").write_text(json.dumps(state))
+        assert list(dash.store.get_developer(ALICE)["keys"].values()) == [["gold"]]
         result = Applier(client).apply(plan)
     (outcome,) = result.outcomes
     assert outcome.status == "failed", outcome.detail
