@@ -47,6 +47,19 @@ def dump_manifest(data: Mapping[str, Any]) -> str:
         Dumper=_ManifestDumper,
         sort_keys=False,
         default_flow_style=False,
-        allow_unicode=True,
+        # Unicode is written as itself, unless a value holds a character a terminal would
+        # act on (a bidi override, ...): YAML counts those printable, so only escaping
+        # every non-ASCII character keeps them out of a person's terminal.
+        allow_unicode=_printable(data),
         width=100,
     )
+
+
+def _printable(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.isprintable()
+    if isinstance(value, Mapping):
+        return all(_printable(k) and _printable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_printable(v) for v in value)
+    return True
