@@ -293,15 +293,16 @@ def test_plain_http_to_another_host_is_refused_before_any_call(
 
 
 def test_max_response_mb_reaches_every_environment(envs: dict[str, Env], tyk: Tyk) -> None:
-    staging = envs["staging"]
-    alice, gold = staging.developers["alice@example.com"], staging.policies["Gold"]
-    staging.sb.store.add_requests(
+    # The second environment is the big one: an option that reached only the first fails.
+    prod = envs["prod"]
+    alice, gold = prod.developers["alice@example.com"], prod.policies["Gold"]
+    prod.sb.store.add_requests(
         {"developer_id": alice, "policies": [gold], "fields": {"pad": "x" * 300}}
         for _ in range(3000)
     )
     r = tyk("plan", "--all-envs", "--max-response-mb", "1")
     assert r.code == 1
-    assert "environment staging: GET /api/portal/requests" in r.err
+    assert "environment prod: GET /api/portal/requests" in r.err
     assert "larger than 1 MiB" in r.err
 
 

@@ -305,7 +305,8 @@ def test_a_trickled_answer_ends_at_the_timeout(serve: Any, respond: Any) -> None
         client(server.url, timeout=1.0).list_requests()
     took = time.monotonic() - started
     assert str(e.value) == "GET /api/portal/requests?p=-1: no whole answer within 1s (--timeout)"
-    assert 0.9 < took < 3, took
+    # At least the deadline (it exists), well under a trickle's end (it bites).
+    assert 0.9 < took < 10, took
 
 
 def test_a_read_past_the_deadline_is_retried(serve: Any) -> None:
@@ -608,7 +609,9 @@ def test_pages_the_items_cannot_fill_end_the_walk(serve: Any, page: Any) -> None
     started = time.monotonic()
     with pytest.raises(IncompleteListing, match=r"^GET /api/portal/requests: .*10{12} pages"):
         client(server.url).list_requests()
-    assert time.monotonic() - started < 2
+    # The GET count is the proof (an unbounded walk would read 10**12 pages); the time
+    # bound only catches a hang, generously, for a machine busy with a parallel suite.
+    assert time.monotonic() - started < 20
     assert server.count("GET") <= 5, server.calls
 
 

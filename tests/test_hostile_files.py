@@ -383,6 +383,7 @@ def test_two_first_runs_at_once_seed_a_new_state_file_once(tmp_path: Path) -> No
         deadline = time.monotonic() + CHILD_TIMEOUT
         while waiting_for(lock) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
+        assert waiting_for(lock) == 2  # both wait on the lock: their race is real
     finally:
         os.close(held)  # both start now
     outputs = [p.communicate(timeout=CHILD_TIMEOUT)[0] for p in runs]
