@@ -383,3 +383,26 @@ def test_a_mode_that_is_neither_fails_before_installing(gh: GitHub, tmp_path: Pa
 def test_the_action_file_is_where_uses_finds_it() -> None:
     assert ACTION.name == "action.yml" and ACTION.parent.joinpath("scripts", "action").is_dir()
     assert BOT == "github-actions[bot]"
+
+
+@pytest.mark.parametrize("force", ["false", "true"])
+def test_force_reaches_apply_for_a_plan_refused_by_the_share_rule(
+    dash: Sandbox, gh: GitHub, tmp_path: Path, force: str
+) -> None:
+    carol = next(d["id"] for d in dash.store.developers() if d["email"] == "carol@example.com")
+    for n in range(10):  # owned, undeclared: the plan deletes them, over 30% of the managed
+        dash.store.add_request(
+            carol, ["silver"], fields={"tyksync_owner": "payments-team", "n": str(n)}
+        )
+    plan_run(dash, gh, tmp_path, run_id=100)
+    merged(gh)
+    before = len(dash.store.requests())
+    run = apply_run(dash, gh, tmp_path, run_id=200, force=force)
+    applied = run.results["apply"]
+    if force == "true":
+        assert applied.code == 0, applied.all
+        assert not any(r["fields"].get("n") for r in dash.store.requests())
+    else:
+        assert applied.code == 3, applied.all
+        assert "over 30%" in applied.all
+        assert len(dash.store.requests()) == before
