@@ -479,6 +479,12 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[Problem]]:
     if plain is not None:
         data, lines, nulls = plain
         return YamlDoc(data, lines, nulls=nulls), []
+    return parse_yaml_strict(text, file)
+
+
+def parse_yaml_strict(text: str, file: str) -> tuple[YamlDoc | None, list[Problem]]:
+    """`parse_yaml` without the fast reader: every document through the event builder
+    (what the fast reader must agree with, wherever it answers)."""
     try:
         # The pure-Python parser checks every character here, libyaml while parsing.
         loader = _Loader(text)
