@@ -23,6 +23,7 @@ from tyksync import redact
 from tyksync.applier import Applier
 from tyksync.client import DashboardClient
 from tyksync.errors import TyksyncError
+from tyksync.journal import Journal
 from tyksync.manifest import load_manifests
 from tyksync.models import Developer, key_label
 from tyksync.pipeline import plan_live
@@ -280,6 +281,25 @@ def test_a_key_revoked_since_the_plan_lets_the_delete_go_on(dash: Sandbox) -> No
     assert "was revoked already, then deleted request" in outcome.detail
     assert dash.counts().get(("DELETE", "/api/portal/developers/{id}/keys/{key_id}"), 0) == 0
     assert dash.store.requests() == []
+
+
+def test_a_revoke_found_done_is_journaled(dash: Sandbox) -> None:
+    """The planned key was revoked since the plan: nothing is sent, and the journal says
+    why the delete went on without a revoke."""
+    world(dash)
+    key = granted(dash, ALICE, [GOLD])
+    folder = team("  alice@example.com: []\n", head="revoke: true\n")
+    journal = Journal(Path("j.jsonl"))
+    with DashboardClient(dash.url, dash.secret) as client:
+        plan = plan_live(client, load_manifests([folder]))
+        dash.store.revoke_key(ALICE, key_id_of(key))
+        Applier(client, journal=journal).apply(plan)
+    journal.close()
+    events = journal_events(Path("j.jsonl"))
+    gone = [e for e in events if e["event"] == "revoke.gone"]
+    assert [e["key"] for e in gone] == [plan.actions[0].revoke_key]
+    assert "revoke.sent" not in {e["event"] for e in events}
+    assert not any(key_id_of(key) in json.dumps(e) for e in events)
 
 
 def test_a_saved_plan_that_revokes_is_applied_and_goes_stale_when_the_keys_change(

@@ -505,6 +505,8 @@ class Applier:
         kept = "; the request was kept: run apply again"
         key_id = self._key_to_revoke(action, label, kept)
         if key_id is None:
+            # Nothing is sent, but the journal says why the delete goes on without a revoke.
+            self.journal.write("revoke.gone", action, request_id=action.request_id, key=label)
             return f"{label} was revoked already"
         for attempt in range(1, SETTLE_TRIES + 1):
             self.journal.write(

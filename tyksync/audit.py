@@ -25,7 +25,7 @@ from tyksync.manifest import DeclaredRequest, Manifests, resolve
 from tyksync.models import DesiredRequest, Developer, KeyRequest, LiveState, PolicyIndex
 from tyksync.plan import DevRef, Plan, PolicyRef
 from tyksync.planner import make_plan
-from tyksync.timefmt import parse_expiry
+from tyksync.timefmt import parse_expiry, utc_text
 
 GrantState = Literal["key", "pending"]
 UNMANAGED: Final = "unmanaged"
@@ -155,7 +155,7 @@ def grants(
     kept = _filtered(rows, where or GrantFilter(), live, now)
     return GrantsReport(
         dashboard=dashboard,
-        as_of=now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        as_of=utc_text(now),
         grants=tuple(sorted(kept, key=lambda g: g.sort_key)),
         with_manifests=manifests is not None,
         not_yet_live=not_yet_live,

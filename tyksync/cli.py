@@ -75,7 +75,7 @@ from tyksync.saved import (
     stale_resolution,
     write_saved_plan,
 )
-from tyksync.timefmt import MOMENT_HELP, parse_as_of
+from tyksync.timefmt import MOMENT_HELP, parse_as_of, utc_text
 
 log = logging.getLogger("tyksync")
 
@@ -231,14 +231,6 @@ def _targets(kwargs: dict[str, Any], *, config_alone: bool = False) -> list[Targ
             f"(or set {environments.ENV_VARIABLE})"
         )
     return [environments.single(settings)]
-
-
-def _settings(kwargs: dict[str, Any]) -> ConnectionSettings:
-    """For a command that talks to one Dashboard: section 2's, or one environment's."""
-    targets = _targets(kwargs)
-    if len(targets) > 1:
-        raise click.UsageError("this command runs against one environment: select it with --env")
-    return targets[0].settings
 
 
 def _views(
@@ -505,7 +497,7 @@ def plan(
         if as_of is not None:
             log.warning(
                 "planned as of %s, not now (--as-of): apply plans for the moment it runs",
-                as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                utc_text(as_of),
             )
         if out is not None:
             written = paths or target.manifest_paths
@@ -516,7 +508,7 @@ def plan(
                 reissue=reissue,
                 environment=target.name,
                 expiry_warning_days=expiry_warning,
-                as_of=None if as_of is None else as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                as_of=None if as_of is None else utc_text(as_of),
             )
             shown = printable(str(out))
             if as_of is None:
@@ -606,7 +598,7 @@ def _given(ctx: click.Context, name: str) -> bool:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@optional_paths_argument
 @click.option(
     "--plan",
     "plan_file",
@@ -1033,7 +1025,7 @@ def export(owner: str | None, developer_email: str | None, pending: bool, **kwar
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@optional_paths_argument
 @click.option(
     "--format",
     "fmt",
@@ -1107,12 +1099,12 @@ def grants(
     )
     wrapped: dict[str, Any] = {}
     for index, (target, manifests) in enumerate(zip(targets, views, strict=True)):
-        with _running(target), connect(target.settings, os.environ) as conn:
-            live = conn.client.read_live()
-            label = conn.label
-        report = audit.grants(
-            live, now=datetime.now(timezone.utc), manifests=manifests, dashboard=label, where=where
-        )
+        with _running(target):  # a manifest that does not resolve names its environment
+            with connect(target.settings, os.environ) as conn:
+                live = conn.client.read_live()
+                label = conn.label
+            now = datetime.now(timezone.utc)
+            report = audit.grants(live, now=now, manifests=manifests, dashboard=label, where=where)
         for note in report.notes:
             log.warning("%s%s", "" if target.name is None else f"{target.name}: ", note)
         if named and fmt == "json":
@@ -1130,7 +1122,7 @@ def grants(
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@paths_argument
 @click.option(
     "--base",
     metavar="REV",

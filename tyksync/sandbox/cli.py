@@ -6,7 +6,6 @@ alone, without the rest of the CLI.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 import signal
@@ -19,6 +18,8 @@ from types import FrameType
 
 import click
 
+from tyksync.client import is_loopback
+from tyksync.fileutil import DEFAULT_SANDBOX_STATE
 from tyksync.sandbox.faults import METHODS, Faults
 from tyksync.sandbox.server import Sandbox
 from tyksync.sandbox.store import SandboxError, state_lock
@@ -48,15 +49,6 @@ def _method_rates(
             )
         rates[method] = rate
     return rates
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 RATE = click.FloatRange(0.0, 1.0)
@@ -165,7 +157,7 @@ def serve(
     generated = not secret
     if generated:
         secret = secrets.token_urlsafe(24)
-    if not _is_loopback(host):
+    if not is_loopback(host):
         click.echo(
             f"warning: listening on {host}, not loopback: other machines can reach this sandbox",
             err=True,
@@ -197,15 +189,12 @@ def serve(
     click.echo("sandbox stopped", err=True)
 
 
-DEFAULT_STATE = Path(".tyksync/sandbox.json")  # as --sandbox-state's default (connection.py)
-
-
 @sandbox.command()
 @click.option(
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_STATE,
+    default=DEFAULT_SANDBOX_STATE,
     show_default=True,
     help="The state file to forget (what --sandbox-state names).",
 )
