@@ -904,3 +904,12 @@ def test_diff_base_skips_hidden_entries_and_refuses_a_huge_blob_unread(
     huge = tyk("diff", "--base", "HEAD", "manifests/")
     assert huge.code == 1
     assert "HEAD:manifests/huge.yaml:1: file too large" in huge.err, huge.err
+
+
+def test_grants_text_quotes_a_policy_name_that_would_read_as_two(dash: Sandbox, tyk: Tyk) -> None:
+    policy = dash.store.add_policy("Gold, Silver]", id="blur")
+    carol = next(d["id"] for d in dash.store.developers() if d["email"] == "carol@example.com")
+    dash.store.add_request(carol, [policy["_id"]])
+    r = tyk("grants", "--policy", "blur")
+    assert r.code == 0, r.err
+    assert '["Gold, Silver]"]' in r.out

@@ -157,14 +157,15 @@ def _token(text: str) -> str:
     return text if _BARE_TOKEN.fullmatch(text) else _quote(text)
 
 
-def _policy_name(name: str) -> str:
+def policy_name(name: str) -> str:
+    """A policy name in a text list: quoted when a comma, bracket or quote would blur it."""
     return _quote(name) if _NAME_NEEDS_QUOTES.search(name) else printable(name)
 
 
 def _text_policies(policies: Sequence[PolicyRef]) -> str:
     if not policies:
         return f"[{_NO_POLICIES}]"
-    return "[" + ", ".join(_policy_name(p.name) for p in policies) + "]"
+    return "[" + ", ".join(policy_name(p.name) for p in policies) + "]"
 
 
 def _text_fields(fields: Mapping[str, str]) -> str:

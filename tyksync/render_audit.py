@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, TextIO
 from tyksync.audit import AccessDiff, AccessDiffReport, DiffKind, Grant, GrantsReport
 from tyksync.escape import printable
 from tyksync.markdown import code_span, table_cell
+from tyksync.render import policy_name
 
 GrantsFormat = Literal["text", "json", "csv", "markdown"]
 GRANTS_FORMATS: Final[tuple[GrantsFormat, ...]] = ("text", "json", "csv", "markdown")
@@ -66,7 +67,7 @@ def _grants_summary(report: GrantsReport) -> str:
 def _text_policies(g: Grant) -> str:
     if g.for_api is not None:
         return f"[{_LEGACY} {printable(g.for_api)}]"
-    return "[" + ", ".join(printable(p.name) for p in g.policies) + "]"
+    return "[" + ", ".join(policy_name(p.name) for p in g.policies) + "]"
 
 
 def _grant_columns(report: GrantsReport) -> list[tuple[str, Callable[[Grant], str]]]:
@@ -314,7 +315,7 @@ def render_diff_text(report: AccessDiffReport, stream: TextIO) -> None:
     for changes in _by_developer(report.changes).values():
         lines.append(printable(changes[-1].developer))
         for c in changes:
-            policies = "[" + ", ".join(printable(p) for p in c.policies) + "]"
+            policies = "[" + ", ".join(policy_name(p) for p in c.policies) + "]"
             parts = [f"  {_symbol(c)} {policies}", *_what(c, printable)]
             parts.append(printable(c.declared_at))
             if c.note:
