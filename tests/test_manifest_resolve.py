@@ -9,6 +9,7 @@ import pytest
 
 from tyksync.errors import ManifestError, Problem
 from tyksync.manifest import Manifests, load_manifests, resolve
+from tyksync.manifest.resolve import HINTED_PROBLEMS
 from tyksync.models import Desired, Developer, FileScope, LiveState, Policy
 from tyksync.planner import make_plan
 
@@ -378,3 +379,13 @@ def test_a_request_refused_for_its_policies_is_not_also_declared_twice(tmp_path:
     legacy = dataclasses.replace(LIVE, legacy=True)
     assert [p.line for p in resolve_problems(on_legacy, legacy)] == [6, 7]
     assert all("one request per plan" in p.message for p in resolve_problems(on_legacy, legacy))
+
+
+def test_suggestions_stop_after_the_first_twenty_unknown_names(tmp_path: Path) -> None:
+    # Manifests pointed at the wrong Dashboard: every name unknown. Each suggestion scans
+    # every name the Dashboard has, so only the first ones get one.
+    text = "".join(f"  alice{i}@example.com: []\n" for i in range(30))
+    problems = resolve_problems(manifests(tmp_path, manifest(text)))
+    assert len(problems) == 30
+    hinted = [p for p in problems if "(did you mean 'alice@example.com'?)" in p.message]
+    assert len(hinted) == HINTED_PROBLEMS

@@ -73,12 +73,21 @@ class _Resolver:
         self._active_developers = [d for d in live.developers if not d.inactive]
         self._active_policies = [p for p in live.policies if p.active]
         self._resolved: dict[str, Policy] = {}  # references that resolved (no problem)
+        # Each suggestion compares against every name of the Dashboard: manifests pointed
+        # at the wrong Dashboard (everything unknown) would take minutes without a bound.
+        self._hints_left = HINTED_PROBLEMS
+
+    def _did_you_mean(self, ref: str, known: Iterable[str], *, cutoff: float = 0.6) -> str:
+        if self._hints_left <= 0:
+            return ""
+        self._hints_left -= 1
+        return _did_you_mean(ref, known, cutoff=cutoff)
 
     def developer(self, declared: DeclaredDeveloper) -> Developer | None:
         ref = declared.ref
         found = self.developers.lookup(ref)
         if not found:
-            hint = _did_you_mean(ref, (d.email for d in self._active_developers), cutoff=0.8)
+            hint = self._did_you_mean(ref, (d.email for d in self._active_developers), cutoff=0.8)
             self._problem(declared.file, declared.line, f"unknown developer '{ref}'{hint}")
             return None
         if len(found) > 1:
@@ -145,7 +154,7 @@ class _Resolver:
             return resolved
         found = self.policies.lookup(ref)
         if not found:
-            hint = _did_you_mean(ref, (p.name for p in self._active_policies))
+            hint = self._did_you_mean(ref, (p.name for p in self._active_policies))
             self._problem(declared.file, declared.line, f"unknown policy '{ref}'{hint}")
             return None
         if len(found) > 1:
@@ -171,6 +180,7 @@ class _Resolver:
 
 
 SUGGESTIONS = 3
+HINTED_PROBLEMS = 20  # unknown names that get a suggestion; the rest are listed alone
 
 
 def _did_you_mean(ref: str, known: Iterable[str], *, cutoff: float = 0.6) -> str:
