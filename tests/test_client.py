@@ -258,3 +258,13 @@ def test_dates_are_normalised_so_oldest_compares_as_text(raw: str, normal: str) 
 
     assert normalize_date(raw) == normal
     assert normalize_date("2026-01-05T10:00:00Z") < normalize_date("2026-01-05T10:00:00.5Z")
+
+
+@pytest.mark.parametrize("secret", ["line\nbreak", "tab\there", "euro€sign", "\ufeffbom"])
+def test_a_secret_no_header_can_carry_is_refused_before_any_call(secret: str) -> None:
+    # Refused when the client is made, by a message that never quotes it: http.client
+    # would refuse it at the first call, quoting the value.
+    with pytest.raises(ConfigError) as e:
+        DashboardClient("https://dash.example.invalid", secret)
+    assert "cannot carry" in str(e.value) and secret not in str(e.value)
+    assert DashboardClient("https://dash.example.invalid", "latin1-é-ok").url

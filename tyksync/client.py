@@ -115,6 +115,13 @@ class DashboardClient:
         """`timeout`: seconds to connect, and for a whole answer (connect to last byte)."""
         if not secret:
             raise ConfigError("no Dashboard secret: set TYK_DASHBOARD_SECRET or --secret-file")
+        if not secret.isprintable() or not _latin1(secret):
+            # Refused here, before any call: http.client would refuse the header later
+            # with a message that quotes its value, the secret.
+            raise ConfigError(
+                "the Dashboard secret holds characters an HTTP header cannot carry "
+                "(a line break, or non-Latin-1 text); check how it was stored"
+            )
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -522,13 +529,6 @@ class DashboardClient:
                     # The watch cut the connection: a timeout, whatever requests made of it.
                     raise _Deadline(seconds) from None
                 raise
-            except (ValueError, UnicodeError):
-                # http.client refuses a header value it cannot send; its message would
-                # quote the value, which is the secret.
-                raise ConfigError(
-                    "the Dashboard secret holds characters an HTTP header cannot carry "
-                    "(a line break, or non-Latin-1 text); check how it was stored"
-                ) from None
         log.debug(
             "%s %s -> %d (%.0f ms, %d bytes)",
             call.method,
@@ -813,6 +813,14 @@ class _WatchedAdapter(requests.adapters.HTTPAdapter):
 
 
 # ---- proxies -------------------------------------------------------------------------------
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_loopback(host: str) -> bool:
