@@ -19,7 +19,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from tyksync.sandbox.cli import _is_loopback, sandbox
+from tyksync.client import is_loopback
+from tyksync.sandbox.cli import sandbox
 
 SECRET = "cli-secret-canary-5678"
 
@@ -199,7 +200,7 @@ def test_bad_options_are_usage_errors(args: list[str]) -> None:
      ("0.0.0.0", False), ("::", False), ("192.168.1.10", False), ("example.com", False)],
 )  # fmt: skip
 def test_loopback_hosts(host: str, loopback: bool) -> None:
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
 
 
 # ---- sandbox reset ---------------------------------------------------------------------
