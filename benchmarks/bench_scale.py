@@ -3,6 +3,7 @@
     python benchmarks/bench_scale.py            # 1k, 10k, 100k live requests (~6-9 min)
     python benchmarks/bench_scale.py --quick    # 1k and 10k only (~1 min)
     python benchmarks/bench_scale.py --sizes 100000 --runs 5 --no-apply
+    python benchmarks/bench_scale.py --only apply
 
 The machine may be shared, so every figure is a ratio of two things measured side by side,
 interleaved, in this one run (medians), never an absolute time:
@@ -486,6 +487,7 @@ def main() -> None:
     parser.add_argument("--sizes", help="comma-separated request counts")
     parser.add_argument("--runs", type=int, help="interleaved runs at the largest size")
     parser.add_argument("--no-apply", action="store_true")
+    parser.add_argument("--only", choices=("plan", "apply", "version"), help="only these figures")
     parser.add_argument(
         "--profile", type=int, metavar="N", help="only: where a plan of N requests spends time"
     )
@@ -500,12 +502,14 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"bench_scale: {os.cpu_count()} CPUs, load average {load:.1f} at start")
     table = Table()
-    for n in sizes:
-        runs = args.runs or (5 if n >= 100_000 else 5 if n >= 10_000 else 7)
-        bench_plan(n, runs, table, validate=n == max(sizes))
-    if not args.no_apply:
+    if args.only in (None, "plan"):
+        for n in sizes:
+            runs = args.runs or (5 if n >= 100_000 else 5 if n >= 10_000 else 7)
+            bench_plan(n, runs, table, validate=n == max(sizes))
+    if args.only in (None, "apply") and not args.no_apply:
         bench_apply((4, 8, 16), table)
-    bench_version(table)
+    if args.only in (None, "version"):
+        bench_version(table)
     judged = [r for r in table.rows if r[4] is not None]
     missed = [r[0] for r in judged if not r[4]]
     print(
