@@ -9,6 +9,7 @@ import hashlib
 import re
 from typing import Any
 
+import msgspec
 import pytest
 
 from tyksync.errors import Refused
@@ -200,7 +201,7 @@ def test_scope_covers_its_developers_and_its_owners_requests() -> None:
     ids=lambda c: next(iter(c)),
 )
 def test_the_live_digest_sees_every_member_of_a_request_in_scope(change: dict[str, Any]) -> None:
-    changed = dataclasses.replace(LIVE, requests=(dataclasses.replace(REQUEST, **change),))
+    changed = dataclasses.replace(LIVE, requests=(msgspec.structs.replace(REQUEST, **change),))
     assert live_digest(changed, SCOPE) != live_digest(LIVE, SCOPE)
 
 
@@ -213,7 +214,7 @@ def test_the_live_digest_ignores_the_order_things_come_in() -> None:
     reordered = LiveState(
         developers=(BOB, ALICE),
         policies=(SILVER, GOLD),
-        requests=(other, dataclasses.replace(REQUEST, policies=(SILVER.db_id, GOLD.db_id))),
+        requests=(other, msgspec.structs.replace(REQUEST, policies=(SILVER.db_id, GOLD.db_id))),
     )
     assert live_digest(reordered, both) == live_digest(live, both)
     # The value itself: saved plans carry fingerprints made from it, so its canonical form

@@ -371,7 +371,7 @@ def validate(paths: tuple[Path, ...], online: bool, **kwargs: Any) -> int:
     for target, manifests in zip(targets, views, strict=True):
         if online:
             with _running(target), connect(target.settings, os.environ) as conn:
-                resolve(manifests, conn.client.read_live())
+                resolve(manifests, conn.client.read_live(keys=False))
         count = sum(len(f.requests) for f in manifests.files)
         where = "resolved against the Dashboard" if online else "offline check"
         prefix = f"{target.name}: " if named else ""

@@ -200,13 +200,15 @@ class DashboardClient:
 
     # ---- reads -------------------------------------------------------------------------
 
-    def read_live(self) -> LiveState:
-        """Everything a plan needs, in three list calls."""
+    def read_live(self, *, keys: bool = True) -> LiveState:
+        """Everything a plan needs, in three list calls. Without `keys`, the developers'
+        keys (100k at scale, and only revoking needs them) are skipped unread: every
+        `Developer.keys` is None."""
         raw_requests = self._list(REQUESTS)
-        raw_developers = self._list(DEVELOPERS)
+        raw_developers = self._list(DEVELOPERS, _DEVELOPERS_KEYLESS if not keys else None)
         raw_policies = self._list(POLICIES)
         with _parsing("GET", DEVELOPERS):
-            developers = tuple(_developer(d) for d in raw_developers)
+            developers = tuple(_developer_any(d, keys) for d in raw_developers)
         with _parsing("GET", POLICIES):
             policies = tuple(_policy(p) for p in raw_policies)
         with _parsing("GET", REQUESTS):
@@ -214,7 +216,7 @@ class DashboardClient:
         # Before 1.9.2 the Dashboard listed `_id` for requests and developers alike; an
         # empty request list must not hide that.
         legacy = any(_legacy_id(r) for r in raw_requests) or any(
-            "_id" in r and "id" not in r for r in raw_developers
+            _legacy_id(d) for d in raw_developers
         )
         del raw_requests, raw_developers, raw_policies
         return LiveState(
@@ -309,15 +311,17 @@ class DashboardClient:
 
     # ---- transport ---------------------------------------------------------------------
 
-    def _list(self, path: str) -> list[Any]:
+    def _list(
+        self, path: str, decode: Callable[[bytearray], _WireListing] | None = None
+    ) -> list[Any]:
         """Every item of a listing in one request (`p=-1`), checked for completeness.
 
         A Dashboard that refuses `p=-1`, or answers it with fewer items than `Pages`
-        promises, is read page by page instead. The requests listing is decoded by
-        `_decode_requests` (items as `_WireRequest`) when it is well formed; anything else
-        is read as plain JSON, and its items are dicts.
+        promises, is read page by page instead. The requests and developers listings are
+        decoded by `_DECODERS` (items as `_WireItem`s) when they are well formed; anything
+        else is read as plain JSON, and its items are dicts.
         """
-        decode = _decode_requests if path == REQUESTS else None
+        decode = decode or _DECODERS.get(path)
         try:
             answer = self._read(path, params={"p": "-1"}, decode=decode)
         except ApiError as e:
@@ -1068,20 +1072,25 @@ def _key_request(raw: Mapping[str, Any]) -> KeyRequest:
     )
 
 
-# ---- the requests listing, read for the members tyksync uses ------------------------------
+# ---- the requests and developers listings, read for the members tyksync uses ------------
 #
 # A 100k listing is mostly embedded developers (`portal_developer`, with their keys), which
 # tyksync drops: msgspec skips them without building a Python object, so they are never
-# held. Its types are those `_key_request` checks, so an answer that passes them passes
-# these; any other answer is read as plain JSON, and `_key_request` names what is wrong.
+# held. Its types are those `_key_request` and `_developer` check, so an answer that passes
+# them passes these; any other answer is read as plain JSON, and those name what is wrong.
 
 
-class _WireRequest(msgspec.Struct, gc=False):
-    """A listed key request: its members as they must be typed (null is Go's zero value);
-    the rest is skipped. UNSET: the member was absent."""
+class _WireItem(msgspec.Struct, gc=False):
+    """A listed item's id: `id`, or `_id` before 1.9.2. UNSET: the member was absent."""
 
     id: str | msgspec.UnsetType | None = msgspec.UNSET
     db_id: str | msgspec.UnsetType | None = msgspec.field(default=msgspec.UNSET, name="_id")
+
+
+class _WireRequest(_WireItem, gc=False):
+    """A listed key request: its members as they must be typed (null is Go's zero value);
+    the rest is skipped."""
+
     by_user: str | None = None
     apply_policies: list[str] | None = None
     for_plan: str | None = None
@@ -1093,43 +1102,61 @@ class _WireRequest(msgspec.Struct, gc=False):
     org_id: str | None = None
 
 
-class _WireEnvelope(msgspec.Struct, gc=False):
-    Data: list[_WireRequest] | None = None
-    Pages: Any = 0  # checked as _envelope checks it: an int, not a bool
+class _WireDeveloperKeyless(_WireItem, gc=False):
+    email: str | None = None
+    org_id: str | None = None
+    inactive: bool | None = None
+
+
+class _WireDeveloper(_WireDeveloperKeyless, gc=False):
+    keys: Any = None  # judged by `_developer_keys`, which never fails a listing
 
 
 @dataclass(frozen=True)
 class _WireListing:
-    items: list[_WireRequest]
+    items: list[_WireItem]
     pages: int
 
 
-_REQUESTS_DECODER = msgspec.json.Decoder(_WireEnvelope)
+def _listing_decoder(item: type[_WireItem]) -> Callable[[bytearray], _WireListing]:
+    """A listing of `item`s as `_WireListing`, or msgspec's error for anything else."""
+
+    # `Pages` is checked as `_envelope` checks it: an int, not a bool.
+    data: Any = list[item] | None  # type: ignore[valid-type]
+    envelope = msgspec.defstruct("Envelope", [("Data", data, None), ("Pages", Any, 0)], gc=False)
+    decoder = msgspec.json.Decoder(envelope)
+
+    def decode(content: bytearray) -> _WireListing:
+        answer: Any = decoder.decode(content)
+        pages = answer.Pages
+        if not isinstance(pages, int) or isinstance(pages, bool):
+            raise msgspec.ValidationError("Pages")
+        return _WireListing(answer.Data or [], pages)
+
+    return decode
 
 
-def _decode_requests(content: bytearray) -> Any:
-    """A requests listing as `_WireListing`, or msgspec's error for anything else."""
-    envelope = _REQUESTS_DECODER.decode(content)
-    pages = envelope.Pages
-    if not isinstance(pages, int) or isinstance(pages, bool):
-        raise msgspec.ValidationError("Pages")
-    return _WireListing(envelope.Data or [], pages)
+_DECODERS = {
+    REQUESTS: _listing_decoder(_WireRequest),
+    DEVELOPERS: _listing_decoder(_WireDeveloper),
+}
+_DEVELOPERS_KEYLESS = _listing_decoder(_WireDeveloperKeyless)
 
 
-def _wire_id(item: _WireRequest) -> str | None:
+def _wire_id(item: _WireItem) -> str | None:
     """`_item_id` of a decoded item: `id`, or `_id` when `id` is empty, null or absent."""
     value = item.id or item.db_id
     return None if value is msgspec.UNSET else value
 
 
 def _legacy_id(item: Any) -> bool:
-    if isinstance(item, _WireRequest):
+    if isinstance(item, _WireItem):
         return item.db_id is not msgspec.UNSET and item.id is msgspec.UNSET
     return "_id" in item and "id" not in item
 
 
-def _dedupe_wire(items: list[_WireRequest]) -> list[Any]:
-    seen: dict[str, _WireRequest] = {}
+def _dedupe_wire(items: list[_WireItem]) -> list[Any]:
+    seen: dict[str, _WireItem] = {}
     for item in items:
         value = _wire_id(item)
         if value is None:
@@ -1201,14 +1228,34 @@ def normalize_date(value: str) -> str:
     return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _developer(raw: Mapping[str, Any]) -> Developer:
+def _developer_any(raw: Any, keys: bool = True) -> Developer:
+    if isinstance(raw, _WireDeveloperKeyless):
+        return _wire_developer(raw, keys)
+    return _developer(raw, keys)
+
+
+def _wire_developer(raw: _WireDeveloperKeyless, keys: bool) -> Developer:
+    """`_developer` of a decoded item: the same checks, in the same order."""
+    value = _wire_id(raw)
+    if value is None:
+        raise _Malformed("a listed item had no id")
+    return Developer(
+        id=_safe_id(value, "a developer's id"),
+        email=raw.email or "",
+        org_id=raw.org_id or "",
+        inactive=bool(raw.inactive),
+        keys=_developer_keys(raw.keys) if keys and isinstance(raw, _WireDeveloper) else None,
+    )
+
+
+def _developer(raw: Mapping[str, Any], keys: bool = True) -> Developer:
     what = "a developer"
     return Developer(
         id=_safe_id(_item_id(raw), "a developer's id"),
         email=_text(raw, "email", what),
         org_id=_text(raw, "org_id", what),
         inactive=_flag(raw, "inactive", what, default=False),
-        keys=_developer_keys(raw.get("keys")),
+        keys=_developer_keys(raw.get("keys")) if keys else None,
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+import msgspec
+
 from tyksync.lazy import Lazy
 
 OWNER_FIELD = "tyksync_owner"
@@ -42,7 +44,8 @@ class Developer:
     email: str
     org_id: str = ""
     inactive: bool = False
-    # None: the Dashboard did not list them (or not in a form that can be trusted).
+    # None: not read (a plan reads them only to revoke), or the Dashboard did not list them
+    # (or not in a form that can be trusted).
     # Kept out of repr, equality and hashing: a printed Developer never shows a key id.
     keys: DeveloperKeys | None = field(default=None, repr=False, compare=False)
 
@@ -68,15 +71,17 @@ class Policy:
         return tuple(r for r in (self.db_id, self.id, self.name) if r)
 
 
-@dataclass(frozen=True, slots=True)  # 100k of them: no __dict__ each
-class KeyRequest:
+# The types there are 100k of in a plan are msgspec Structs, not dataclasses: immutable
+# all the same, built ~20 times faster (a frozen dataclass sets each field through
+# object.__setattr__), and left out of the collector (they hold no cycles).
+class KeyRequest(msgspec.Struct, frozen=True, gc=False):
     id: str
     developer_id: str
     # Policy references as the Dashboard holds them (`apply_policies`, or `[for_plan]`);
     # each may be a policy's `_id` or its explicit `id`.
     policies: tuple[str, ...]
     approved: bool
-    fields: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, str] = msgspec.field(default_factory=dict)
     date_created: str = ""
     for_api: str = ""
     version: str = "v2"
@@ -94,6 +99,14 @@ class KeyRequest:
     def user_fields(self) -> dict[str, str]:
         """Fields a manifest can declare: everything but tyksync's reserved ones."""
         return {k: v for k, v in self.fields.items() if not k.startswith(RESERVED_PREFIX)}
+
+    def has_user_fields(self, wanted: Mapping[str, str]) -> bool:
+        """`user_fields == wanted`, for `wanted` without reserved keys, building nothing:
+        the planner asks it of every declared request."""
+        fields = self.fields
+        if not wanted.items() <= fields.items():
+            return False
+        return all(key.startswith(RESERVED_PREFIX) for key in fields.keys() - wanted.keys())
 
     @property
     def is_v1(self) -> bool:
@@ -142,8 +155,10 @@ class PolicyIndex:
             self.by_db_id[p.db_id] = p
             for ref in set(p.refs):
                 self.by_ref.setdefault(ref, []).append(p)
-        # A 100k listing names a few dozen policies: each reference is resolved once.
+        # A 100k listing names a few dozen policies: each reference, and each combination
+        # of references a request holds, is resolved once.
         self._canonical: dict[str, str] = {}
+        self._sets: dict[tuple[str, ...], frozenset[str]] = {}
 
     def lookup(self, ref: str) -> list[Policy]:
         """Policies a reference could mean: `_id` first, then explicit `id`, then name."""
@@ -164,7 +179,11 @@ class PolicyIndex:
 
     def identity(self, request: KeyRequest) -> Identity:
         """A live request's identity: its policies may be named by `_id` or explicit `id`."""
-        return (request.developer_id, frozenset(self.canonical(p) for p in request.policies))
+        refs = request.policies
+        ids = self._sets.get(refs)
+        if ids is None:
+            ids = self._sets[refs] = frozenset(self.canonical(p) for p in refs)
+        return (request.developer_id, ids)
 
 
 def survivor_order(request: KeyRequest) -> tuple[bool, str, str]:
@@ -177,8 +196,7 @@ def survivor_order(request: KeyRequest) -> tuple[bool, str, str]:
 # ---- desired state: what the manifests want, resolved against one read of live state ----
 
 
-@dataclass(frozen=True, slots=True)  # 100k of them: no __dict__ each
-class DesiredRequest:
+class DesiredRequest(msgspec.Struct, frozen=True, gc=False):
     developer: Developer
     policies: tuple[Policy, ...]  # declared order (the first one becomes for_plan)
     approved: bool
@@ -190,10 +208,12 @@ class DesiredRequest:
     # is how the manifest wrote it, for reasons and warnings.
     expires: datetime | None = None
     expires_text: str = ""
+    # The `_id`s of `policies`, when the resolver gives them: it builds each combination once.
+    policy_ids: frozenset[str] = frozenset()
 
     @property
     def identity(self) -> Identity:
-        return (self.developer.id, frozenset(p.db_id for p in self.policies))
+        return (self.developer.id, self.policy_ids or frozenset(p.db_id for p in self.policies))
 
     @property
     def where(self) -> str:

@@ -59,9 +59,10 @@ def make_plan(
     policies = live.policy_index()
     developers = {d.id: d for d in live.developers}
     by_identity: dict[Identity, list[KeyRequest]] = defaultdict(list)
+    identity = policies.identity
     for r in live.requests:
-        if not r.is_v1:
-            by_identity[policies.identity(r)].append(r)
+        if r.policies:  # a v1 request (no policy) has no identity
+            by_identity[identity(r)].append(r)
     scopes = {s.path: s for s in desired.scopes}
 
     actions: list[Action] = []
@@ -69,9 +70,16 @@ def make_plan(
     matched: set[str] = set()
     # Deletes of live requests, with the file that governs each (for `revoke`).
     governed: list[tuple[Action, KeyRequest, FileScope | None]] = []
-    for d in sorted(desired.requests, key=lambda d: (d.file, d.line)):
-        lives = by_identity.get(d.identity, [])
-        matched.update(r.id for r in lives)
+    nothing: list[KeyRequest] = []
+    for d in sorted(desired.requests, key=_where):
+        lives = by_identity.get(d.identity, nothing)
+        if len(lives) == 1:
+            only = lives[0]
+            matched.add(only.id)
+            if d.expires is None and _as_declared(d, only):
+                continue  # the usual case: nothing to do, nothing to say
+        else:
+            matched.update(r.id for r in lives)
         declaring = scopes.get(d.file)
         if d.expires is not None and now is not None and now >= d.expires:
             governed.extend((a, r, declaring) for a, r in _expired(d, lives))
@@ -109,14 +117,15 @@ def make_plan(
         )
         governed.append((action, r, pruning))
 
-    approved_by_identity: dict[Identity, list[KeyRequest]] = defaultdict(list)
-    for r in live.requests:
-        if r.approved:
-            approved_by_identity[policies.identity(r)].append(r)
+    approved_by_identity: dict[Identity, list[KeyRequest]] = {}
     for action, r, governing in governed:
         if not (r.approved and governing is not None and governing.revoke):
             actions.append(action)
             continue
+        if not approved_by_identity:  # only revocations ask: built on the first
+            for o in live.requests:
+                if o.approved:
+                    approved_by_identity.setdefault(identity(o), []).append(o)
         label, why = _revocation(r, developers.get(r.developer_id), policies, approved_by_identity)
         actions.append(dataclasses.replace(action, revoke_key=label))
         if why is not None:
@@ -172,14 +181,21 @@ def _keep_order(
     return key
 
 
+def _where(d: DesiredRequest) -> tuple[str, int]:
+    return (d.file, d.line)
+
+
+def _as_declared(d: DesiredRequest, live: KeyRequest) -> bool:
+    """One approved live request with the declared fields, declared approved: nothing to
+    do or say about it."""
+    return d.approved and live.approved and live.has_user_fields(d.fields)
+
+
 def _reconcile(
     d: DesiredRequest, lives: list[KeyRequest], reissue: bool
 ) -> tuple[list[Action], list[PlanWarning]]:
-    if len(lives) == 1 and d.approved:
-        # The usual case, and nothing to do: one approved request with the declared fields.
-        only = lives[0]
-        if only.approved and only.user_fields == dict(d.fields):
-            return [], []
+    if len(lives) == 1 and _as_declared(d, lives[0]):
+        return [], []
     dev = DevRef(d.developer.id, d.developer.email)
     pols = tuple(_ref(p) for p in d.policies)
     where = d.where

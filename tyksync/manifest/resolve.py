@@ -73,6 +73,7 @@ class _Resolver:
         self._active_developers = [d for d in live.developers if not d.inactive]
         self._active_policies = [p for p in live.policies if p.active]
         self._resolved: dict[str, Policy] = {}  # references that resolved (no problem)
+        self._combinations: dict[tuple[str, ...], tuple[tuple[Policy, ...], frozenset[str]]] = {}
         # Each suggestion compares against every name of the Dashboard: manifests pointed
         # at the wrong Dashboard (everything unknown) would take minutes without a bound.
         self._hints_left = HINTED_PROBLEMS
@@ -110,8 +111,32 @@ class _Resolver:
     def request(
         self, declared: DeclaredRequest, developer: Developer | None, legacy: bool
     ) -> DesiredRequest | None:
+        combination = self._combinations.get(declared.plans)
+        if combination is None:
+            combination = self._combination(declared, legacy)
+        if combination is None or developer is None:
+            return None
+        policies, policy_ids = combination
+        return DesiredRequest(
+            developer=developer,
+            policies=policies,
+            approved=declared.approved,
+            fields=declared.fields,
+            owner=declared.owner,
+            file=declared.file,
+            line=declared.line,
+            expires=parse_expiry(declared.expires) if declared.expires else None,
+            expires_text=declared.expires or "",
+            policy_ids=policy_ids,
+        )
+
+    def _combination(
+        self, declared: DeclaredRequest, legacy: bool
+    ) -> tuple[tuple[Policy, ...], frozenset[str]] | None:
+        """The policies `declared.plans` name, or None after reporting why not. Remembered
+        when there is no problem: 100k declarations name a few dozen combinations."""
         policies: list[Policy] = []
-        ok = developer is not None
+        ok = True
         for ref in declared.plans:
             policy = self._policy(ref, declared)
             if policy is None:
@@ -134,19 +159,11 @@ class _Resolver:
                 "declare one request per plan",
             )
             ok = False
-        if not ok or developer is None:
+        if not ok:
             return None
-        return DesiredRequest(
-            developer=developer,
-            policies=tuple(policies),
-            approved=declared.approved,
-            fields=declared.fields,
-            owner=declared.owner,
-            file=declared.file,
-            line=declared.line,
-            expires=parse_expiry(declared.expires) if declared.expires else None,
-            expires_text=declared.expires or "",
-        )
+        combination = (tuple(policies), frozenset(p.db_id for p in policies))
+        self._combinations[declared.plans] = combination
+        return combination
 
     def _policy(self, ref: str, declared: DeclaredRequest) -> Policy | None:
         resolved = self._resolved.get(ref)
