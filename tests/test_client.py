@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tyksync import client, wire
 from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.errors import AlreadyProcessed, AnswerLost, ApiError, ConfigError, NetworkError
-from tyksync.sandbox import Faults, Sandbox
+from tyksync.sandbox import DIALECTS, Faults, Sandbox
 
 SECRET = "client-secret-CANARY-7f3a9"
 LIST = ("GET", "/api/portal/requests")
@@ -87,6 +88,44 @@ def test_ten_thousand_requests_cost_one_get(modern: Sandbox) -> None:
     assert len(requests) == 10_006
     assert len({r.id for r in requests}) == 10_006
     assert modern.counts().get(LIST, 0) == 1
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_listings_read_as_they_arrive_give_what_reading_them_whole_gives(
+    dialect: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP, in both dialects: items decoded a few KiB at a time (the reader's piece
+    shrunk from MiB) are the items of the whole listing, canaries dropped all the same."""
+    with Sandbox(SECRET, dialect=dialect, seed="demo") as sb:  # type: ignore[arg-type]
+        sb.store.add_requests(
+            {
+                "developer_id": "64a000000000000000000a01",
+                "policies": ["64b000000000000000000b01"],
+                "approved": i % 3 == 0,
+                "fields": {"n": str(i)},
+            }
+            for i in range(2_000)
+        )
+        whole = client_for(sb).read_live()
+        monkeypatch.setattr(wire, "PIECE", 4096)
+        held: list[int] = []
+        fed: list[int] = []
+        feed = wire.ListingReader.feed
+
+        def watched(reader: wire.ListingReader, chunk: bytes) -> None:
+            feed(reader, chunk)
+            held.append(reader.held)
+            fed.append(len(chunk))
+
+        monkeypatch.setattr(wire.ListingReader, "feed", watched)
+        streamed = client_for(sb).read_live()
+    assert streamed == whole
+    assert len(streamed.requests) == 2_006
+    listings = sum(fed)
+    assert listings > 2 * client.CHUNK
+    assert max(held) < client.CHUNK + 2 * 4096 < listings / 2  # a chunk, never the listing
+    for value in sensitive_values(sb):
+        assert value not in repr(streamed)
 
 
 @pytest.mark.parametrize("fault", ["refuse_all_pages", "cap_all_pages"])

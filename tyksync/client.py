@@ -24,6 +24,7 @@ reached through a proxy; others honour the standard proxy variables.
 from __future__ import annotations
 
 import contextvars
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -44,7 +45,6 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import msgspec
 import requests
 import requests.adapters
 import requests.auth
@@ -64,6 +64,17 @@ from tyksync.errors import (
     TyksyncError,
 )
 from tyksync.models import Developer, KeyRequest, LiveState, Policy, key_label
+from tyksync.wire import (
+    ListingReader,
+    Unread,
+    WireDeveloper,
+    WireDeveloperKeyless,
+    WireItem,
+    WireListing,
+    WireRequest,
+    legacy_id,
+    wire_id,
+)
 
 log = logging.getLogger("tyksync.client")
 # urllib3 logs every request line at debug, path included; a revoke's path holds a key id.
@@ -205,14 +216,14 @@ class DashboardClient:
         keys (100k at scale, and only revoking needs them) are skipped unread: every
         `Developer.keys` is None."""
         raw_requests = self._list(REQUESTS)
-        raw_developers = self._list(DEVELOPERS, _DEVELOPERS_KEYLESS if not keys else None)
+        raw_developers = self._list(DEVELOPERS, WireDeveloper if keys else WireDeveloperKeyless)
         raw_policies = self._list(POLICIES)
         with _parsing("GET", DEVELOPERS):
             developers = tuple(_developer_any(d, keys) for d in raw_developers)
         with _parsing("GET", POLICIES):
             policies = tuple(_policy(p) for p in raw_policies)
         with _parsing("GET", REQUESTS):
-            key_requests = tuple(_key_request_any(r) for r in raw_requests)
+            key_requests = _key_requests(raw_requests)
         # Before 1.9.2 the Dashboard listed `_id` for requests and developers alike; an
         # empty request list must not hide that.
         legacy = any(_legacy_id(r) for r in raw_requests) or any(
@@ -231,7 +242,7 @@ class DashboardClient:
     def list_requests(self) -> list[KeyRequest]:
         raw = self._list(REQUESTS)
         with _parsing("GET", REQUESTS):
-            return [_key_request_any(r) for r in raw]
+            return list(_key_requests(raw))
 
     def get_request(self, request_id: str) -> KeyRequest | None:
         """One request, or None when the Dashboard says it does not exist."""
@@ -311,19 +322,18 @@ class DashboardClient:
 
     # ---- transport ---------------------------------------------------------------------
 
-    def _list(
-        self, path: str, decode: Callable[[bytearray], _WireListing] | None = None
-    ) -> list[Any]:
+    def _list(self, path: str, item: type[WireItem] | None = None) -> list[Any]:
         """Every item of a listing in one request (`p=-1`), checked for completeness.
 
         A Dashboard that refuses `p=-1`, or answers it with fewer items than `Pages`
         promises, is read page by page instead. The requests and developers listings are
-        decoded by `_DECODERS` (items as `_WireItem`s) when they are well formed; anything
-        else is read as plain JSON, and its items are dicts.
+        read as they arrive by a `ListingReader` (items as `WireItem`s, `item` or the
+        listing's own); what it cannot read is read as plain JSON, and those items are dicts.
         """
-        decode = decode or _DECODERS.get(path)
+        item = item or _ITEMS.get(path)
+        read = None if item is None else functools.partial(ListingReader, item)
         try:
-            answer = self._read(path, params={"p": "-1"}, decode=decode)
+            answer = self._read(path, params={"p": "-1"}, decode=read)
         except ApiError as e:
             if e.status == 404:
                 raise ApiError(
@@ -338,12 +348,12 @@ class DashboardClient:
             log.info("GET %s?p=-1 refused (%s); reading page by page", path, e.status)
             return self._walk(path)
         with _parsing("GET", f"{path}?p=-1"):
-            if isinstance(answer, _WireListing):
+            if isinstance(answer, WireListing):
                 count, pages = len(answer.items), answer.pages
                 if pages < 0:
                     _envelope({"Data": [], "Pages": pages})  # raises as for any answer
                 if _complete(count, pages):
-                    return _dedupe_wire(answer.items)
+                    return _dedupe(answer.items)
             else:
                 items, pages = _envelope(answer)
                 count = len(items)
@@ -415,7 +425,7 @@ class DashboardClient:
         params: Mapping[str, str] | None = None,
         missing_ok: bool = False,
         budget: _Budget | None = None,
-        decode: Callable[[bytearray], Any] | None = None,
+        decode: Callable[[], ListingReader] | None = None,
     ) -> Any:
         return self._send(
             "GET",
@@ -442,7 +452,7 @@ class DashboardClient:
         missing_ok: bool = False,
         budget: _Budget | None = None,
         label: str | None = None,
-        decode: Callable[[bytearray], Any] | None = None,
+        decode: Callable[[], ListingReader] | None = None,
     ) -> Any:
         """One call with the retry rules of its kind.
 
@@ -524,8 +534,11 @@ class DashboardClient:
                     # Read below, under the size cap and the deadline.
                     stream=True,
                 )
+                reader = None
+                if call.decode is not None and 200 <= response.status_code < 300:
+                    reader = call.decode()
                 try:
-                    content = self._content(call, response, watch)
+                    content, size = self._content(call, response, watch, reader)
                 finally:
                     response.close()  # after a whole answer, the connection stays pooled
             except requests.exceptions.RequestException:
@@ -539,21 +552,18 @@ class DashboardClient:
             call.logged,
             response.status_code,
             (time.monotonic() - started) * 1000,
-            len(content),
+            size,
         )
-        parsed: Any = _INVALID
-        if call.decode is not None and content and 200 <= response.status_code < 300:
-            # A listing read for its few members: anything it cannot read is read again
+        parsed: Any
+        if reader is not None:
+            # A listing read for its few members: what the reader could not read is read
             # below as plain JSON, and judged (and reported) as every answer is.
-            with suppress(msgspec.MsgspecError):
-                parsed = call.decode(content)
-        if parsed is _INVALID:
-            try:
-                parsed = json.loads(content) if content else None
-            except (ValueError, RecursionError):
-                # RecursionError: JSON nested deeper than the parser's stack.
-                parsed = _INVALID
-        del content  # the listing is held once: decoded, not also as bytes
+            parsed = reader.finish()
+            if isinstance(parsed, Unread):
+                parsed = _plain_json(parsed.body, before=parsed.items)
+        else:
+            parsed = _plain_json(content)
+        del content
         return _Answer(
             response.status_code,
             parsed,
@@ -561,21 +571,33 @@ class DashboardClient:
             response.headers.get("Location"),
         )
 
-    def _content(self, call: _Call, response: requests.Response, watch: _Watch) -> bytearray:
-        """The body, read in chunks: never more than the cap in memory, never past the
-        deadline (socket timeouts only bound the gap between two bytes)."""
+    def _content(
+        self,
+        call: _Call,
+        response: requests.Response,
+        watch: _Watch,
+        reader: ListingReader | None,
+    ) -> tuple[bytearray, int]:
+        """The body and its size, read in chunks: never more than the cap, never past the
+        deadline (socket timeouts only bound the gap between two bytes). With a `reader`,
+        the chunks go to it, and the body returned is empty."""
         budget = call.budget
         cap = self.max_response_bytes if budget is None else budget.left
         content = bytearray()
+        size = 0
         for chunk in response.iter_content(CHUNK):
-            content += chunk
-            if len(content) > cap:
+            size += len(chunk)
+            if size > cap:
                 raise self._too_large(call)
+            if reader is not None:
+                reader.feed(chunk)
+            else:
+                content += chunk
             if watch.expired:
                 raise _Deadline(watch.seconds)
         if budget is not None:
-            budget.left -= len(content)
-        return content
+            budget.left -= size
+        return content, size
 
     def _too_large(self, call: _Call) -> NetworkError:
         size = _size(self.max_response_bytes)
@@ -627,7 +649,7 @@ class _Call:
     missing_ok: bool  # a 404 is an answer (None), not an error
     budget: _Budget | None = None  # a page of a walk, held to what the walk has left
     logged: str = ""  # the path as the debug log shows it
-    decode: Callable[[bytearray], Any] | None = None  # a 2xx body's reader, before json.loads
+    decode: Callable[[], ListingReader] | None = None  # a 2xx body's reader, before json.loads
 
 
 @dataclass(frozen=True)
@@ -971,9 +993,9 @@ def _pages_for(count: int) -> int:
     return -(-count // PAGE_SIZE)
 
 
-def _item_id(item: Mapping[str, Any]) -> str:
+def _item_id(item: Mapping[str, Any] | WireItem) -> str:
     """`id`, or `_id` as Dashboards before 1.9.2 list it."""
-    value = item.get("id") or item.get("_id")
+    value = wire_id(item) if isinstance(item, WireItem) else item.get("id") or item.get("_id")
     if value is None:
         raise _Malformed("a listed item had no id")
     if not isinstance(value, str):
@@ -985,11 +1007,37 @@ def _ids(items: list[dict[str, Any]]) -> set[str]:
     return {_item_id(i) for i in items}
 
 
-def _dedupe(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
+def _dedupe(items: Sequence[Any]) -> list[Any]:
+    """The first of the items listed under one id (dicts, or `WireItem`s when read so)."""
+    seen: dict[str, Any] = {}
     for item in items:
         seen.setdefault(_item_id(item), item)
     return list(seen.values())
+
+
+# The listings read by a `ListingReader`, and the items they hold.
+_ITEMS: dict[str, type[WireItem]] = {REQUESTS: WireRequest, DEVELOPERS: WireDeveloper}
+
+
+def _legacy_id(item: Any) -> bool:
+    if isinstance(item, WireItem):
+        return legacy_id(item)
+    return "_id" in item and "id" not in item
+
+
+def _plain_json(content: bytearray, before: Sequence[WireItem] = ()) -> Any:
+    """An answer read as plain JSON; `_INVALID` if it is not. `before`: items a
+    `ListingReader` read from the start of this listing's `Data`, put back in front."""
+    if not content:
+        return None
+    try:
+        answer = json.loads(content)
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser's stack.
+        return _INVALID
+    if before and isinstance(answer, dict) and isinstance(answer.get("Data"), list):
+        answer["Data"][:0] = before
+    return answer
 
 
 def _object(answer: Any) -> dict[str, Any]:
@@ -1031,8 +1079,11 @@ def _flag(raw: Mapping[str, Any], name: str, what: str, *, default: bool) -> boo
     return value
 
 
-def _key_request_any(raw: Any) -> KeyRequest:
-    return _wire_key_request(raw) if isinstance(raw, _WireRequest) else _key_request(raw)
+def _key_requests(items: list[Any]) -> tuple[KeyRequest, ...]:
+    """A listing's requests: all decoded by msgspec (`WireRequest`), or all plain JSON."""
+    if items and isinstance(items[0], WireRequest):
+        return _wire_key_requests(items)
+    return tuple(_key_request(r) for r in items)
 
 
 def _key_request(raw: Mapping[str, Any]) -> KeyRequest:
@@ -1072,129 +1123,42 @@ def _key_request(raw: Mapping[str, Any]) -> KeyRequest:
     )
 
 
-# ---- the requests and developers listings, read for the members tyksync uses ------------
-#
-# A 100k listing is mostly embedded developers (`portal_developer`, with their keys), which
-# tyksync drops: msgspec skips them without building a Python object, so they are never
-# held. Its types are those `_key_request` and `_developer` check, so an answer that passes
-# them passes these; any other answer is read as plain JSON, and those name what is wrong.
-
-
-class _WireItem(msgspec.Struct, gc=False):
-    """A listed item's id: `id`, or `_id` before 1.9.2. UNSET: the member was absent."""
-
-    id: str | msgspec.UnsetType | None = msgspec.UNSET
-    db_id: str | msgspec.UnsetType | None = msgspec.field(default=msgspec.UNSET, name="_id")
-
-
-class _WireRequest(_WireItem, gc=False):
-    """A listed key request: its members as they must be typed (null is Go's zero value);
-    the rest is skipped."""
-
-    by_user: str | None = None
-    apply_policies: list[str] | None = None
-    for_plan: str | None = None
-    fields: dict[str, str] | None = None
-    approved: bool | None = None
-    date_created: str | None = None
-    for_api: str | None = None
-    version: str | None = None
-    org_id: str | None = None
-
-
-class _WireDeveloperKeyless(_WireItem, gc=False):
-    email: str | None = None
-    org_id: str | None = None
-    inactive: bool | None = None
-
-
-class _WireDeveloper(_WireDeveloperKeyless, gc=False):
-    keys: Any = None  # judged by `_developer_keys`, which never fails a listing
-
-
-@dataclass(frozen=True)
-class _WireListing:
-    items: list[_WireItem]
-    pages: int
-
-
-def _listing_decoder(item: type[_WireItem]) -> Callable[[bytearray], _WireListing]:
-    """A listing of `item`s as `_WireListing`, or msgspec's error for anything else."""
-
-    # `Pages` is checked as `_envelope` checks it: an int, not a bool.
-    data: Any = list[item] | None  # type: ignore[valid-type]
-    envelope = msgspec.defstruct("Envelope", [("Data", data, None), ("Pages", Any, 0)], gc=False)
-    decoder = msgspec.json.Decoder(envelope)
-
-    def decode(content: bytearray) -> _WireListing:
-        answer: Any = decoder.decode(content)
-        pages = answer.Pages
-        if not isinstance(pages, int) or isinstance(pages, bool):
-            raise msgspec.ValidationError("Pages")
-        return _WireListing(answer.Data or [], pages)
-
-    return decode
-
-
-_DECODERS = {
-    REQUESTS: _listing_decoder(_WireRequest),
-    DEVELOPERS: _listing_decoder(_WireDeveloper),
-}
-_DEVELOPERS_KEYLESS = _listing_decoder(_WireDeveloperKeyless)
-
-
-def _wire_id(item: _WireItem) -> str | None:
-    """`_item_id` of a decoded item: `id`, or `_id` when `id` is empty, null or absent."""
-    value = item.id or item.db_id
-    return None if value is msgspec.UNSET else value
-
-
-def _legacy_id(item: Any) -> bool:
-    if isinstance(item, _WireItem):
-        return item.db_id is not msgspec.UNSET and item.id is msgspec.UNSET
-    return "_id" in item and "id" not in item
-
-
-def _dedupe_wire(items: list[_WireItem]) -> list[Any]:
-    seen: dict[str, _WireItem] = {}
-    for item in items:
-        value = _wire_id(item)
+def _wire_key_requests(items: list[WireRequest]) -> tuple[KeyRequest, ...]:
+    """`_key_request` of each decoded item: the same checks, in the same order."""
+    checked: set[str] = set()  # developer ids: a developer holds several requests
+    out = []
+    for raw in items:
+        value = wire_id(raw)
         if value is None:
             raise _Malformed("a listed item had no id")
-        seen.setdefault(value, item)
-    return list(seen.values())
-
-
-def _wire_key_request(raw: _WireRequest) -> KeyRequest:
-    """`_key_request` of a decoded item: the same checks, in the same order."""
-    value = _wire_id(raw)
-    if value is None:
-        raise _Malformed("a listed item had no id")
-    rid = _safe_id(value, "a key request's id")
-    developer_id = raw.by_user or ""
-    if developer_id:
-        _safe_id(developer_id, "a key request's `by_user`")
-    apply_policies = raw.apply_policies
-    for_plan = raw.for_plan or ""
-    policies: tuple[str, ...]
-    if apply_policies:
-        policies = tuple(p for p in apply_policies if p)
-    elif for_plan:
-        policies = (for_plan,)
-    else:
-        policies = ()
-    approved = raw.approved
-    return KeyRequest(
-        id=rid,
-        developer_id=developer_id,
-        policies=policies,
-        approved=False if approved is None else approved,
-        fields={} if raw.fields is None else raw.fields,
-        date_created=normalize_date(raw.date_created or ""),
-        for_api=raw.for_api or "",
-        version=raw.version or "",
-        org_id=raw.org_id or "",
-    )
+        _safe_id(value, "a key request's id")
+        developer_id = raw.by_user or ""
+        if developer_id and developer_id not in checked:
+            _safe_id(developer_id, "a key request's `by_user`")
+            checked.add(developer_id)
+        apply_policies = raw.apply_policies
+        policies: tuple[str, ...]
+        if apply_policies:
+            policies = tuple(filter(None, apply_policies))
+        elif raw.for_plan:
+            policies = (raw.for_plan,)
+        else:
+            policies = ()
+        approved = raw.approved
+        out.append(
+            KeyRequest(
+                id=value,
+                developer_id=developer_id,
+                policies=policies,
+                approved=False if approved is None else approved,
+                fields={} if raw.fields is None else raw.fields,
+                date_created=normalize_date(raw.date_created or ""),
+                for_api=raw.for_api or "",
+                version=raw.version or "",
+                org_id=raw.org_id or "",
+            )
+        )
+    return tuple(out)
 
 
 _RFC3339 = re.compile(
@@ -1229,14 +1193,14 @@ def normalize_date(value: str) -> str:
 
 
 def _developer_any(raw: Any, keys: bool = True) -> Developer:
-    if isinstance(raw, _WireDeveloperKeyless):
+    if isinstance(raw, WireDeveloperKeyless):
         return _wire_developer(raw, keys)
     return _developer(raw, keys)
 
 
-def _wire_developer(raw: _WireDeveloperKeyless, keys: bool) -> Developer:
+def _wire_developer(raw: WireDeveloperKeyless, keys: bool) -> Developer:
     """`_developer` of a decoded item: the same checks, in the same order."""
-    value = _wire_id(raw)
+    value = wire_id(raw)
     if value is None:
         raise _Malformed("a listed item had no id")
     return Developer(
@@ -1244,7 +1208,7 @@ def _wire_developer(raw: _WireDeveloperKeyless, keys: bool) -> Developer:
         email=raw.email or "",
         org_id=raw.org_id or "",
         inactive=bool(raw.inactive),
-        keys=_developer_keys(raw.keys) if keys and isinstance(raw, _WireDeveloper) else None,
+        keys=_developer_keys(raw.keys) if keys and isinstance(raw, WireDeveloper) else None,
     )
 
 

@@ -106,6 +106,9 @@ class KeyRequest(msgspec.Struct, frozen=True, gc=False):
         fields = self.fields
         if not wanted.items() <= fields.items():
             return False
+        extra = len(fields) - len(wanted)
+        if extra == 0 or (extra == 1 and OWNER_FIELD in fields):  # `wanted` holds no owner
+            return True
         return all(key.startswith(RESERVED_PREFIX) for key in fields.keys() - wanted.keys())
 
     @property

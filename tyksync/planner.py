@@ -76,8 +76,9 @@ def make_plan(
         if len(lives) == 1:
             only = lives[0]
             matched.add(only.id)
-            if d.expires is None and _as_declared(d, only):
-                continue  # the usual case: nothing to do, nothing to say
+            as_declared = d.approved and only.approved and only.has_user_fields(d.fields)
+            if as_declared and d.expires is None:
+                continue  # the usual case: nothing to do or say
         else:
             matched.update(r.id for r in lives)
         declaring = scopes.get(d.file)
@@ -185,17 +186,9 @@ def _where(d: DesiredRequest) -> tuple[str, int]:
     return (d.file, d.line)
 
 
-def _as_declared(d: DesiredRequest, live: KeyRequest) -> bool:
-    """One approved live request with the declared fields, declared approved: nothing to
-    do or say about it."""
-    return d.approved and live.approved and live.has_user_fields(d.fields)
-
-
 def _reconcile(
     d: DesiredRequest, lives: list[KeyRequest], reissue: bool
 ) -> tuple[list[Action], list[PlanWarning]]:
-    if len(lives) == 1 and _as_declared(d, lives[0]):
-        return [], []
     dev = DevRef(d.developer.id, d.developer.email)
     pols = tuple(_ref(p) for p in d.policies)
     where = d.where
