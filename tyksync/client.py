@@ -1011,7 +1011,9 @@ def _dedupe(items: Sequence[Any]) -> list[Any]:
     """The first of the items listed under one id (dicts, or `WireItem`s when read so)."""
     seen: dict[str, Any] = {}
     for item in items:
-        seen.setdefault(_item_id(item), item)
+        # A decoded item's id is a string when present: only an absent one needs a look.
+        key = (item.id or item.db_id) if isinstance(item, WireItem) else None
+        seen.setdefault(key or _item_id(item), item)
     return list(seen.values())
 
 
