@@ -241,6 +241,11 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     _injected_answer = False  # for the access log
 
+    def handle_expect_100(self) -> bool:
+        ok = bool(super().handle_expect_100())
+        self.wfile.flush()  # buffered, and the client waits for it before sending the body
+        return ok
+
     def do_GET(self) -> None:
         self._serve()
 
