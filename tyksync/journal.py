@@ -121,9 +121,10 @@ class Journal:
 
     def close(self) -> None:
         if self._file is not None:
-            with contextlib.suppress(OSError):
-                if self._sync and self._synced < self._written:
+            if self._sync and self._synced < self._written:
+                with contextlib.suppress(OSError):
                     self._durable(self._written, self._file.fileno())  # a last `*.done`
+            with contextlib.suppress(OSError):
                 self._file.close()
             self._file = None
 
