@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import time
 from typing import Any
 
@@ -556,6 +557,25 @@ def test_connections_are_kept_alive_and_answers_sized(sandbox: Sandbox) -> None:
         assert connection.sock is not None  # still the same connection
     finally:
         connection.close()
+
+
+def test_an_answer_is_one_write_and_100_continue_is_not_held_back(sandbox: Sandbox) -> None:
+    # Answers are buffered so that headers and body leave in one write; a "100 Continue"
+    # must still go out at once: the client waits for it before sending its body.
+    body = json.dumps({"by_user": ALICE, "for_plan": GOLD, "apply_policies": [GOLD]}).encode()
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as conn:
+        conn.sendall(
+            b"POST /api/portal/requests HTTP/1.1\r\nHost: sandbox\r\n"
+            b"authorization: " + SANDBOX_SECRET.encode() + b"\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        assert conn.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        conn.sendall(body)
+        answer = b""
+        while not answer.endswith(b"}"):
+            answer += conn.recv(4096)
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and json.loads(payload)["Status"] == "OK"
 
 
 def test_a_stopped_sandbox_hangs_up_on_kept_alive_clients() -> None:

@@ -669,3 +669,20 @@ def test_key_sink_leaves_out_keys_whose_answer_was_lost(watched: Watched, tyk: T
     assert len(new_keys(watched, before)) == 4
     assert sink.read_text() == ""
     assert stat.S_IMODE(sink.stat().st_mode) == 0o600
+
+
+def test_redaction_masks_any_of_many_secrets_anywhere_in_a_line() -> None:
+    # Thousands of issued keys of one length are looked up by window, not one by one: the
+    # answer must be what testing each secret in turn gives, wherever a secret stands.
+    from tyksync import redact
+
+    keys = [canary(f"many-keys-{i:05d}") for i in range(3000)]
+    for key in keys:
+        redact.register(key)
+    line = json.dumps({"event": "approve.done", "developer": "dev@example.com"})
+    assert redact.redact(line) == line
+    for key in (keys[0], keys[1234], keys[-1]):
+        for text in (key, f"{line}{key}", f"{key}{line}", f"{line[:20]}{key}{line[20:]}"):
+            masked = redact.redact(text)
+            assert key not in masked and redact.MASK in masked
+    assert redact.redact(keys[7][:-1]) == keys[7][:-1]  # a part of a secret is no secret

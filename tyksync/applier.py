@@ -222,8 +222,11 @@ class Applier:
         try:
             # Policies too, not requests alone: a rival may name a policy by its explicit
             # `id` where ours names its `_id`, and only the policies tell that they agree.
-            live_requests = self.client.list_requests()
-            policies = self._policy_index(fresh=True)
+            # Both at once: every approval waits for them.
+            with ThreadPoolExecutor(max_workers=1) as reader:
+                policies_read = reader.submit(self._policy_index, fresh=True)
+                live_requests = self.client.list_requests()
+                policies = policies_read.result()
         except TyksyncError as e:
             failed = [
                 _with(

@@ -14,23 +14,54 @@ from tyksync.escape import printable
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+# The secrets by length, longest first; replaced whole (never changed) on register, so that
+# `redact` reads it without the lock. An apply registers a key per approval and redacts
+# every journal and progress line: testing each secret with `in` made a line cost time in
+# proportion to the keys issued so far (0.18 ms a line after 1,000 approvals).
+_by_length: tuple[tuple[int, frozenset[str]], ...] = ()
 MASK = "[REDACTED]"
 _MIN_LEN = 4  # a one- or two-character "secret" would mask ordinary text everywhere
 
 
 def register(value: str | None) -> None:
+    global _by_length
     if value and len(value) >= _MIN_LEN:
         with _lock:
+            if value in _secrets:
+                return
             _secrets.add(value)
+            groups = dict(_by_length)
+            groups[len(value)] = groups.get(len(value), frozenset()) | {value}
+            _by_length = tuple(sorted(groups.items(), reverse=True))
 
 
 def redact(text: str) -> str:
+    if not _holds_a_secret(text):
+        return text
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for s in secrets:
         if s in text:
             text = text.replace(s, MASK)
     return text
+
+
+def _holds_a_secret(text: str) -> bool:
+    """Whether any registered secret occurs in `text`, in time bounded by the length of the
+    text and the number of distinct secret lengths (issued keys share one), not by the
+    number of secrets: many secrets of one length are looked up in a set, one window of
+    the text at a time."""
+    size = len(text)
+    for length, group in _by_length:
+        windows = size - length + 1
+        if windows <= 0:
+            continue
+        if len(group) * 2 < windows:
+            if any(s in text for s in group):
+                return True
+        elif not group.isdisjoint(text[i : i + length] for i in range(windows)):
+            return True
+    return False
 
 
 class RedactingFilter(logging.Filter):
