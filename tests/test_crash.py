@@ -15,9 +15,9 @@ them) and each property a crash must keep is asserted on every trial:
   scope untouched;
 - no key issued beyond what the manifests ask for (keys are counted per identity from the
   store, where deleting a request does not take its key away);
-- the journal is JSON lines, but for possibly a torn last line (each entry is one write()
-  followed by fsync, so a kill can only cut the line being written), with no key or secret
-  in it, and every mutation the Dashboard saw was journaled before it was sent.
+- the journal is JSON lines, but for possibly a torn last line (each entry is one write(),
+  so a kill can only cut the line being written), with no key or secret in it, and every
+  mutation the Dashboard saw was journaled (and fsynced) before it was sent.
 """
 
 from __future__ import annotations

@@ -300,8 +300,8 @@ class JournalReport:
 
 def read_journal(path: Path, secrets_: Sequence[str]) -> JournalReport:
     """Every line must be a JSON object, except possibly the last: each entry is written
-    with one write() and fsynced, so a kill can at worst leave the line being written
-    partial, never an earlier one. No key (nor the secret) may appear anywhere in it."""
+    with one write(), so a kill can at worst leave the line being written partial, never
+    an earlier one. No key (nor the secret) may appear anywhere in it."""
     report = JournalReport()
     if not path.exists():
         return report
