@@ -31,7 +31,7 @@ from tyksync.sandbox import Sandbox
 HOSTILE = Path(__file__).resolve().parent / "fixtures" / "hostile"
 CORPUS = sorted(p.name for p in HOSTILE.iterdir() if p.suffix in (".yaml", ".yml"))
 # Generous: each refusal takes milliseconds; the bound catches an expansion or a hang.
-BOUND_SECONDS = 5.0  # catches an expansion (minutes), not a machine busy with a parallel suite
+BOUND_SECONDS = 15.0  # catches an expansion (minutes), not a machine busy with parallel suites
 # Output allowance on top of 4 characters per input byte: every problem is one short line.
 MAX_STDERR = 20_000
 
