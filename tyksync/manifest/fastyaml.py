@@ -43,30 +43,33 @@ def _printable(excluded: str) -> str:
     return "[" + "".join(map(re.escape, kept)) + "]"
 
 
-_KEY = r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*"
+# Quantifiers are possessive (`*+`): nothing after one can start with what it took, so
+# giving some back could never help a match, and the regex engine keeps no state for it.
+_KEY = r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*+"
 # A plain scalar: a conservative alphabet, single spaces inside, no `: ` or ` #`; a `-`
 # first only when a character of the alphabet follows (`-` and `- x` are indicators).
 _WORD = r"[A-Za-z0-9_.@+/~-]"
-_PLAIN = rf"(?:[A-Za-z0-9_.~+]|-(?={_WORD})){_WORD}*(?: {_WORD}+)*"
+_PLAIN = rf"(?:[A-Za-z0-9_.~+]|-(?={_WORD})){_WORD}*+(?: {_WORD}++)*+"
 # No `#` anywhere (a comment sign mid-line is left to the strict reader), no escapes;
 # inside flow collections no `,` `:` or brackets either, so that splitting finds items.
 _IN_FLOW = ",:[]{}"
-_DOUBLE = '"' + _printable('"#\\') + '*"'
-_SINGLE = "'" + _printable("'#") + "*'"
+_DOUBLE = '"' + _printable('"#\\') + '*+"'
+_SINGLE = "'" + _printable("'#") + "*+'"
 _QUOTED = f"{_DOUBLE}|{_SINGLE}"
 _FLOW_SCALAR = "|".join(
-    (_PLAIN, '"' + _printable('"#\\' + _IN_FLOW) + '*"', "'" + _printable("'#" + _IN_FLOW) + "*'")
+    (_PLAIN, '"' + _printable('"#\\' + _IN_FLOW) + '*+"', "'" + _printable("'#" + _IN_FLOW) + "*+'")
 )
-_FLOW_SEQ = rf"\[ *(?:(?:{_FLOW_SCALAR}) *(?:, *(?:{_FLOW_SCALAR}) *)*)?\]"
-_FLOW_MAP = rf"\{{ *(?:{_KEY}: +(?:{_FLOW_SCALAR}) *(?:, *{_KEY}: +(?:{_FLOW_SCALAR}) *)*)?\}}"
-_VALUE = rf"{_PLAIN}|{_QUOTED}|{_FLOW_SEQ}|{_FLOW_MAP}"
-# One match per line, whatever the line: (indent, `- ` prefix, key, its value, or the key
-# and value of a one-entry flow map, the usual `fields: {ticket: OPS-42}`). A blank or
-# comment line matches with every group empty; a line that is none of these does not
-# match at all, which the count of matches shows.
+_FLOW_SEQ = rf"\[ *+(?:(?:{_FLOW_SCALAR}) *+(?:, *+(?:{_FLOW_SCALAR}) *+)*+)?\]"
+_FLOW_MAP = (
+    rf"\{{ *+(?:{_KEY}: ++(?:{_FLOW_SCALAR}) *+(?:, *+{_KEY}: ++(?:{_FLOW_SCALAR}) *+)*+)?\}}"
+)
+# One match per line, whatever the line: (indent, `- ` prefix, key, then its value: the
+# key and value of a one-entry flow map (the usual `fields: {ticket: OPS-42}`), a scalar,
+# or another flow collection). A blank or comment line matches with every group empty; a
+# line that is none of these does not match at all, which the count of matches shows.
 _ROW = re.compile(
-    rf"^( *)(?:(- +)?(?:({_KEY}):(?= |$))? *"
-    rf"(?:\{{ *({_KEY}): +({_FLOW_SCALAR}) *\}}|({_VALUE}))?|#{_printable('')}*) *$",
+    rf"^( *+)(?:(- ++)?(?:({_KEY}):(?= |$))? *+(?:\{{ *+({_KEY}): ++({_FLOW_SCALAR}) *+\}}"
+    rf"|({_PLAIN}|{_QUOTED})|({_FLOW_SEQ}|{_FLOW_MAP}))?|#{_printable('')}*+) *+$",
     re.MULTILINE,
 )
 
@@ -146,100 +149,106 @@ def _entry(mapping: dict[str, Any], key: Any, value: Any) -> None:
     mapping[key] = value
 
 
-def _value(value: str, flow_key: str, flow_value: str, scalars: _Scalars) -> tuple[Any, int]:
-    """A value written on its line (the last three groups of _ROW), and how many values
+def _value(
+    value: str, flow: str, flow_key: str, flow_value: str, scalars: _Scalars
+) -> tuple[Any, int]:
+    """A value written on its line (the last four groups of _ROW), and how many values
     it holds."""
     if flow_key:
         mapping: dict[str, Any] = {}
         _entry(mapping, scalars[flow_key], scalars[flow_value])
         return mapping, 2
-    if value[0] == "[" or value[0] == "{":
-        return _flow(value, scalars)
+    if flow:
+        return _flow(flow, scalars)
     found = scalars[value]
     if found is _NOT_PLAIN:
         raise _Bail
     return found, 0
 
 
-def _read(rows: list[tuple[str, str, str, str, str, str]]) -> tuple[Any, dict[YamlPath, int]]:
+def _read(
+    rows: list[tuple[str, str, str, str, str, str, str]],
+) -> tuple[Any, dict[YamlPath, int]]:
     lines: dict[YamlPath, int] = {}
     scalars = _Scalars()
     root: dict[str, Any] = {}
     # The block collection being read: its column, whether it is a list, the collection,
-    # its path (None when deeper than RECORDED: no line below it is recorded), its depth.
-    col_: int = -1
-    is_list = False
-    container: Any = None
-    path: YamlPath | None = None
-    depth = 0
-    # The collections it is in, innermost last, as the same 5-tuples.
-    stack: list[tuple[int, bool, Any, YamlPath | None, int]] = []
+    # its path when at most RECORDED long (else None: no line below it is recorded),
+    # whether lines of its values are recorded (its path is shorter), its depth. First
+    # the root, which the first line must be in (at column 0, a key).
+    path: YamlPath | None = ()
+    container: Any = root
+    col_, is_list, shallow, depth = 0, False, True, 0
+    # The collections it is in, innermost last, as the same tuples.
+    stack: list[tuple[int, bool, Any, YamlPath | None, bool, int]] = []
     # A `key:` with nothing after it: its value is the block that follows.
     pending: tuple[int, dict[str, Any], str, YamlPath | None, int] | None = None
-    # Values, at least as many as the strict reader counts (it stops past MAX_NODES): 3
-    # for each line covers its key, its value, and the item mapping or flow collection it
-    # opens; flow items are counted as read.
-    nodes = 1
-    number = 0
-    for indent, dash, key, flow_key, flow_value, value in rows:
+    number = skipped = flow_values = 0
+    for indent, dash, key, flow_key, flow_value, value, flow in rows:
         number += 1
         if not key:
-            if not value and not flow_key:
+            if not (value or flow or flow_key):
                 if dash:
                     raise _Bail  # `- ` alone: a null, or a block on the lines below
+                skipped += 1
                 continue  # blank, or a comment
             if not dash:
                 raise _Bail  # a scalar alone on its line: the root, or a multi-line scalar
-        nodes += 3
         col = len(indent)
-        if pending is not None:
-            p_col, p_map, p_key, p_path, p_depth = pending
-            pending = None
-            if p_depth > _DEEPEST:
-                raise _Bail
-            stack.append((col_, is_list, container, path, depth))
-            if dash and col >= p_col:
-                p_map[p_key] = container = []
-                is_list = True
-            elif not dash and col > p_col:
-                p_map[p_key] = container = {}
-                is_list = False
-            else:
-                raise _Bail  # null
-            col_, path, depth = col, p_path, p_depth
-        elif container is None:
-            if col or dash:
-                raise _Bail  # a manifest is a mapping: anything else goes the strict way
-            lines[()] = number
-            col_, is_list, container, path, depth = 0, False, root, (), 0
-        if col != col_ or is_list != bool(dash):
-            while col_ > col or (col_ == col and is_list != bool(dash)):
-                if not stack:
+        top = stack[-1] if dash and key and pending is None and col < col_ else None
+        if top is not None and top[0] == col and top[1]:
+            # The next `- key: ...` of the list the current item is in (the usual case):
+            # the list stays where it is, under the item that starts here.
+            _, _, items, path, shallow, depth = top
+        else:
+            if pending is not None:
+                p_col, p_map, p_key, p_path, p_depth = pending
+                pending = None
+                if p_depth > _DEEPEST:
                     raise _Bail
-                col_, is_list, container, path, depth = stack.pop()
-            if col_ != col:
-                raise _Bail
+                stack.append((col_, is_list, container, path, shallow, depth))
+                if dash and col >= p_col:
+                    p_map[p_key] = container = []
+                    is_list = True
+                elif not dash and col > p_col:
+                    p_map[p_key] = container = {}
+                    is_list = False
+                else:
+                    raise _Bail  # null
+                col_, path, depth = col, p_path, p_depth
+                shallow = path is not None and len(path) < RECORDED
+            if col != col_ or is_list == (not dash):
+                while col_ > col or (col_ == col and is_list == (not dash)):
+                    if not stack:
+                        raise _Bail
+                    col_, is_list, container, path, shallow, depth = stack.pop()
+                if col_ != col:
+                    raise _Bail
+            if dash:
+                if not is_list:
+                    raise _Bail
+                items = container
+                if key:
+                    stack.append((col_, True, items, path, shallow, depth))
         if dash:
-            if not is_list:
-                raise _Bail
             item_path = None
-            if path is not None and len(path) < RECORDED:
-                item_path = (*path, len(container))
+            if shallow:
+                item_path = (*path, len(items))  # type: ignore[misc]
                 lines[item_path] = number
             if not key:
-                found, more = _value(value, flow_key, flow_value, scalars)
-                container.append(found)
+                found, more = _value(value, flow, flow_key, flow_value, scalars)
+                items.append(found)
                 if more:
-                    nodes += more
+                    flow_values += more
                     _flow_lines(found, item_path, lines)
                 continue
             # `- key: ...`: a mapping that starts here, its keys at this column.
             if depth >= _DEEPEST:
                 raise _Bail
-            stack.append((col_, is_list, container, path, depth))
             item: dict[str, Any] = {}
-            container.append(item)
+            items.append(item)
             col_, is_list, container, path = col + len(dash), False, item, item_path
+            shallow = item_path is not None and len(item_path) < RECORDED
             depth += 1
         elif is_list:
             raise _Bail
@@ -247,31 +256,43 @@ def _read(rows: list[tuple[str, str, str, str, str, str]]) -> tuple[Any, dict[Ya
         if key.__class__ is not str or key in container:
             raise _Bail  # `1:`, `true:`: keys must be strings; or a duplicate key
         entry_path = None
-        if path is not None and (len(path) < RECORDED or key == "environments"):
-            entry_path = (*path, key)
+        if shallow or (path is not None and key == "environments"):
+            entry_path = (*path, key)  # type: ignore[misc]
             lines[entry_path] = number
-        if flow_key:
-            # `_value`, inline: most requests have one (`fields: {ticket: OPS-42}`).
-            found = {}
-            _entry(found, scalars[flow_key], scalars[flow_value])
-            container[key] = found
-            nodes += 2
-            if entry_path is not None:
-                _flow_lines(found, entry_path, lines)
-        elif value[:1] == "[" or value[:1] == "{":
-            found, more = _flow(value, scalars)
-            container[key] = found
-            nodes += more
-            _flow_lines(found, entry_path, lines)
-        elif value:
+        if value:
             container[key] = found = scalars[value]
             if found is _NOT_PLAIN:
                 raise _Bail
+        elif flow_key:
+            # `_value`, inline: most requests have one (`fields: {ticket: OPS-42}`). Its
+            # value is often unique (a ticket): a string for certain is not looked up.
+            flow_key = scalars[flow_key]
+            found = (
+                flow_value
+                if flow_value[0] in _STRING_START and flow_value not in _WORDS
+                else scalars[flow_value]
+            )
+            if flow_key.__class__ is not str or found is _NOT_PLAIN:
+                raise _Bail  # `{1: x}`, `{true: x}`: keys must be strings
+            container[key] = found = {flow_key: found}
+            flow_values += 2
+            if entry_path is not None:
+                _flow_lines(found, entry_path, lines)
+        elif flow:
+            found, more = _flow(flow, scalars)
+            container[key] = found
+            flow_values += more
+            _flow_lines(found, entry_path, lines)
         else:
             container[key] = None  # for now: the block that follows
             pending = (col_, container, key, entry_path, depth + 1)
-    if pending is not None or container is None or nodes >= MAX_NODES:
+    # Values, at least as many as the strict reader counts (it stops past MAX_NODES): 3
+    # for each line covers its key, its value, and the item mapping or flow collection it
+    # opens; and the root, and the keys and values in flow collections.
+    nodes = 1 + 3 * (number - skipped) + flow_values
+    if pending is not None or skipped == number or nodes >= MAX_NODES:
         raise _Bail  # a null at the end, no content at all, or too many values
+    lines[()] = next(n for n, row in enumerate(rows, 1) if row[2])
     return root, lines
 
 

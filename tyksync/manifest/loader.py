@@ -194,7 +194,6 @@ _FILE_KEYS = frozenset(
 )
 _REQUIRED_KEYS = frozenset({"version", "owner", "developers"})
 _DEFAULTS_KEYS = frozenset({"approved", "fields"})
-_REQUEST_KEYS = frozenset({"plan", "plans", "approved", "fields", "environments", "expires"})
 _PRUNES: dict[Any, Prune] = {prune: prune for prune in get_args(Prune)}
 
 
@@ -268,22 +267,27 @@ def _plain_declared(
         path: YamlPath = ("developers", ref)
         developers.append(DeclaredDeveloper(ref, file, lines.get(path) or doc.line_of(path)))
         for index, decl in enumerate(decls):
-            if decl.__class__ is not dict or not decl.keys() <= _REQUEST_KEYS:
+            if decl.__class__ is not dict:
                 return None
             plan = decl.get("plan")
             if plan is None:
                 policy_refs = _policy_list(decl.get("plans"), plans)
                 if policy_refs is None:
                     return None
-            elif plan.__class__ is not str or not 0 < len(plan) <= _MAX_NAME or "plans" in decl:
+            elif plan.__class__ is not str or not 0 < len(plan) <= _MAX_NAME:
                 return None
             else:
                 policy_refs = plans.get(plan) or plans.setdefault(plan, (plan,))
-            approved = decl.get("approved", defaults_approved)
+            approved = decl.get("approved")
             own = decl.get("fields")
             if own is None:
                 fields = defaults_only
-            elif _are_fields(own, field_keys):
+            elif own.__class__ is dict:
+                for key, value in own.items():
+                    if value.__class__ is not str or not (
+                        key in field_keys or _is_field_key(key, field_keys)
+                    ):
+                        return None
                 # The document's own mapping: nothing else holds it once loading ends.
                 fields = MappingProxyType({**defaults_fields, **own} if defaults_fields else own)
             else:
@@ -295,27 +299,35 @@ def _plain_declared(
                 path = ("developers", ref, index, "environments")
                 environments_line = lines.get(path) or doc.line_of(path)
             expires = decl.get("expires")
+            # No key but those read here, and not both `plan` and `plans` (without nulls,
+            # every key that `get` found is not None).
+            known = 1 + (approved is not None) + (own is not None) + (names is not None)
+            if approved is None:
+                approved = defaults_approved
             if (
-                approved.__class__ is not bool
+                len(decl) != known + (expires is not None)
+                or approved.__class__ is not bool
                 or (names is not None and environments is None)
                 or (expires is not None and not _is(parse_expiry, expires))
             ):
                 return None
             path = ("developers", ref, index)
-            requests.append(
-                _request(
-                    ref,
-                    policy_refs,
-                    approved,
-                    fields,
-                    owner,
-                    file,
-                    lines.get(path) or doc.line_of(path),
-                    environments,
-                    environments_line,
-                    expires,
-                )
-            )
+            # `DeclaredRequest(...)` in a third of the time: its frozen dataclass `__init__`
+            # sets each slot through `object.__setattr__`; a twin without the freeze sets
+            # them as plain attributes, then becomes a DeclaredRequest (same slots).
+            request: Any = _Unfrozen()
+            request.developer = ref
+            request.plans = policy_refs
+            request.approved = approved
+            request.fields = fields
+            request.owner = owner
+            request.file = file
+            request.line = lines.get(path) or doc.line_of(path)
+            request.environments = environments
+            request.environments_line = environments_line
+            request.expires = expires
+            request.__class__ = DeclaredRequest
+            requests.append(request)
     return ManifestFile(
         path=file,
         owner=owner,
@@ -330,50 +342,10 @@ def _plain_declared(
     )
 
 
-def _request(
-    developer: str,
-    plans: tuple[str, ...],
-    approved: bool,
-    fields: Mapping[str, str],
-    owner: str,
-    file: str,
-    line: int,
-    environments: frozenset[str] | None,
-    environments_line: int,
-    expires: str | None,
-) -> DeclaredRequest:
-    """`DeclaredRequest(...)`, in half the time: its frozen dataclass `__init__` sets each
-    slot through `object.__setattr__`; this sets them through the slots' own setters."""
-    request = _new(DeclaredRequest)
-    _set_developer(request, developer)
-    _set_plans(request, plans)
-    _set_approved(request, approved)
-    _set_fields(request, fields)
-    _set_owner(request, owner)
-    _set_file(request, file)
-    _set_line(request, line)
-    _set_environments(request, environments)
-    _set_environments_line(request, environments_line)
-    _set_expires(request, expires)
-    return request
+class _Unfrozen:
+    """DeclaredRequest's slots, and nothing else (see `_plain_declared`)."""
 
-
-def _setter(name: str) -> Callable[[DeclaredRequest, Any], None]:
-    setter: Callable[[DeclaredRequest, Any], None] = getattr(DeclaredRequest, name).__set__
-    return setter
-
-
-_new = object.__new__
-_set_developer = _setter("developer")
-_set_plans = _setter("plans")
-_set_approved = _setter("approved")
-_set_fields = _setter("fields")
-_set_owner = _setter("owner")
-_set_file = _setter("file")
-_set_line = _setter("line")
-_set_environments = _setter("environments")
-_set_environments_line = _setter("environments_line")
-_set_expires = _setter("expires")
+    __slots__ = DeclaredRequest.__slots__
 
 
 def _is(parse: Callable[[str], object], value: Any) -> bool:
@@ -390,19 +362,16 @@ def _is(parse: Callable[[str], object], value: Any) -> bool:
 def _are_fields(fields: Any, valid_keys: set[str]) -> bool:
     """The models' `Fields`: strings to strings, keys 1 to 256 long and not reserved.
     `valid_keys`: keys found valid already (strings all), added to."""
-    if fields.__class__ is not dict:
+    return fields.__class__ is dict and all(
+        value.__class__ is str and (key in valid_keys or _is_field_key(key, valid_keys))
+        for key, value in fields.items()
+    )
+
+
+def _is_field_key(key: Any, valid_keys: set[str]) -> bool:
+    if key.__class__ is not str or not 0 < len(key) <= _MAX_NAME or key.startswith(RESERVED_PREFIX):
         return False
-    for key, value in fields.items():
-        if value.__class__ is not str:
-            return False
-        if key not in valid_keys:
-            if (
-                key.__class__ is not str
-                or not 0 < len(key) <= _MAX_NAME
-                or key.startswith(RESERVED_PREFIX)
-            ):
-                return False
-            valid_keys.add(key)
+    valid_keys.add(key)
     return True
 
 
@@ -462,15 +431,18 @@ def _identities_declared_twice(files: Sequence[ManifestFile]) -> list[Problem]:
     Checked on the text, so that `validate` catches it offline; `resolve` checks again
     after resolution, where `Gold` and its `_id` turn out to be the same policy.
     """
-    # textual_identity, built cheaper: a developer's requests come one after another, and
-    # a set of one policy is keyed by its name (a string never equals a frozenset).
+    # textual_identity, taken apart: by developer (their requests come one after another),
+    # then by policies, a set of one keyed by its name (a string never equals a frozenset).
     # Values: the first request of an identity, or all of them once there are several.
-    seen: dict[tuple[str, Any], Any] = {}
+    seen: dict[str, dict[Any, Any]] = {}
     problems: list[Problem] = []
-    developer, lowered = "", ""
+    developer: str | None = None
+    mine: dict[Any, Any] = {}
     for request in (r for f in files for r in f.requests):
         if request.developer is not developer:
-            developer, lowered = request.developer, request.developer.lower()
+            developer = request.developer
+            lowered = developer.lower()
+            mine = seen.setdefault(developer if lowered == developer else lowered, {})
         names: Any = request.plans
         if len(names) == 1:
             names = names[0]
@@ -478,12 +450,11 @@ def _identities_declared_twice(files: Sequence[ManifestFile]) -> list[Problem]:
             names = frozenset(names)
             if len(names) == 1:
                 (names,) = names
-        key = (lowered, names)
-        earlier = seen.setdefault(key, request)
+        earlier = mine.setdefault(names, request)
         if earlier is request:
             continue
         if earlier.__class__ is not list:
-            earlier = seen[key] = [earlier]
+            earlier = mine[names] = [earlier]
         # Declarations for environments that do not meet (`environments: [staging]` and
         # `environments: [prod]`) never plan together: each environment sees one of them.
         clash = next((e for e in earlier if _meet(e.environments, request.environments)), None)
