@@ -24,7 +24,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,8 @@ class YamlDoc:
 
     data: Any
     # Line (1-based) of each value: for a mapping entry, the line of its key; for a
-    # sequence item, the line where the item starts; () is the root.
+    # sequence item, the line where the item starts; () is the root. Only some of them
+    # when `text` is set (see there): ask `line_of`.
     lines: dict[YamlPath, int]
     # Values refused while reading (aliases, bad tags, number lookalikes, ...): they hold
     # a placeholder, were reported already, and schema errors under them are noise.
@@ -84,14 +85,32 @@ class YamlDoc:
     sha256: str = ""
     # Paths of the explicit nulls in `data`, as the builder saw them; None: not recorded.
     nulls: frozenset[YamlPath] | None = None
+    # The document's text, when `lines` holds only the lines the fast reader records
+    # (those a valid manifest needs): any other line comes from a strict read of it, on
+    # the first question about one (only problems ask).
+    text: str | None = field(default=None, repr=False)
+    _all_lines: dict[YamlPath, int] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def line_of(self, path: tuple[Any, ...]) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
+        lines = self.lines
+        if self.text is not None and path not in lines:
+            lines = self._every_line()
         for end in range(len(path), -1, -1):
-            line = self.lines.get(path[:end])
+            line = lines.get(path[:end])
             if line is not None:
                 return line
         return 1
+
+    def _every_line(self) -> dict[YamlPath, int]:
+        if not self._all_lines:
+            assert self.text is not None
+            strict, _ = parse_yaml_strict(self.text, "")
+            # The fast reader answered, so the strict one reads the text alike, to the end.
+            self._all_lines.update(strict.lines if strict is not None else self.lines)
+        return self._all_lines
 
 
 class _Abort(Exception):
@@ -477,8 +496,8 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDoc | None, list[Problem]]:
 
     plain = read_plain(text)
     if plain is not None:
-        data, lines, nulls = plain
-        return YamlDoc(data, lines, nulls=nulls), []
+        data, lines = plain
+        return YamlDoc(data, lines, nulls=frozenset(), text=text), []
     return parse_yaml_strict(text, file)
 
 
