@@ -109,7 +109,9 @@ if profile:
 manifests = stage("load manifests", lambda: load_manifests([folder]))
 paused = getattr(pipeline, "collector_paused", None)
 with paused() if paused else open(os.devnull):
-    live = stage("read live state", client.read_live)
+    # As `pipeline.plan_live` reads it: the developers' keys only for a file that revokes.
+    keys = any(f.revoke for f in manifests.files)
+    live = stage("read live state", lambda: client.read_live(keys=keys))
     desired = stage("resolve", lambda: resolve(manifests, live))
     plan = stage("plan", lambda: make_plan(desired, live))
 stage("render text", lambda: render_text(plan, io.StringIO(), color=False))
