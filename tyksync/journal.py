@@ -3,12 +3,15 @@
 So that a person can see what an apply did before it was killed. No key is ever written
 here: approvals record only whether their key was captured.
 
-Write-ahead: a line announcing a call (`create.sent`, ...) is on disk before `write`
-returns, so before the call is sent. A line reporting a call's success (`*.done`) is
-written at once, so a killed process loses nothing written, but does not wait for the
-disk: the fsync of the next line that does (the next call's announcement, a failure, the
-run's end, or closing) makes it durable too. Waiting for the disk twice a call cost more
-than the rest of the call's work (issue 14).
+Write-ahead: a line announcing a call (`create.sent`, ...) is on disk before the call is
+sent. The applier announces the first attempt of every call a phase may send at once,
+before the phase starts (`announce`: one write, one fsync), so a `*.sent` line means "this
+call may have been sent": a call that a failure or a rival made unnecessary stays announced.
+A retry after a lost answer is announced on its own (`write`), before it is sent. A line
+reporting a call's success (`*.done`) is written at once, so a killed process loses nothing
+written, but does not wait for the disk: the fsync of the next line that does (a retry's
+announcement, a failure, the run's end, or closing) makes it durable too. Waiting for the
+disk once or twice a call cost more than the rest of the call's work (issue 14).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import stat
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -65,9 +68,25 @@ class Journal:
                 self._file.write("\n")
                 self._file.flush()
 
+    @property
+    def recording(self) -> bool:
+        return self._file is not None
+
     def write(self, event: str, action: Action | None = None, **details: Any) -> None:
         if self._file is None:
             return
+        self._append([self._line(event, action, details)], sync=not event.endswith(".done"))
+
+    def announce(
+        self, event: str, calls: Sequence[tuple[Action | None, Mapping[str, Any]]]
+    ) -> None:
+        """One `event` line per call (its action, its details), all on disk on return: a
+        phase's calls announced with one write and one fsync rather than one of each a call."""
+        if self._file is None or not calls:
+            return
+        self._append([self._line(event, action, details) for action, details in calls], sync=True)
+
+    def _line(self, event: str, action: Action | None, details: Mapping[str, Any]) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.now(timezone.utc).isoformat(),
             "run": self.run,
@@ -82,15 +101,19 @@ class Journal:
                 planned_request_id=action.request_id,
             )
         entry.update(details)
-        line = redact.redact(json.dumps(entry, sort_keys=True, default=str))
+        return redact.redact(json.dumps(entry, sort_keys=True, default=str)) + "\n"
+
+    def _append(self, lines: list[str], *, sync: bool) -> None:
+        assert self._file is not None
         try:
             with self._lock:
-                self._file.write(line + "\n")
+                # Lines in order in one buffer: a kill can tear only the last one written.
+                self._file.write("".join(lines))
                 self._file.flush()
-                self._written += 1
+                self._written += len(lines)
                 written = self._written
                 fd = self._file.fileno()
-            if self._sync and not event.endswith(".done"):
+            if self._sync and sync:
                 self._durable(written, fd)
         except OSError as e:
             raise TyksyncError(f"--journal {self.path}: cannot write: {e.strerror}") from None
