@@ -98,16 +98,14 @@ def test_a_phase_s_announcements_take_one_write_and_one_fsync(
     journal = Journal(path)
     journal.write("apply.start", None)
     journal.write("create.done", None, marker="before")
-    writes: list[str] = []
-    file = journal._file
-    assert file is not None
-    real_write = file.write
+    writes: list[bytes] = []
+    real_write = os.write
 
-    def write(text: str) -> int:
-        writes.append(text)
-        return real_write(text)
+    def write(fd: int, data: bytes) -> int:
+        writes.append(data)
+        return real_write(fd, data)
 
-    monkeypatch.setattr(file, "write", write)
+    monkeypatch.setattr(journal_module.os, "write", write)
     calls = [(None, {"marker": f"m{n}", "attempt": 1}) for n in range(500)]
     journal.announce("approve.sent", calls)
     assert len(writes) == 1
