@@ -82,6 +82,47 @@ def test_create_5xx_settled_by_reading_then_retried_once(sb: Sandbox) -> None:
     assert any(r["id"] == "64c000000000000000000c03" for r in sb.store.requests())
 
 
+def test_a_phase_announces_its_first_attempts_at_once_and_each_retry_on_its_own(
+    sb: Sandbox, tmp_path: Path
+) -> None:
+    c = client(sb)
+    plan = plan_examples(c)
+    creates = [a for a in plan.actions if a.creates]
+    path = tmp_path / "journal.jsonl"
+    sb.faults = Faults(error_rates={"POST": 1.0}, error_statuses=(503,))
+    journal = Journal(path)
+    Applier(c, journal=journal, parallelism=4).apply(plan)
+    journal.close()
+    entries = [json.loads(x) for x in path.read_text().splitlines()]
+    # The phase's announcements come first, one per create, each under its own mark...
+    announced = entries[1 : 1 + len(creates)]
+    assert [(e["event"], e["attempt"]) for e in announced] == [("create.sent", 1)] * len(creates)
+    assert len({e["op"] for e in announced}) == len(creates)
+    # ...and each retry after a lost answer is announced by its worker, under the same mark.
+    attempts: dict[str, list[int]] = {}
+    for e in entries:
+        if e["event"] == "create.sent":
+            attempts.setdefault(e["op"], []).append(e["attempt"])
+    assert attempts == {e["op"]: [1, 2, 3] for e in announced}
+
+    # Without faults: every approval and delete sent was announced once, before the first.
+    sb.faults = Faults()
+    plan = plan_examples(c)
+    path.unlink()
+    journal = Journal(path)
+    result = Applier(c, journal=journal, parallelism=4).apply(plan)
+    journal.close()
+    assert result.ok
+    events = [json.loads(x) for x in path.read_text().splitlines()]
+    names = [e["event"] for e in events]
+    approves = sorted(e["request_id"] for e in events if e["event"] == "approve.sent")
+    assert len(approves) == len(set(approves)) == sum(1 for a in plan.actions if a.approve)
+    deletes = [e["request_id"] for e in events if e["event"] == "delete.sent"]
+    assert sorted(deletes) == sorted(a.request_id for a in plan.actions if a.deletes)
+    assert names.index("approve.done") > max(i for i, n in enumerate(names) if n == "approve.sent")
+    assert names.index("delete.done") > max(i for i, n in enumerate(names) if n == "delete.sent")
+
+
 def test_second_approve_already_processed_is_settled(sb: Sandbox) -> None:
     c = client(sb)
     plan = plan_examples(c)

@@ -1,6 +1,6 @@
 """The journal's write-ahead rule under parallel writers: a line announcing a call is on
-disk when `write` returns; a `*.done` line is written at once and made durable by the next
-fsync (or by closing the journal)."""
+disk when `write` (or, for a phase's calls, `announce`) returns; a `*.done` line is written
+at once and made durable by the next fsync (or by closing the journal)."""
 
 from __future__ import annotations
 
@@ -91,6 +91,34 @@ def test_a_done_line_is_written_at_once_and_made_durable_by_the_next_fsync(
     assert fsyncs == [1, 3, 4]
 
 
+def test_a_phase_s_announcements_take_one_write_and_one_fsync(
+    tmp_path: Path, fsyncs: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.write("apply.start", None)
+    journal.write("create.done", None, marker="before")
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        writes.append(data)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal_module.os, "write", write)
+    calls = [(None, {"marker": f"m{n}", "attempt": 1}) for n in range(500)]
+    journal.announce("approve.sent", calls)
+    assert len(writes) == 1
+    assert fsyncs == [1, 502]  # on disk on return, the `*.done` line before them too
+    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [e["marker"] for e in entries[2:]] == [f"m{n}" for n in range(500)]
+    assert {e["event"] for e in entries[2:]} == {"approve.sent"}
+    assert len({e["run"] for e in entries}) == 1
+    journal.announce("delete.sent", [])  # nothing to announce: no fsync
+    assert fsyncs == [1, 502]
+    journal.close()
+
+
 def test_a_failing_fsync_fails_every_writer_waiting_on_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,5 +130,7 @@ def test_a_failing_fsync_fails_every_writer_waiting_on_it(
     monkeypatch.setattr(journal_module.os, "fsync", broken)
     with pytest.raises(Exception, match="cannot write: Input/output error"):
         journal.write("create.sent", None)
+    with pytest.raises(Exception, match="cannot write: Input/output error"):
+        journal.announce("create.sent", [(None, {"op": "x"})])
     journal.write("create.done", None)  # waits for no fsync
     journal.close()  # a failing last fsync is not an error on closing

@@ -15,6 +15,9 @@ request, so that the next apply tries again.
 
 Issued keys go to the key sink, never to logs, the journal or the result.
 
+Journal: before a phase sends anything, it announces every first attempt it may send, in one
+write and one fsync (see journal.py); a worker journals only retries, outcomes and failures.
+
 Progress: `on_outcome` hears each action's final outcome as soon as it is known (from the
 worker thread that finished it, so it must be thread-safe); `-v` logs each phase and each
 action's start and end.
@@ -161,7 +164,16 @@ class Applier:
         # kept by the action's position in the plan until its delete is done.
         creating = [i for i, a in enumerate(actions) if a.creates]
         _phase(1, f"create {len(creating)} request(s), then approve those declared approved")
-        created = self._run(self._create, [actions[i] for i in creating])
+        # Each create's one-time mark is drawn now, so that the phase announces them all.
+        ops = {id(actions[i]): uuid.uuid4().hex for i in creating}
+        assert len(ops) == len(creating)
+        self.journal.announce(
+            "create.sent",
+            [(actions[i], {"op": ops[id(actions[i])], "attempt": 1}) for i in creating],
+        )
+        created = self._run(
+            lambda action: self._create(action, ops[id(action)]), [actions[i] for i in creating]
+        )
         finished, approved_since_plan = self._approve_created(plan, created)
         replaced: dict[int, Outcome] = {}
         for i, outcome in zip(creating, finished, strict=True):
@@ -172,6 +184,9 @@ class Applier:
 
         approvals = [a for a in actions if a.action == "approve"]
         _phase(2, f"approve {len(approvals)} pending request(s)")
+        self.journal.announce(
+            "approve.sent", [(a, {"request_id": a.request_id, "attempt": 1}) for a in approvals]
+        )
         result.outcomes.extend(self._run(self._approve_existing, approvals, final=_as_is))
 
         deleting: list[int] = []
@@ -201,6 +216,15 @@ class Applier:
             return _merge_replace(replaced[i], outcome) if i in replaced else outcome
 
         _phase(3, f"delete {len(deleting)} request(s), the old one of each replace included")
+        # A delete that revokes first announces itself once its revoke is done.
+        self.journal.announce(
+            "delete.sent",
+            [
+                (actions[i], {"request_id": actions[i].request_id})
+                for i in deleting
+                if not actions[i].revoke_key
+            ],
+        )
         result.outcomes.extend(
             self._run(self._delete, [actions[i] for i in deleting], final=settle_delete)
         )
@@ -219,11 +243,19 @@ class Applier:
         """
         if not any(o.status == "done" and o.new_request_id for o in created):
             return [self._report(o) if _final_create(o) else o for o in created], set()
+        # Every approval this phase may send, announced while live state is read (a rival
+        # may win, or the read fail: a `*.sent` line says "may have been sent").
+        approvals = [
+            (o.action, {"request_id": o.new_request_id, "attempt": 1})
+            for o in created
+            if _made(o) and o.action.approve
+        ]
         try:
             # Policies too, not requests alone: a rival may name a policy by its explicit
             # `id` where ours names its `_id`, and only the policies tell that they agree.
-            # Both at once: every approval waits for them.
-            with ThreadPoolExecutor(max_workers=1) as reader:
+            # All at once: every approval waits for them.
+            with ThreadPoolExecutor(max_workers=2) as reader:
+                announced = reader.submit(self.journal.announce, "approve.sent", approvals)
                 policies_read = reader.submit(self._policy_index, fresh=True)
                 live_requests = self.client.list_requests()
                 policies = policies_read.result()
@@ -252,6 +284,7 @@ class Applier:
             if r.id not in known or r.id in approved_since:
                 rivals.setdefault(policies.identity(r), []).append(r)
         by_id = {r.id: r for r in live_requests}
+        announced.result()  # a journal that cannot take it: nothing is sent
 
         def finish(outcome: Outcome) -> Outcome:
             if not _made(outcome):
@@ -293,7 +326,7 @@ class Applier:
         if not action.approve:
             return outcome
         try:
-            approval = self._approve(action, new_id)
+            approval = self._approve(action, new_id, announced=True)
         except _Failed as e:
             return self._record(
                 action,
@@ -349,7 +382,9 @@ class Applier:
         def guarded(n: int, item: T) -> Outcome:
             action = item.action if isinstance(item, Outcome) else item
             assert isinstance(action, Action)
-            if not isinstance(item, Outcome):  # `_report` logs the end, once final
+            # Described only when logged: an apply without -v would pay for it every call.
+            # `_report` logs the end, once final.
+            if not isinstance(item, Outcome) and log.isEnabledFor(logging.INFO):
                 second_half = action.action == "replace" and step == self._delete
                 note = ": deleting the old request" if second_half else ""
                 log.info("start: %s%s", _describe(action), note)
@@ -370,7 +405,8 @@ class Applier:
     def _report(self, outcome: Outcome) -> Outcome:
         """Hand an action's final outcome to `on_outcome`. Progress is for a person: a
         failure to show it (a closed pipe) must not stop the actions still to run."""
-        log.info("end: %s: %s: %s", _describe(outcome.action), outcome.status, outcome.detail)
+        if log.isEnabledFor(logging.INFO):
+            log.info("end: %s: %s: %s", _describe(outcome.action), outcome.status, outcome.detail)
         if self.on_outcome is not None:
             try:
                 self.on_outcome(outcome)
@@ -380,8 +416,8 @@ class Applier:
 
     # ---- steps -------------------------------------------------------------------------
 
-    def _create(self, action: Action) -> Outcome:
-        op = uuid.uuid4().hex
+    def _create(self, action: Action, op: str) -> Outcome:
+        """The first attempt was announced with its phase, under `op`."""
         fields = dict(action.fields)
         fields[OWNER_FIELD] = action.owner or ""
         fields[OP_FIELD] = op
@@ -389,7 +425,8 @@ class Applier:
         policy_ids = [p.id for p in action.policies]
         new_id: str | None = None
         for attempt in range(1, SETTLE_TRIES + 1):
-            self.journal.write("create.sent", action, op=op, attempt=attempt)
+            if attempt > 1:
+                self.journal.write("create.sent", action, op=op, attempt=attempt)
             try:
                 new_id = self.client.create_request(action.developer.id, policy_ids, fields)
                 break
@@ -416,7 +453,7 @@ class Applier:
 
     def _approve_existing(self, action: Action) -> Outcome:
         assert action.request_id is not None
-        approval = self._approve(action, action.request_id)
+        approval = self._approve(action, action.request_id, announced=True)
         return self._record(
             action,
             "done",
@@ -425,7 +462,8 @@ class Applier:
             approval.key,
         )
 
-    def _approve(self, action: Action, request_id: str) -> _Approval:
+    def _approve(self, action: Action, request_id: str, *, announced: bool = False) -> _Approval:
+        """`announced`: the phase journaled the first attempt's `approve.sent` already."""
         if self.key_sink is not None and self.key_sink.broken:
             raise _Failed(
                 f"approve {request_id}: not sent, since the key sink failed and its key "
@@ -433,7 +471,8 @@ class Applier:
             )
         lost = False  # an earlier try's answer was lost: it may be the one that issued a key
         for attempt in range(1, SETTLE_TRIES + 1):
-            self.journal.write("approve.sent", action, request_id=request_id, attempt=attempt)
+            if attempt > 1 or not announced:
+                self.journal.write("approve.sent", action, request_id=request_id, attempt=attempt)
             try:
                 key = self.client.approve_request(request_id)
             except AnswerLost as e:
@@ -476,8 +515,10 @@ class Applier:
 
     def _delete(self, action: Action) -> Outcome:
         assert action.request_id is not None
-        revoked = self._revoke(action) if action.revoke_key else ""
-        self.journal.write("delete.sent", action, request_id=action.request_id)
+        revoked = ""
+        if action.revoke_key:  # else its phase announced it
+            revoked = self._revoke(action)
+            self.journal.write("delete.sent", action, request_id=action.request_id)
         try:
             existed = self.client.delete_request(action.request_id)
         except TyksyncError as e:
