@@ -112,10 +112,10 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
     problems: list[Problem] = []
     files = find_manifest_files(paths, problems)
     loaded: list[ManifestFile] = []
-    plans: dict[Any, tuple[str, ...]] = {}
+    shared: dict[Any, Any] = {}
     with collector_paused():
         for display, path in files:
-            declared = _load(path, display, problems, plans)
+            declared = _load(path, display, problems, shared)
             if declared is not None:
                 problems.extend(_environments_outside_file(declared))
                 loaded.append(declared)
@@ -126,7 +126,7 @@ def load_manifests(paths: Sequence[str | Path]) -> Manifests:
 
 
 def _load(
-    path: Path, display: str, problems: list[Problem], plans: dict[Any, tuple[str, ...]]
+    path: Path, display: str, problems: list[Problem], shared: dict[Any, Any]
 ) -> ManifestFile | None:
     """One file's declarations, or None after adding its problems. Its YAML document is
     dropped on return: only the declarations stay."""
@@ -134,7 +134,7 @@ def _load(
     problems.extend(found)
     if doc is None:
         return None
-    declared = _plain_declared(doc, display, plans)
+    declared = _plain_declared(doc, display, shared)
     if declared is not None:
         return declared
     manifest, found = validate_doc(doc, display)
@@ -209,14 +209,13 @@ _ENVIRONMENT = _whole(ENVIRONMENT_PATTERN)
 _MAX_NAME = 256  # a policy name's, a field key's
 
 
-def _plain_declared(
-    doc: YamlDoc, file: str, plans: dict[Any, tuple[str, ...]]
-) -> ManifestFile | None:
+def _plain_declared(doc: YamlDoc, file: str, shared: dict[Any, Any]) -> ManifestFile | None:
     """What `_declared(validate_doc(doc))` gives, for a document that the models take
     without a problem and this reads whole; None for any other, which goes through
     pydantic and gets its messages. It spares 100k requests pydantic's model objects.
 
-    `plans`: one tuple for each distinct policy list, across the run."""
+    `shared`: one object for each distinct policy list and line number, across the run
+    (100k requests hold them)."""
     data = doc.data
     # Without nulls (every null is a problem), a key that `get` finds None is absent.
     if doc.nulls is None or doc.nulls or doc.refused or data.__class__ is not dict:
@@ -265,19 +264,20 @@ def _plain_declared(
         if not _DEVELOPER(ref) or decls.__class__ is not list:
             return None
         path: YamlPath = ("developers", ref)
-        developers.append(DeclaredDeveloper(ref, file, lines.get(path) or doc.line_of(path)))
+        line = lines.get(path) or doc.line_of(path)
+        developers.append(DeclaredDeveloper(ref, file, shared.setdefault(line, line)))
         for index, decl in enumerate(decls):
             if decl.__class__ is not dict:
                 return None
             plan = decl.get("plan")
             if plan is None:
-                policy_refs = _policy_list(decl.get("plans"), plans)
+                policy_refs = _policy_list(decl.get("plans"), shared)
                 if policy_refs is None:
                     return None
             elif plan.__class__ is not str or not 0 < len(plan) <= _MAX_NAME:
                 return None
             else:
-                policy_refs = plans.get(plan) or plans.setdefault(plan, (plan,))
+                policy_refs = shared.get(plan) or shared.setdefault(plan, (plan,))
             approved = decl.get("approved")
             own = decl.get("fields")
             if own is None:
@@ -322,7 +322,8 @@ def _plain_declared(
             request.fields = fields
             request.owner = owner
             request.file = file
-            request.line = lines.get(path) or doc.line_of(path)
+            line = lines.get(path) or doc.line_of(path)
+            request.line = shared.setdefault(line, line)
             request.environments = environments
             request.environments_line = environments_line
             request.expires = expires
@@ -375,8 +376,8 @@ def _is_field_key(key: Any, valid_keys: set[str]) -> bool:
     return True
 
 
-def _policy_list(names: Any, plans: dict[Any, tuple[str, ...]]) -> tuple[str, ...] | None:
-    """The models' `plans`, as a tuple from `plans`; None: not that."""
+def _policy_list(names: Any, shared: dict[Any, Any]) -> tuple[str, ...] | None:
+    """The models' `plans`, as a tuple from `shared`; None: not that."""
     if names.__class__ is not list or not names:
         return None
     for name in names:
@@ -385,7 +386,8 @@ def _policy_list(names: Any, plans: dict[Any, tuple[str, ...]]) -> tuple[str, ..
     found = tuple(names)
     if len(set(found)) != len(found):
         return None
-    return plans.setdefault(found, found)
+    interned: tuple[str, ...] = shared.setdefault(found, found)
+    return interned
 
 
 def _environment_set(names: Any) -> frozenset[str] | None:
