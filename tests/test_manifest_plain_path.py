@@ -6,7 +6,6 @@ agree with what they stand for."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -261,17 +260,6 @@ def test_load_manifests_gives_the_same_manifests_without_the_plain_path(
     slow = load_manifests([folder])
     assert fast == slow
     assert fast.to_data() == slow.to_data()
-
-
-def test_every_field_of_a_request_is_set() -> None:
-    # The plain path sets a request's slots one by one: a field it misses would be unset.
-    doc, _ = parse_yaml(VALID, "m.yaml")
-    assert doc is not None
-    plain = loader._plain_declared(doc, "m.yaml", {})
-    assert plain is not None
-    for request in plain.requests:
-        for field in dataclasses.fields(DeclaredRequest):
-            getattr(request, field.name)
 
 
 # -- the duplicate check -------------------------------------------------------------------

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Final
 
+import msgspec
+
 from tyksync.errors import ManifestError, Problem, TyksyncError
 from tyksync.escape import printable
 from tyksync.manifest import Manifests, load_manifests
@@ -230,7 +232,7 @@ def _relabelled(manifests: Manifests, prefix: str, rev: str) -> Manifests:
                 f,
                 path=name(f.path),
                 developers=tuple(dataclasses.replace(d, file=name(d.file)) for d in f.developers),
-                requests=tuple(dataclasses.replace(r, file=name(r.file)) for r in f.requests),
+                requests=tuple(msgspec.structs.replace(r, file=name(r.file)) for r in f.requests),
             )
             for f in manifests.files
         )

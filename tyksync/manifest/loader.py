@@ -9,6 +9,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, get_args
 
+import msgspec
+
 from tyksync.errors import ManifestError, Problem
 from tyksync.gcpause import collector_paused
 from tyksync.manifest.discovery import find_manifest_files
@@ -19,8 +21,9 @@ from tyksync.models import RESERVED_PREFIX, Prune
 from tyksync.timefmt import parse_age, parse_expiry
 
 
-@dataclass(frozen=True, slots=True)  # 100k of them: no __dict__ each
-class DeclaredRequest:
+class DeclaredRequest(msgspec.Struct, frozen=True, gc=False):
+    """One declared request (100k at scale: a Struct, as `models.KeyRequest` is)."""
+
     developer: str  # reference as written (email or id)
     plans: tuple[str, ...]  # policy references as written, declared order
     approved: bool  # the request's, else the defaults', else True
@@ -312,22 +315,19 @@ def _plain_declared(doc: YamlDoc, file: str, shared: dict[Any, Any]) -> Manifest
             ):
                 return None
             path = ("developers", ref, index)
-            # `DeclaredRequest(...)` in a third of the time: its frozen dataclass `__init__`
-            # sets each slot through `object.__setattr__`; a twin without the freeze sets
-            # them as plain attributes, then becomes a DeclaredRequest (same slots).
-            request: Any = _Unfrozen()
-            request.developer = ref
-            request.plans = policy_refs
-            request.approved = approved
-            request.fields = fields
-            request.owner = owner
-            request.file = file
             line = lines.get(path) or doc.line_of(path)
-            request.line = shared.setdefault(line, line)
-            request.environments = environments
-            request.environments_line = environments_line
-            request.expires = expires
-            request.__class__ = DeclaredRequest
+            request = DeclaredRequest(
+                ref,
+                policy_refs,
+                approved,
+                fields,
+                owner,
+                file,
+                shared.setdefault(line, line),
+                environments,
+                environments_line,
+                expires,
+            )
             requests.append(request)
     return ManifestFile(
         path=file,
@@ -341,12 +341,6 @@ def _plain_declared(doc: YamlDoc, file: str, shared: dict[Any, Any]) -> Manifest
         revoke=revoke,
         reject_pending_after=reject,
     )
-
-
-class _Unfrozen:
-    """DeclaredRequest's slots, and nothing else (see `_plain_declared`)."""
-
-    __slots__ = DeclaredRequest.__slots__
 
 
 def _is(parse: Callable[[str], object], value: Any) -> bool:
