@@ -86,6 +86,9 @@ def test_ctrl_c_during_apply_points_at_the_journal(dash: Sandbox, tmp_path: Path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background of a non-interactive shell inherits SIGINT
+        # ignored, and so would the child: Ctrl-C is what this test is about.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     journal = tmp_path / ".tyksync" / "journal.jsonl"
     deadline = time.monotonic() + 30
