@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from support import Tyk
 
-from tyksync import redact
+from tyksync import redact, wire
 from tyksync.client import DashboardClient, RetryPolicy
 from tyksync.connection import ConnectionSettings, connect, read_secret
 from tyksync.errors import (
@@ -389,6 +389,25 @@ def test_a_malformed_item_is_an_error_naming_the_call(serve: Any, case: str) -> 
     assert str(e.value).startswith(f"GET /api/portal/{which}"), e.value
     assert "malformed answer" in str(e.value) or "Data was not" in str(e.value)
     assert str(e.value).isprintable()
+
+
+@pytest.mark.parametrize("case", ["approved a string", "id with a slash", "field value nested"])
+def test_a_malformed_item_after_items_read_as_they_came_names_the_call(
+    serve: Any, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing reader decodes items as they arrive and hands the rest back, from the
+    item msgspec refuses on, as plain JSON: the items it holds are msgspec's, the others
+    dicts, and the checks judge both as one listing."""
+    monkeypatch.setattr(wire, "PIECE", 512)
+    _, item = MALFORMED[case]
+    good = [dict(REQ, id=f"64c00000000000000000{n:04x}") for n in range(200)]
+    server = serve(portal(requests=listing(*good, item, pages=21)))
+    with pytest.raises(NetworkError) as e:
+        client(server.url).read_live()
+    # The message the whole listing read as plain JSON gives: the item's, not the list's.
+    with pytest.raises(NetworkError) as whole:
+        client(serve(portal(requests=listing(item))).url).read_live()
+    assert str(e.value) == str(whole.value)
 
 
 @pytest.mark.parametrize(

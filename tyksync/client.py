@@ -1069,14 +1069,16 @@ def _parsing(method: str, shown: str, *, lost: bool = False) -> Iterator[None]:
         raise MalformedAnswer(method, shown, f"malformed answer: {e}") from None
 
 
-def _envelope(answer: Any) -> tuple[list[dict[str, Any]], int]:
+def _envelope(answer: Any) -> tuple[list[Any], int]:
+    """A listing's items and page count. Items are dicts, or `WireItem`s a `ListingReader`
+    read before handing the rest back as plain JSON."""
     if not isinstance(answer, dict):
         raise _Malformed("the list answer was not a {Data, Pages} object")
     data = answer.get("Data")
     if data is None:
         data = []
     pages = answer.get("Pages", 0)
-    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+    if not isinstance(data, list) or not all(isinstance(d, (dict, WireItem)) for d in data):
         raise _Malformed("the list answer's Data was not a list of objects")
     if not isinstance(pages, int) or isinstance(pages, bool) or pages < 0:
         raise _Malformed("the list answer's Pages was not a count")
@@ -1182,10 +1184,13 @@ def _flag(raw: Mapping[str, Any], name: str, what: str, *, default: bool) -> boo
 
 
 def _key_requests(items: list[Any]) -> tuple[KeyRequest, ...]:
-    """A listing's requests: all decoded by msgspec (`WireRequest`), or all plain JSON."""
-    if items and isinstance(items[0], WireRequest):
-        return _wire_key_requests(items)
-    return tuple(_key_request(r) for r in items)
+    """A listing's requests: decoded by msgspec (`WireRequest`), plain JSON, or the first
+    then the second (what a `ListingReader` read before an item it could not)."""
+    wire = 0
+    while wire < len(items) and isinstance(items[wire], WireRequest):
+        wire += 1
+    rest = (_key_request(r) for r in items[wire:])
+    return (*_wire_key_requests(items[:wire]), *rest)
 
 
 def _key_request(raw: Mapping[str, Any]) -> KeyRequest:
