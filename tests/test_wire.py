@@ -9,7 +9,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from tyksync import wire
 from tyksync.wire import ListingReader, Unread, WireListing, WireRequest
 
 
@@ -146,7 +145,3 @@ def test_a_hostile_listing_costs_a_bounded_number_of_decodes(
     assert isinstance(result, WireListing) and [i.id for i in result.items] == ["a" * 24]
     assert len(data) > 20_000
     assert decodes <= 3 * 12  # three tries a search, one search each time the bytes double
-
-
-def test_the_default_piece_is_a_few_mib() -> None:
-    assert 1 << 20 <= wire.PIECE <= 16 << 20
