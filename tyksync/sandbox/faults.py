@@ -31,7 +31,7 @@ FAULT_KINDS = (
 class Faults:
     """What to inject; the default injects nothing."""
 
-    latency: float = 0.0  # seconds added to every answer
+    latency: float = 0.0  # seconds from a call's arrival to its handling, parsing included
     jitter: float = 0.0  # plus uniform(0, jitter) seconds
     slow: dict[str, float] = field(default_factory=dict)  # method -> more seconds
     error_rates: dict[str, float] = field(default_factory=dict)  # method -> rate of 5xx
@@ -83,7 +83,7 @@ class Faults:
     # -- decisions, one per fault kind; each counts what it injects ----------------------
 
     def delay(self, method: str = "GET") -> float:
-        """Seconds to wait before handling a call (so before a write commits)."""
+        """Seconds from a call's arrival to its handling (so before a write commits)."""
         extra = self.slow.get(method, 0.0)
         if self.jitter <= 0:
             return self.latency + extra

@@ -240,6 +240,14 @@ class _Handler(BaseHTTPRequestHandler):
     wbufsize = 64 * 1024
     server: _Server
     _injected_answer = False  # for the access log
+    _arrived = 0.0  # when the call's request line was read: see `parse_request`
+
+    def parse_request(self) -> bool:
+        # A Dashboard's latency is the time from a call's arrival to its answer, its own
+        # work included: the sandbox's parsing (and waiting for its turn on a busy machine)
+        # runs within the latency rather than after it.
+        self._arrived = time.monotonic()
+        return bool(super().parse_request())
 
     def handle_expect_100(self) -> bool:
         ok = bool(super().handle_expect_100())
@@ -276,9 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        delay = faults.delay(method)
-        if delay > 0:
-            time.sleep(delay)
+        left = self._arrived + faults.delay(method) - time.monotonic()
+        if left > 0:
+            time.sleep(left)
         injected = self._injected(faults, method, template)
         answer = injected or self._answer(method, url, matched, body, faults)
         if answer.status < 300 and faults.drop_answer(method, template):
