@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 from harness.capture import FORMAT, LogCapture
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import ROOT, CliResult, Tyk, canary
 
 from tyksync.client import DashboardClient, RetryPolicy
@@ -687,6 +689,46 @@ def test_redaction_masks_any_of_many_secrets_anywhere_in_a_line() -> None:
             masked = redact.redact(text)
             assert key not in masked and redact.MASK in masked
     assert redact.redact(keys[7][:-1]) == keys[7][:-1]  # a part of a secret is no secret
+
+
+# Characters a character class treats specially, letters, digits and text outside ASCII:
+# the runs the redactor looks in are found by a class built from the secrets' characters.
+_SECRET_CHARS = "ab01-]^\\[.é☃"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secrets=st.lists(st.text(_SECRET_CHARS, min_size=6, max_size=9), min_size=1, max_size=40),
+    pieces=st.lists(
+        st.one_of(st.text(_SECRET_CHARS + ' "{}:,x', max_size=12), st.integers(0, 39)),
+        max_size=12,
+    ),
+)
+def test_redaction_finds_what_testing_every_secret_in_turn_finds(
+    secrets: list[str], pieces: list[str | int]
+) -> None:
+    """Secrets are looked for only in runs of their characters: the answer must be what
+    `in` over every secret gives, for texts made of secrets, parts of them and other text."""
+    from tyksync import redact
+
+    prefix = "rx" + os.urandom(4).hex()  # secrets of this example only: registration is global
+    mine = [prefix + s for s in secrets]
+    for s in mine:
+        redact.register(s)
+    text = "".join(
+        p
+        if isinstance(p, str)
+        else mine[p % len(mine)][: 3 + p % 7 + len(prefix)]
+        if p % 3 == 0
+        else mine[p % len(mine)]
+        for p in pieces
+    )
+    masked = redact.redact(text)
+    expected = text
+    for s in sorted(redact._secrets, key=len, reverse=True):
+        expected = expected.replace(s, redact.MASK)
+    assert masked == expected
+    assert not any(s in masked for s in mine)
 
 
 def test_registering_the_keys_of_a_large_dashboard_stays_linear() -> None:
