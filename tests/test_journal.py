@@ -134,3 +134,36 @@ def test_a_failing_fsync_fails_every_writer_waiting_on_it(
         journal.announce("create.sent", [(None, {"op": "x"})])
     journal.write("create.done", None)  # waits for no fsync
     journal.close()  # a failing last fsync is not an error on closing
+
+
+def test_entries_written_for_later_wait_for_no_fsync_until_sync(
+    tmp_path: Path, fsyncs: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create's `create.done` and the announcement of the approval that may follow it go
+    out in one write, waiting for no disk; `sync` makes them durable before any approval."""
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.write("apply.start", None)
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        writes.append(data)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal_module.os, "write", write)
+    for n in range(3):
+        journal.entries(
+            [("create.done", None, {"marker": n}), ("approve.sent", None, {"marker": n})],
+            sync=False,
+        )
+    assert len(writes) == 3 and all(w.count(b"\n") == 2 for w in writes)
+    assert fsyncs == [1]  # nothing waited for the disk
+    journal.sync()
+    assert fsyncs == [1, 7]
+    journal.sync()  # nothing new: no fsync
+    assert fsyncs == [1, 7]
+    events = [json.loads(line)["event"] for line in path.read_text(encoding="utf-8").splitlines()]
+    assert events == ["apply.start"] + ["create.done", "approve.sent"] * 3
+    journal.close()
+    assert fsyncs == [1, 7]

@@ -16,7 +16,8 @@ request, so that the next apply tries again.
 Issued keys go to the key sink, never to logs, the journal or the result.
 
 Journal: before a phase sends anything, it announces every first attempt it may send, in one
-write and one fsync (see journal.py); a worker journals only retries, outcomes and failures.
+write and one fsync (see journal.py); a worker journals only retries, outcomes and failures,
+and a create that is done the approval that may follow it.
 
 Progress: `on_outcome` hears each action's final outcome as soon as it is known (from the
 worker thread that finished it, so it must be thread-safe); `-v` logs each phase and each
@@ -31,14 +32,16 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from tyksync.client import DashboardClient
 from tyksync.errors import AlreadyProcessed, AnswerLost, ApiError, Interrupted, TyksyncError
-from tyksync.journal import Journal
+from tyksync.journal import Entry, Journal
 from tyksync.keysink import KeySink
 from tyksync.models import (
     OP_FIELD,
@@ -139,6 +142,7 @@ class Applier:
         self.on_outcome = on_outcome
         self._index: PolicyIndex | None = None
         self._index_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None  # while `apply` runs
         client.use_connections(self.parallelism)
 
     def apply(self, plan: Plan) -> ApplyResult:
@@ -147,7 +151,13 @@ class Applier:
         self._index = None  # policies are read again for each plan applied
         self.journal.write("apply.start", None, dashboard=plan.dashboard, actions=len(plan.actions))
         try:
-            result = self._apply(plan)
+            # One pool for every phase: a phase's first calls went out only once it had
+            # started its threads (~2 ms at 16, between phases that wait for each other).
+            with ThreadPoolExecutor(self.parallelism, "tyksync-apply") as self._pool:
+                try:
+                    result = self._apply(plan)
+                finally:
+                    self._pool = None  # phases run from this thread only: none is left
         except KeyboardInterrupt:
             self.journal.write("apply.interrupted", None)
             raise Interrupted(
@@ -243,19 +253,13 @@ class Applier:
         """
         if not any(o.status == "done" and o.new_request_id for o in created):
             return [self._report(o) if _final_create(o) else o for o in created], set()
-        # Every approval this phase may send, announced while live state is read (a rival
-        # may win, or the read fail: a `*.sent` line says "may have been sent").
-        approvals = [
-            (o.action, {"request_id": o.new_request_id, "attempt": 1})
-            for o in created
-            if _made(o) and o.action.approve
-        ]
         try:
             # Policies too, not requests alone: a rival may name a policy by its explicit
             # `id` where ours names its `_id`, and only the policies tell that they agree.
-            # All at once: every approval waits for them.
+            # All at once: every approval waits for them, and for the approvals' `*.sent`
+            # lines (written by their creates: `_create`) to be on disk.
             with ThreadPoolExecutor(max_workers=2) as reader:
-                announced = reader.submit(self.journal.announce, "approve.sent", approvals)
+                announced = reader.submit(self.journal.sync)
                 policies_read = reader.submit(self._policy_index, fresh=True)
                 live_requests = self.client.list_requests()
                 policies = policies_read.result()
@@ -397,10 +401,33 @@ class Applier:
             settled = None if final is None else final(n, outcome)
             return outcome if settled is None else self._report(settled)
 
-        if self.parallelism == 1 or len(items) <= 1:
+        if self._pool is None or self.parallelism == 1 or len(items) <= 1:
             return [guarded(n, x) for n, x in enumerate(items)]
-        with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
-            return list(pool.map(guarded, range(len(items)), items))
+        # Each worker takes the next item until none is left. (A future an item cost the
+        # main thread a wake-up an item, on the cores the calls need: issue 14.)
+        outcomes: list[Outcome | None] = [None] * len(items)
+        left = deque(range(len(items)))  # popleft is atomic: no item is taken twice
+        stop = threading.Event()
+
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    n = left.popleft()
+                except IndexError:
+                    return
+                outcomes[n] = guarded(n, items[n])
+
+        workers = [self._pool.submit(work) for _ in range(min(self.parallelism, len(items)))]
+        try:
+            finished, _ = futures.wait(workers, return_when=futures.FIRST_EXCEPTION)
+            for worker in finished:
+                worker.result()  # a bug in a step: raised here
+        finally:
+            # An interrupt or a bug: no call starts after it; `apply` waits for the rest.
+            stop.set()
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(items)
+        return done
 
     def _report(self, outcome: Outcome) -> Outcome:
         """Hand an action's final outcome to `on_outcome`. Progress is for a person: a
@@ -448,7 +475,13 @@ class Applier:
                 f"create: no answer after {SETTLE_TRIES} tries and no request marked "
                 f"{OP_FIELD}={op} found; run apply again to settle"
             )
-        self.journal.write("create.done", action, op=op, request_id=new_id)
+        # The approval that may follow is announced now, in the same write; the approvals
+        # wait for one fsync that makes every such line durable (`_approve_created`). A
+        # rival may win, or the live read fail: a `*.sent` line says "may have been sent".
+        done: list[Entry] = [("create.done", action, {"op": op, "request_id": new_id})]
+        if action.approve:
+            done.append(("approve.sent", action, {"request_id": new_id, "attempt": 1}))
+        self.journal.entries(done, sync=False)
         return self._record(action, "done", f"created request {new_id}", new_id)
 
     def _approve_existing(self, action: Action) -> Outcome:

@@ -7,6 +7,9 @@ Write-ahead: a line announcing a call (`create.sent`, ...) is on disk before the
 sent. The applier announces the first attempt of every call a phase may send at once,
 before the phase starts (`announce`: one write, one fsync), so a `*.sent` line means "this
 call may have been sent": a call that a failure or a rival made unnecessary stays announced.
+The approval of a request the apply creates is announced as its create is done, in the write
+of the `create.done` line, and made durable, with every other, by the one fsync (`sync`) the
+approvals wait for: the create phase's workers have the time, the phase change does not.
 A retry after a lost answer is announced on its own (`write`), before it is sent. A line
 reporting a call's success (`*.done`) is written at once, so a killed process loses nothing
 written, but does not wait for the disk: the fsync of the next line that does (a retry's
@@ -31,6 +34,9 @@ from tyksync import redact
 from tyksync.errors import TyksyncError
 from tyksync.fileutil import ensure_state_dir, open_private
 from tyksync.plan import Action
+
+# An entry: its event, the action it is about (if any) and its details.
+Entry = tuple[str, Action | None, Mapping[str, Any]]
 
 
 class Journal:
@@ -67,18 +73,29 @@ class Journal:
                 self._append(["\n"], sync=False, lines=0)
 
     def write(self, event: str, action: Action | None = None, **details: Any) -> None:
-        if self._fd is None:
-            return
-        self._append([self._line(event, action, details)], sync=not event.endswith(".done"))
+        self.entries([(event, action, details)], sync=not event.endswith(".done"))
 
     def announce(
         self, event: str, calls: Sequence[tuple[Action | None, Mapping[str, Any]]]
     ) -> None:
         """One `event` line per call (its action, its details), all on disk on return: a
         phase's calls announced with one write and one fsync rather than one of each a call."""
-        if self._fd is None or not calls:
+        self.entries([(event, action, details) for action, details in calls], sync=True)
+
+    def entries(self, entries: Sequence[Entry], *, sync: bool) -> None:
+        """Entries written with one write; `sync`: on disk on return, else made durable by
+        the next fsync (`sync()`, an announcement's, or closing)."""
+        if self._fd is None or not entries:
             return
-        self._append([self._line(event, action, details) for action, details in calls], sync=True)
+        self._append([self._line(*entry) for entry in entries], sync=sync)
+
+    def sync(self) -> None:
+        """Every line written so far on disk on return."""
+        if self._fd is not None and self._sync and self._synced < self._written:
+            try:
+                self._durable(self._written, self._fd)
+            except OSError as e:
+                raise TyksyncError(f"--journal {self.path}: cannot write: {e.strerror}") from None
 
     def _line(self, event: str, action: Action | None, details: Mapping[str, Any]) -> str:
         entry: dict[str, Any] = {

@@ -392,6 +392,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's backlog is 5: sixteen clients connecting at once (an apply at
+    # --parallelism 16) overflowed it, and the kernel made the late ones retransmit, a
+    # stall of 0.2 to 1 s. A real Dashboard listens with the system's maximum.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
         self.sandbox = sandbox
