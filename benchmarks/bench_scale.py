@@ -127,6 +127,8 @@ for name, seconds, count, gc_s, rss in marks:
 print(f"    {'total':<16} {total:7.2f} s          GC {sum(pauses):5.2f} s ({len(pauses)})")
 """
 
+SCALE = 100_000  # the size the plan targets are set at
+AT_SCALE = "at 100k"  # the target column of a figure judged only at SCALE
 TARGETS = {
     "gets": 3,
     "plan_wall": 1.0,
@@ -319,27 +321,30 @@ def bench_plan(n: int, runs: int, table: Table, validate: bool) -> None:
         fc, pc = med([r.cpu for r in floors]), med([r.cpu for r in plans])
         rss = med([r.rss for r in plans])
         frss = med([r.rss for r in floors])
+        # The targets are the issue's, set at 100k: below, start-up (a Python process,
+        # its imports) outweighs the work, and the figures are printed for the trend.
+        judged = n >= SCALE
         table.add(f"{n:,}: GETs per plan", f"{max(gets)}", "", "3", max(gets) <= TARGETS["gets"])
         table.add(
             f"{n:,}: plan wall / floor",
             f"{pw:.2f} s / {fw:.2f} s",
             f"{pw / fw:.2f}x",
-            "<= 1.0x",
-            pw / fw <= TARGETS["plan_wall"],
+            "<= 1.0x" if judged else AT_SCALE,
+            pw / fw <= TARGETS["plan_wall"] if judged else None,
         )
         table.add(
             f"{n:,}: plan CPU / floor",
             f"{pc:.2f} s / {fc:.2f} s",
             f"{pc / fc:.2f}x",
-            "<= 1.0x",
-            pc / fc <= TARGETS["plan_cpu"],
+            "<= 1.0x" if judged else AT_SCALE,
+            pc / fc <= TARGETS["plan_cpu"] if judged else None,
         )
         table.add(
             f"{n:,}: plan peak RSS / payload",
             f"{rss / 2**20:.0f} MiB / {size / 2**20:.0f} MiB (floor {frss / 2**20:.0f})",
             f"{rss / size:.2f}x",
-            "<= 2x",
-            rss / size <= TARGETS["rss"] if n >= 100_000 else None,
+            "<= 2x" if judged else AT_SCALE,
+            rss / size <= TARGETS["rss"] if judged else None,
         )
         if validate:
             files = sorted(str(p) for p in manifests.glob("*.yaml"))
@@ -359,8 +364,8 @@ def bench_plan(n: int, runs: int, table: Table, validate: bool) -> None:
                 f"{n:,}: validate ({declared:,} decl.) / yaml.load",
                 f"{vw:.2f} s / {yw:.2f} s",
                 f"{vw / yw:.2f}x",
-                "<= 0.5x",
-                vw / yw <= TARGETS["validate"] if n >= 100_000 else None,
+                "<= 0.5x" if judged else AT_SCALE,
+                vw / yw <= TARGETS["validate"] if judged else None,
             )
 
 
@@ -515,8 +520,14 @@ def main() -> None:
     judged = [r for r in table.rows if r[4] is not None]
     missed = [r[0] for r in judged if not r[4]]
     print(
-        f"\nsummary: {len(judged) - len(missed)}/{len(judged)} figures at or under target"
+        f"\nsummary: {len(judged) - len(missed)}/{len(judged)} figures at or under target "
+        f"(plan figures judged at {SCALE:,})"
         + (f"; missed: {', '.join(missed)}" if missed else "")
+        + (
+            f"; no plan of {SCALE:,}: the plan figures were not judged"
+            if args.only in (None, "plan") and max(sizes) < SCALE
+            else ""
+        )
         + f" ({time.perf_counter() - started:.0f} s, load average {os.getloadavg()[0]:.1f})"
     )
 
