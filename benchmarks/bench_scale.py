@@ -21,13 +21,16 @@ interleaved, in this one run (medians), never an absolute time:
 - apply: 1,000 creates (each approved: 2,000 calls) with 20 ms of sandbox latency on every
   call, at --parallelism 4, 8 and 16, against the ideal ceil(2000 / p) x 20 ms; the apply
   window is the sandbox's view: first write answered minus 20 ms to last write answered.
-  TCP connections: distinct client addresses the sandbox accepted during the p=16 run.
+  Printed beside it, not judged: the same calls from p threads on raw sockets, what this
+  sandbox and machine allow any client (about 1.05-1.09). TCP connections: distinct client
+  addresses the sandbox accepted during the p=16 run.
 - `tyksync --version` wall (median of 5), next to `python -c pass`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
@@ -64,6 +67,63 @@ import sys, yaml
 for name in sys.argv[1:]:
     with open(name, encoding="utf-8") as f:
         yaml.load(f.read(), Loader=yaml.CSafeLoader)
+"""
+
+# The apply floor: creates from p threads on raw sockets, one read of the requests once
+# all are answered, then the approvals. What is left of the window over the ideal is the
+# sandbox's and the machine's.
+APPLY_FLOOR = """
+import json, os, socket, sys, threading
+host, port, p, jobs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+secret = os.environ["TYK_DASHBOARD_SECRET"]
+with open(jobs, encoding="utf-8") as f:
+    jobs = json.load(f)
+ids = [None] * len(jobs)
+barrier = threading.Barrier(p)
+failed = []
+
+def call(sock, reader, method, path, body=None):
+    data = b"" if body is None else json.dumps(body).encode()
+    head = (f"{method} {path} HTTP/1.1\\r\\nHost: {host}\\r\\nauthorization: {secret}\\r\\n"
+            f"Content-Type: application/json\\r\\nContent-Length: {len(data)}\\r\\n\\r\\n")
+    sock.sendall(head.encode() + data)
+    status = reader.readline()
+    length = 0
+    while (line := reader.readline()) not in (b"\\r\\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    answer = reader.read(length)
+    if status.split()[1:2] != [b"200"]:
+        raise RuntimeError(f"{method} {path}: {status!r}")
+    return json.loads(answer)
+
+def worker(w):
+    try:
+        sock = socket.create_connection((host, port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = sock.makefile("rb")
+        mine = range(w, len(jobs), p)
+        for i in mine:
+            developer, policy = jobs[i]
+            body = {"by_user": developer, "version": "v2", "fields": {},
+                    "apply_policies": [policy], "for_plan": policy, "approved": False}
+            ids[i] = call(sock, reader, "POST", "/api/portal/requests", body)["Message"]
+        if barrier.wait() == 0:
+            call(sock, reader, "GET", "/api/portal/requests?p=-1")
+        barrier.wait()
+        for i in mine:
+            call(sock, reader, "PUT", f"/api/portal/requests/approve/{ids[i]}")
+    except Exception as e:
+        failed.append(repr(e))
+        barrier.abort()
+
+threads = [threading.Thread(target=worker, args=(w,)) for w in range(p)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+sys.exit(f"apply floor: {failed[0]}" if failed else 0)
 """
 
 # Where a plan's time goes, stage by stage, in a fresh process (as `tyksync plan` does it),
@@ -405,45 +465,18 @@ def spawn_counted(
 def bench_apply(parallelisms: Sequence[int], table: Table) -> None:
     print(f"\n== apply: {CREATES:,} creates + approvals, {LATENCY * 1000:.0f} ms a call ==")
     for p in parallelisms:
-        writes: list[float] = []
-        lock = threading.Lock()
-
-        def log(line: str, writes: list[float] = writes, lock: threading.Lock = lock) -> None:
-            # The handler logs each answer as it sends it: "METHOD PATH STATUS".
-            if line.startswith(("POST ", "PUT ")):
-                now = time.perf_counter()
-                with lock:
-                    writes.append(now)
-
-        with Sandbox(SECRET, log=log) as sb, tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            sc = build_empty(sb, CREATES // 5)
-            manifests = work / "manifests"
-            manifests.mkdir()
-            lines = ["version: 1", "owner: bench", "developers:"]
-            for i, email in enumerate(sc.emails):
-                lines.append(f"  {email}:")
-                lines.extend(f"    - plan: Plan {(i + k) % POLICIES:02d}" for k in range(5))
-            (manifests / "bench.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-            sb.faults = Faults(latency=LATENCY)
-            sb.reset_counts()
-            env = {**os.environ, "TYK_DASHBOARD_SECRET": SECRET, "NO_COLOR": "1"}
-            argv = [
-                *tyksync_argv(),
-                "apply",
-                "--dashboard",
-                sb.url,
-                str(manifests),
-                "--auto-approve",
-                "--parallelism",
-                str(p),
-            ]
-            run = spawn(argv, env, work)
-            if run.code != 0 or len(writes) != 2 * CREATES:
-                sys.exit(f"apply at p={p}: exit {run.code}, {len(writes)} writes answered")
-            window = max(writes) - min(writes) + LATENCY
-            ideal = math.ceil(2 * CREATES / p) * LATENCY
-            connections = sb.connections()
+        window, connections = apply_window(p, tyksync_apply)
+        # What this sandbox and machine allow: the same calls from p threads on raw
+        # sockets (no HTTP library, no journal), a process of their own as tyksync is.
+        floor, _ = apply_window(p, floor_apply)
+        ideal = math.ceil(2 * CREATES / p) * LATENCY
+        table.add(
+            f"apply p={p}: raw-socket floor / ideal",
+            f"{floor:.2f} s / {ideal:.2f} s",
+            f"{floor / ideal:.2f}x",
+            "",
+            None,
+        )
         table.add(
             f"apply p={p}: window / ideal",
             f"{window:.2f} s / {ideal:.2f} s",
@@ -458,6 +491,59 @@ def bench_apply(parallelisms: Sequence[int], table: Table) -> None:
             f"= {p}" if p == 16 else "",
             connections <= p if p == 16 else None,
         )
+
+
+def apply_window(
+    p: int, client: Callable[[Sandbox, Scenario, Path, int], None]
+) -> tuple[float, int]:
+    """The window of `client`'s 2,000 writes on a fresh sandbox, as the sandbox sees it
+    (first write answered minus one latency, to the last write answered), and the TCP
+    connections it opened."""
+    writes: list[float] = []
+    lock = threading.Lock()
+
+    def log(line: str) -> None:
+        # The handler logs each answer as it sends it: "METHOD PATH STATUS".
+        if line.startswith(("POST ", "PUT ")):
+            now = time.perf_counter()
+            with lock:
+                writes.append(now)
+
+    with Sandbox(SECRET, log=log) as sb, tempfile.TemporaryDirectory() as tmp:
+        sc = build_empty(sb, CREATES // 5)
+        sb.faults = Faults(latency=LATENCY)
+        sb.reset_counts()
+        client(sb, sc, Path(tmp), p)
+        if len(writes) != 2 * CREATES:
+            sys.exit(f"apply at p={p}: {len(writes)} writes answered, not {2 * CREATES}")
+        return max(writes) - min(writes) + LATENCY, sb.connections()
+
+
+def tyksync_apply(sb: Sandbox, _sc: Scenario, work: Path, p: int) -> None:
+    manifests = work / "manifests"
+    manifests.mkdir()
+    lines = ["version: 1", "owner: bench", "developers:"]
+    for i in range(CREATES // 5):
+        lines.append(f"  dev{i:06d}@example.com:")
+        lines.extend(f"    - plan: Plan {(i + k) % POLICIES:02d}" for k in range(5))
+    (manifests / "bench.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = {**os.environ, "TYK_DASHBOARD_SECRET": SECRET, "NO_COLOR": "1"}
+    argv = [*tyksync_argv(), "apply", "--dashboard", sb.url, str(manifests), "--auto-approve"]
+    run = spawn([*argv, "--parallelism", str(p)], env, work)
+    if run.code != 0:
+        sys.exit(f"apply at p={p}: exit {run.code}")
+
+
+def floor_apply(sb: Sandbox, sc: Scenario, work: Path, p: int) -> None:
+    jobs = [
+        (developer, sc.policy_ids[(i + k) % POLICIES])
+        for i, developer in enumerate(sc.developers)
+        for k in range(5)
+    ]
+    (work / "jobs.json").write_text(json.dumps(jobs), encoding="utf-8")
+    env = {**os.environ, "TYK_DASHBOARD_SECRET": SECRET}
+    argv = [sys.executable, "-c", APPLY_FLOOR, "127.0.0.1", str(sb.port), str(p), "jobs.json"]
+    spawn(argv, env, work)
 
 
 def build_empty(sb: Sandbox, developers: int) -> Scenario:

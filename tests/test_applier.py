@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import _thread
 import dataclasses
 import json
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import EXAMPLES
@@ -19,7 +24,7 @@ from tyksync.keysink import KeySink
 from tyksync.manifest import load_manifests
 from tyksync.models import OP_FIELD, OWNER_FIELD
 from tyksync.pipeline import plan_for, plan_live
-from tyksync.plan import Plan
+from tyksync.plan import Action, DevRef, Plan, PolicyRef
 from tyksync.sandbox import Faults, Sandbox
 
 SECRET = "applier-secret-CANARY-93e1"
@@ -357,3 +362,58 @@ def test_a_failing_listener_does_not_stop_the_apply(sb: Sandbox) -> None:
     result = Applier(c, on_outcome=broken).apply(plan)
     assert result.ok
     assert not plan_examples(c).has_changes
+
+
+# ---- the workers of a phase, interrupted ----------------------------------------------------
+
+
+def _interruptible_phase(sb: Sandbox) -> tuple[Applier, list[Action], list[int]]:
+    """An applier and 100 actions, for steps that take 10 ms each and record their start."""
+    applier = Applier(client(sb), parallelism=4)
+    actions = [
+        Action("create", DevRef(f"dev-{n}", f"d{n}@example.com"), (PolicyRef("p", "P"),), "x")
+        for n in range(100)
+    ]
+    return applier, actions, []
+
+
+def test_an_interrupt_among_the_submits_of_a_phase_starts_no_further_call(sb: Sandbox) -> None:
+    applier, actions, started = _interruptible_phase(sb)
+
+    def step(action: Action) -> Outcome:
+        started.append(1)
+        time.sleep(0.01)
+        return Outcome(action, "done", "")
+
+    class InterruptedPool(ThreadPoolExecutor):
+        submits = 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            InterruptedPool.submits += 1
+            if InterruptedPool.submits == 2:
+                raise KeyboardInterrupt  # Ctrl-C lands between the first two workers
+            return super().submit(*args, **kwargs)
+
+    with pytest.raises(KeyboardInterrupt), InterruptedPool(4) as applier._pool:
+        applier._run(step, actions)
+    assert len(started) <= 2, f"{len(started)} calls started after the interrupt"
+
+
+def test_an_interrupt_that_does_not_wake_the_main_thread_stops_the_phase_soon(
+    sb: Sandbox,
+) -> None:
+    """`interrupt_main` (or a SIGINT a worker takes) raises in the main thread only when it
+    runs Python: the phase's wait must wake for it, not only when the phase ends."""
+    applier, actions, started = _interruptible_phase(sb)
+
+    def step(action: Action) -> Outcome:
+        started.append(1)
+        time.sleep(0.01)
+        return Outcome(action, "done", "")
+
+    timer = threading.Timer(0.05, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt), ThreadPoolExecutor(4) as applier._pool:
+        applier._run(step, actions)
+    # 100 steps of 10 ms on 4 workers take 0.25 s; the interrupt came at 0.05 s.
+    assert len(started) < 80, f"{len(started)} of 100 calls started: the interrupt waited"

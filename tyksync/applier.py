@@ -417,13 +417,19 @@ class Applier:
                     return
                 outcomes[n] = guarded(n, items[n])
 
-        workers = [self._pool.submit(work) for _ in range(min(self.parallelism, len(items)))]
         try:
-            finished, _ = futures.wait(workers, return_when=futures.FIRST_EXCEPTION)
-            for worker in finished:
-                worker.result()  # a bug in a step: raised here
+            pending = {self._pool.submit(work) for _ in range(min(self.parallelism, len(items)))}
+            while pending:
+                # Timed: an interrupt that does not wake this wait (`interrupt_main`, a
+                # SIGINT taken by a worker) is seen within 0.1 s, not at the phase's end.
+                finished, pending = futures.wait(
+                    pending, timeout=0.1, return_when=futures.FIRST_EXCEPTION
+                )
+                for worker in finished:
+                    worker.result()  # a bug in a step: raised here
         finally:
-            # An interrupt or a bug: no call starts after it; `apply` waits for the rest.
+            # An interrupt (even among the submits) or a bug: no call starts after it;
+            # `apply` waits for the calls under way.
             stop.set()
         done = [o for o in outcomes if o is not None]
         assert len(done) == len(items)
