@@ -337,6 +337,89 @@ def test_timeout_option_bounds_each_answer(serve: Any, manifests: Path, tyk: Tyk
     assert r.seconds < 14, r.seconds
 
 
+@pytest.fixture
+def tls_trickle() -> Iterator[tuple[str, list[int]]]:
+    """A server that takes a TLS ClientHello and answers with a handshake record one byte
+    at a time, 0.25 s apart: a handshake no socket timeout ends. It stops after 8 s, so
+    that a client without a deadline fails the tests rather than hangs them."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    accepted: list[int] = []
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the ClientHello
+            record = b"\x16\x03\x03\x40\x00" + b"\x02" * 27  # promises 16 KiB
+            for i in range(len(record)):
+                if stop.wait(0.25):
+                    return
+                try:
+                    conn.sendall(record[i : i + 1])
+                except OSError:
+                    return
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(1)
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}", accepted
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_a_trickled_tls_handshake_ends_at_the_timeout(tls_trickle: Any) -> None:
+    url, accepted = tls_trickle
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as e:
+        client(url, timeout=1.0).list_requests()
+    assert str(e.value) == (
+        "GET /api/portal/requests?p=-1: no connection within 1s (--timeout): the TLS "
+        "handshake or the proxy's answer to CONNECT did not finish"
+    )
+    assert time.monotonic() - started < 5
+    assert len(accepted) == 1
+
+
+def test_a_write_whose_connection_was_never_made_is_tried_again(tls_trickle: Any) -> None:
+    """Nothing went out: the create cannot have been processed, so it is not 'lost'."""
+    url, accepted = tls_trickle
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as e:
+        client(url, attempts=2, timeout=0.5).create_request(DEV["id"], ["gold"], {})
+    assert not isinstance(e.value, AnswerLost)
+    assert "no connection within 0.5s" in str(e.value)
+    assert len(accepted) == 2
+    assert time.monotonic() - started < 5
+
+
+def test_a_proxy_trickling_its_answer_to_connect_ends_at_the_timeout(
+    serve: Any, proxy_env: Any, only_loopback: list[str]
+) -> None:
+    def trickle_connect(h: Handler) -> None:
+        h.close_connection = True
+        h.trickle(b"HTTP/1.1 200 Connection established\r\n\r\n", 0.25)
+
+    proxy = serve(trickle_connect)
+    proxy_env(f"http://127.0.0.1:{proxy.server_address[1]}")
+    started = time.monotonic()
+    with pytest.raises(NetworkError, match=r"no connection within 1s \(--timeout\)"):
+        client("https://dashboard.example.invalid", timeout=1.0).list_requests()
+    assert time.monotonic() - started < 5
+    assert [m for m, _ in proxy.calls] == ["CONNECT"]
+    assert only_loopback == []
+
+
 # ---- malformed answers are errors naming the call ----------------------------------------
 
 

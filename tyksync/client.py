@@ -42,7 +42,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -534,9 +534,11 @@ class DashboardClient:
                 finally:
                     response.release_conn()  # after a whole answer, it stays pooled
             except requests.exceptions.RequestException:
-                if watch.sent and watch.expired:
-                    # The watch cut the connection: a timeout, whatever urllib3 made of it.
-                    raise _Deadline(seconds) from None
+                if watch.expired:
+                    # The watch cut the connection: a timeout, whatever urllib3 made of it;
+                    # before the request went out (a TLS handshake, a proxy's CONNECT), one
+                    # that cannot have been processed.
+                    raise (_Deadline if watch.sent else _ConnectDeadline)(seconds) from None
                 raise
         log.debug(
             "%s %s -> %d (%.0f ms, %d bytes)",
@@ -799,6 +801,15 @@ class _Deadline(requests.exceptions.ReadTimeout):
         self.seconds = seconds
 
 
+class _ConnectDeadline(requests.exceptions.ConnectTimeout):
+    """The connection (a TLS handshake, a proxy's CONNECT) was not made within the timeout:
+    nothing was sent, so any call may be tried again."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no connection within {seconds:g}s")
+        self.seconds = seconds
+
+
 # ---- the deadline of a call ----------------------------------------------------------------
 
 _current_watch: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar(
@@ -810,8 +821,9 @@ class _Watch:
     """The deadline of one call, from connecting to the last byte.
 
     Socket timeouts bound each wait for a byte, not the answer: a Dashboard sending one
-    byte a second, in its headers or its body, would hold a call open for ever. At the
-    deadline the connection the call was sent on is shut down under the blocked read.
+    byte a second, in its headers or its body, would hold a call open for ever, and so
+    would a TLS handshake or a proxy's answer to CONNECT sent that way. At the deadline
+    the call's connection is shut down under the blocked read, from the moment it is made.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -819,6 +831,7 @@ class _Watch:
         self.deadline = time.monotonic() + seconds
         self._lock = threading.Lock()
         self._sockets: list[Any] = []
+        self._sent = False
         self._done = False
         self._token: contextvars.Token[_Watch | None] | None = None
 
@@ -828,9 +841,9 @@ class _Watch:
 
     @property
     def sent(self) -> bool:
-        """The call reached the Dashboard (a connection waited for its answer)."""
+        """The request may have reached the Dashboard (it began to go out)."""
         with self._lock:
-            return bool(self._sockets)
+            return self._sent
 
     def __enter__(self) -> _Watch:
         self._token = _current_watch.set(self)
@@ -848,9 +861,11 @@ class _Watch:
         if self._token is not None:
             _current_watch.reset(self._token)
 
-    def add(self, sock: Any) -> None:
+    def add(self, sock: Any, *, sending: bool = False) -> None:
         with self._lock:
-            self._sockets.append(sock)
+            if sock is not None and sock not in self._sockets:
+                self._sockets.append(sock)
+            self._sent = self._sent or sending
 
     def expire(self) -> None:
         with self._lock:
@@ -909,19 +924,42 @@ def _shut_down(sock: Any) -> None:
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-def _watched(sock: Any) -> None:
+def _watched(sock: _S, *, sending: bool = False) -> _S:
+    """Put `sock` under the current call's deadline (`sending`: the request goes out now)."""
     watch = _current_watch.get()
-    if watch is not None and sock is not None:
-        watch.add(sock)
+    if watch is not None:
+        watch.add(sock, sending=sending)
+    return sock
+
+
+_S = TypeVar("_S")
+
+# A connection is watched from the moment it exists (`_new_conn`: before TLS and a proxy's
+# CONNECT), again when a request goes out on it (a pooled one was made by an earlier call),
+# and when its answer is awaited (a plain-HTTP one is made while the request goes out).
 
 
 class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watched(super()._new_conn())
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watched(self.sock, sending=True)
+        super().request(*args, **kwargs)
+
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         _watched(self.sock)
         return super().getresponse(*args, **kwargs)
 
 
 class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watched(super()._new_conn())
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watched(self.sock, sending=True)
+        super().request(*args, **kwargs)
+
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         _watched(self.sock)
         return super().getresponse(*args, **kwargs)
@@ -1019,6 +1057,11 @@ def _not_sent(e: requests.exceptions.RequestException) -> bool:
 def _describe(e: requests.exceptions.RequestException) -> str:
     if isinstance(e, _Deadline):
         return f"no whole answer within {e.seconds:g}s (--timeout)"
+    if isinstance(e, _ConnectDeadline):
+        return (
+            f"no connection within {e.seconds:g}s (--timeout): the TLS handshake or the "
+            "proxy's answer to CONNECT did not finish"
+        )
     if isinstance(e, requests.exceptions.ConnectTimeout):
         return "timed out connecting to the Dashboard"
     if isinstance(e, requests.exceptions.Timeout):
