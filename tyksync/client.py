@@ -952,17 +952,8 @@ class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
         return super().getresponse(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        return _watched(super()._new_conn())
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watched(self.sock, sending=True)
-        super().request(*args, **kwargs)
-
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        _watched(self.sock)
-        return super().getresponse(*args, **kwargs)
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, urllib3.connection.HTTPSConnection):
+    """The same, over TLS: its methods come first, then urllib3's HTTPS connection's."""
 
 
 class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
