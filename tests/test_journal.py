@@ -34,6 +34,20 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return started
 
 
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """What each os.write of the journal wrote."""
+    written: list[bytes] = []
+    real = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        written.append(data)
+        return real(fd, data)
+
+    monkeypatch.setattr(journal_module.os, "write", write)
+    return written
+
+
 def _line_number(path: Path, marker: str) -> int:
     """1-based number of the line holding `marker`."""
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -92,20 +106,13 @@ def test_a_done_line_is_written_at_once_and_made_durable_by_the_next_fsync(
 
 
 def test_a_phase_s_announcements_take_one_write_and_one_fsync(
-    tmp_path: Path, fsyncs: list[int], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fsyncs: list[int], writes: list[bytes]
 ) -> None:
     path = tmp_path / "journal.jsonl"
     journal = Journal(path)
     journal.write("apply.start", None)
     journal.write("create.done", None, marker="before")
-    writes: list[bytes] = []
-    real_write = os.write
-
-    def write(fd: int, data: bytes) -> int:
-        writes.append(data)
-        return real_write(fd, data)
-
-    monkeypatch.setattr(journal_module.os, "write", write)
+    writes.clear()  # what was written before this point does not count
     calls = [(None, {"marker": f"m{n}", "attempt": 1}) for n in range(500)]
     journal.announce("approve.sent", calls)
     assert len(writes) == 1
@@ -137,21 +144,14 @@ def test_a_failing_fsync_fails_every_writer_waiting_on_it(
 
 
 def test_entries_written_for_later_wait_for_no_fsync_until_sync(
-    tmp_path: Path, fsyncs: list[int], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fsyncs: list[int], writes: list[bytes]
 ) -> None:
     """A create's `create.done` and the announcement of the approval that may follow it go
     out in one write, waiting for no disk; `sync` makes them durable before any approval."""
     path = tmp_path / "journal.jsonl"
     journal = Journal(path)
     journal.write("apply.start", None)
-    writes: list[bytes] = []
-    real_write = os.write
-
-    def write(fd: int, data: bytes) -> int:
-        writes.append(data)
-        return real_write(fd, data)
-
-    monkeypatch.setattr(journal_module.os, "write", write)
+    writes.clear()  # what was written before this point does not count
     for n in range(3):
         journal.entries(
             [("create.done", None, {"marker": n}), ("approve.sent", None, {"marker": n})],
