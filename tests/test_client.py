@@ -293,7 +293,7 @@ def test_secret_and_keys_never_logged(modern: Sandbox, caplog: pytest.LogCapture
     ],
 )
 def test_dates_are_normalised_so_oldest_compares_as_text(raw: str, normal: str) -> None:
-    from tyksync.client import normalize_date
+    from tyksync.timefmt import normalize_date
 
     assert normalize_date(raw) == normal
     assert normalize_date("2026-01-05T10:00:00Z") < normalize_date("2026-01-05T10:00:00.5Z")

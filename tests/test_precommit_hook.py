@@ -106,3 +106,23 @@ def test_other_yaml_neither_triggers_nor_is_validated(repo: Path, pre_commit_hom
     )
     assert only_ci.returncode == 0, only_ci.stdout + only_ci.stderr
     assert "(no files to check)Skipped" in only_ci.stdout.replace(".", "")
+
+
+def test_validate_imports_no_http_client() -> None:
+    """The hook runs on every commit that touches a manifest: `validate` makes no call, and
+    importing requests and urllib3 was a third of its time."""
+    probe = (
+        "import sys\n"
+        "from tyksync.cli import run\n"
+        "code = run(['validate', sys.argv[1]])\n"
+        "http = ('requests', 'urllib3', 'tyksync.client')\n"
+        "print(code, *sorted(m for m in http if m in sys.modules))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe, str(EXAMPLES)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert run.stdout.splitlines()[-1] == "0", run.stdout + run.stderr

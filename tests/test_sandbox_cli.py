@@ -19,8 +19,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from tyksync.client import is_loopback
 from tyksync.sandbox.cli import sandbox
+from tyksync.urls import is_loopback
 
 SECRET = "cli-secret-canary-5678"
 

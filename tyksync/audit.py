@@ -20,12 +20,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from tyksync.client import normalize_date
 from tyksync.manifest import DeclaredRequest, Manifests, resolve
 from tyksync.models import DesiredRequest, Developer, KeyRequest, LiveState, PolicyIndex
 from tyksync.plan import DevRef, Plan, PolicyRef
 from tyksync.planner import make_plan
-from tyksync.timefmt import parse_expiry, utc_text
+from tyksync.timefmt import normalize_date, parse_expiry, utc_text
 
 GrantState = Literal["key", "pending"]
 UNMANAGED: Final = "unmanaged"

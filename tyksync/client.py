@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import heapq
-import ipaddress
 import itertools
 import json
 import logging
@@ -40,7 +39,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
@@ -65,6 +63,8 @@ from tyksync.errors import (
     TyksyncError,
 )
 from tyksync.models import Developer, KeyRequest, LiveState, Policy, key_label
+from tyksync.timefmt import normalize_date
+from tyksync.urls import is_loopback, proxy_label, url_label
 from tyksync.wire import (
     ListingReader,
     Unread,
@@ -992,40 +992,12 @@ def _latin1(text: str) -> bool:
     return True
 
 
-def is_loopback(host: str) -> bool:
-    """This machine: 127.0.0.0/8, ::1 or localhost."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _environ_proxies(url: str) -> dict[str, str]:
     """The proxies HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY give for `url`."""
     return {k: v for k, v in requests.utils.get_environ_proxies(url).items() if k != "no"}
 
 
-def proxy_label(proxy: str) -> str:
-    """A proxy URL without its credentials; requests reads one without a scheme as http."""
-    return url_label(proxy if "://" in proxy else f"http://{proxy}")
-
-
 # ---- wire helpers --------------------------------------------------------------------------
-
-
-def url_label(url: str) -> str:
-    """The URL without credentials, query or fragment, for plans and messages."""
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(an invalid URL)"
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
 
 
 def _seg(value: str) -> str:
@@ -1300,37 +1272,6 @@ def _wire_key_requests(items: list[WireRequest]) -> tuple[KeyRequest, ...]:
             )
         )
     return tuple(out)
-
-
-_RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})?$"
-)
-
-
-# The form normalize_date gives: a date in it is returned as it is, without a round trip.
-_NORMALIZED = re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-
-
-def normalize_date(value: str) -> str:
-    """RFC 3339 as the Dashboard writes it (Go drops a zero fraction, may carry an offset)
-    to one fixed-width UTC form, so that "oldest" can be decided by comparing strings."""
-    if len(value) == 27 and _NORMALIZED.fullmatch(value):
-        # Already that form: a valid date reads back as itself, an invalid one is kept as
-        # it is below too.
-        return value
-    m = _RFC3339.match(value)
-    if not m:
-        return value
-    day, clock, fraction, zone = m.groups()
-    micro = (fraction or "0")[:6].ljust(6, "0")
-    offset = "+00:00" if zone in (None, "Z", "z") else zone
-    if ":" not in offset:
-        offset = offset[:3] + ":" + offset[3:]
-    try:
-        parsed = datetime.fromisoformat(f"{day}T{clock}.{micro}{offset}")
-    except ValueError:
-        return value
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _developer_any(raw: Any, keys: bool = True) -> Developer:

@@ -13,13 +13,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tyksync import redact
-from tyksync.client import DashboardClient, is_loopback, url_label
 from tyksync.errors import ConfigError
 from tyksync.escape import printable
 from tyksync.fileutil import DEFAULT_SANDBOX_STATE
+from tyksync.urls import is_loopback, url_label
+
+if TYPE_CHECKING:
+    from tyksync.client import DashboardClient
 
 log = logging.getLogger("tyksync")
 
@@ -49,6 +53,9 @@ class Connection:
 
 @contextmanager
 def connect(settings: ConnectionSettings, env: Mapping[str, str]) -> Iterator[Connection]:
+    # Here, not at the top: `validate` and `schema` import this module and make no call.
+    from tyksync.client import DashboardClient
+
     if settings.sandbox:
         if settings.dashboard:
             raise ConfigError("--sandbox and --dashboard/TYK_DASHBOARD_URL: choose one")

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tyksync.client import is_loopback
 from tyksync.config import Config, EnvironmentConfig, find_config, load_config
 from tyksync.connection import ConnectionSettings, read_secret
 from tyksync.errors import ConfigError, ConfigProblems, TyksyncError
@@ -28,6 +27,7 @@ from tyksync.manifest import (
     for_environment,
     load_manifests,
 )
+from tyksync.urls import is_loopback
 
 ENV_VARIABLE = "TYKSYNC_ENV"
 DEFAULT_TIMEOUT = 30.0

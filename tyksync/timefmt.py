@@ -5,6 +5,8 @@
   that day, UTC: the grant holds through the whole day. A date in `--as-of` means the start
   of that day, UTC: "as of February 1st" is after a grant that expired on January 31st.
 - `reject_pending_after:` takes a whole number and a unit: `12h`, `30d`, `2w`.
+- The Dashboard's dates (`date_created`) are RFC 3339 as Go writes them: `normalize_date`
+  gives them one fixed-width UTC form.
 
 Pure functions: no clock is read here. A ValueError's text says what the value must be
 (never the value: it may be anything a person pasted).
@@ -71,3 +73,34 @@ def parse_age(text: str) -> timedelta:
 def utc_text(moment: datetime) -> str:
     """`2027-01-31T12:00:00Z`: a moment as plans and messages show it."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})?$"
+)
+
+
+# The form normalize_date gives: a date in it is returned as it is, without a round trip.
+_NORMALIZED = re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def normalize_date(value: str) -> str:
+    """RFC 3339 as the Dashboard writes it (Go drops a zero fraction, may carry an offset)
+    to one fixed-width UTC form, so that "oldest" can be decided by comparing strings."""
+    if len(value) == 27 and _NORMALIZED.fullmatch(value):
+        # Already that form: a valid date reads back as itself, an invalid one is kept as
+        # it is below too.
+        return value
+    m = _RFC3339.match(value)
+    if not m:
+        return value
+    day, clock, fraction, zone = m.groups()
+    micro = (fraction or "0")[:6].ljust(6, "0")
+    offset = "+00:00" if zone in (None, "Z", "z") else zone
+    if ":" not in offset:
+        offset = offset[:3] + ":" + offset[3:]
+    try:
+        parsed = datetime.fromisoformat(f"{day}T{clock}.{micro}{offset}")
+    except ValueError:
+        return value
+    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

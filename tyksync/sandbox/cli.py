@@ -18,12 +18,12 @@ from types import FrameType
 
 import click
 
-from tyksync.client import is_loopback
 from tyksync.fileutil import DEFAULT_SANDBOX_STATE
 from tyksync.sandbox.faults import METHODS, Faults
 from tyksync.sandbox.server import Sandbox
 from tyksync.sandbox.store import SandboxError, state_lock
 from tyksync.sandbox.wire import DIALECTS, parse_dialect
+from tyksync.urls import is_loopback
 
 SECRET_ENV = "TYKSYNC_SANDBOX_SECRET"
 
