@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import socket
+import ssl
 import stat
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from support import Tyk
+from support import Tyk, self_signed_cert
 
 from tyksync import redact, wire
 from tyksync.client import DashboardClient, RetryPolicy
@@ -378,29 +379,44 @@ def tls_trickle() -> Iterator[tuple[str, list[int]]]:
     listener.close()
 
 
-def test_a_trickled_tls_handshake_ends_at_the_timeout(tls_trickle: Any) -> None:
+def test_a_trickled_tls_handshake_is_a_connect_timeout_not_a_lost_write(
+    tls_trickle: Any,
+) -> None:
+    """A TLS handshake has its own deadline, the connect timeout (here 0.5 s, under the
+    whole call's 5 s); urllib3 reports it as a read timeout, but nothing had gone out: the
+    create cannot have been processed, so it is tried again rather than reported lost."""
     url, accepted = tls_trickle
     started = time.monotonic()
-    with pytest.raises(NetworkError) as e:
-        client(url, timeout=1.0).list_requests()
-    assert str(e.value) == (
-        "GET /api/portal/requests?p=-1: no connection within 1s (--timeout): the TLS "
-        "handshake or the proxy's answer to CONNECT did not finish"
+    slow = DashboardClient(
+        url, SECRET, retry=RetryPolicy(attempts=2), sleep=lambda _s: None, timeout=(0.5, 5.0)
     )
-    assert time.monotonic() - started < 5
-    assert len(accepted) == 1
-
-
-def test_a_write_whose_connection_was_never_made_is_tried_again(tls_trickle: Any) -> None:
-    """Nothing went out: the create cannot have been processed, so it is not 'lost'."""
-    url, accepted = tls_trickle
-    started = time.monotonic()
     with pytest.raises(NetworkError) as e:
-        client(url, attempts=2, timeout=0.5).create_request(DEV["id"], ["gold"], {})
+        slow.create_request(DEV["id"], ["gold"], {})
     assert not isinstance(e.value, AnswerLost)
-    assert "no connection within 0.5s" in str(e.value)
+    assert str(e.value) == "POST /api/portal/requests: timed out connecting to the Dashboard"
     assert len(accepted) == 2
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 4
+
+
+def test_a_connection_refused_after_the_deadline_is_not_a_lost_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The name lookup outlasts the deadline, then the connection is refused: nothing went
+    out, and the watch cut nothing, so the failure is what it is."""
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    real = socket.getaddrinfo
+
+    def slow_lookup(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_lookup)
+    with pytest.raises(NetworkError) as e:
+        client(f"http://127.0.0.1:{port}", timeout=1.0).create_request(DEV["id"], ["gold"], {})
+    assert not isinstance(e.value, AnswerLost)
+    assert "connection refused" in str(e.value)
 
 
 def test_a_proxy_trickling_its_answer_to_connect_ends_at_the_timeout(
@@ -418,6 +434,67 @@ def test_a_proxy_trickling_its_answer_to_connect_ends_at_the_timeout(
     assert time.monotonic() - started < 5
     assert [m for m, _ in proxy.calls] == ["CONNECT"]
     assert only_loopback == []
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+def test_an_https_proxy_trickling_its_answer_to_connect_ends_at_the_timeout(
+    tmp_path: Path, proxy_env: Any, only_loopback: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS to the proxy, then CONNECT inside it: the socket the watch was given is the one
+    TLS detached, and the answer is read on the TLS socket, byte by byte within the socket
+    timeout. Only the deadline ends it."""
+    cert, key = self_signed_cert(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with context.wrap_socket(conn, server_side=True) as tls:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += tls.recv(4096)
+            for byte in b"HTTP/1.1 200 Connection established\r\nX-Pad: aaaaaaaa\r\n\r\n":
+                if stop.wait(0.25):
+                    return
+                tls.sendall(bytes([byte]))
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    proxy_env(f"https://127.0.0.1:{listener.getsockname()[1]}")
+    started = time.monotonic()
+    try:
+        with pytest.raises(NetworkError, match=r"no connection within 1s \(--timeout\)"):
+            client("https://dashboard.example.invalid", timeout=1.0).list_requests()
+        assert time.monotonic() - started < 5
+    finally:
+        stop.set()
+        listener.close()
+    assert only_loopback == []
+
+
+def test_a_deadline_cuts_only_a_connection_its_call_still_uses() -> None:
+    """A pooled connection goes back to the pool as its answer's last byte is read; the
+    call that takes it next owns it, and the first call's deadline must not cut it."""
+    from tyksync.client import _Watch, _WatchedHTTPConnection
+
+    mine, theirs = socket.socketpair()
+    conn = _WatchedHTTPConnection("127.0.0.1", 1)
+    conn.sock = mine
+    first, second = _Watch(30.0), _Watch(30.0)
+    first.using(conn)
+    second.using(conn)  # taken from the pool by the next call
+    first.expire()
+    assert not first.cut
+    theirs.sendall(b"x")
+    assert mine.recv(1) == b"x"  # still open
+    second.expire()
+    assert second.cut
+    assert mine.recv(1) == b""  # shut down
+    mine.close()
+    theirs.close()
 
 
 # ---- malformed answers are errors naming the call ----------------------------------------

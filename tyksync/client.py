@@ -37,10 +37,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -533,12 +533,16 @@ class DashboardClient:
                     raise
                 finally:
                     response.release_conn()  # after a whole answer, it stays pooled
-            except requests.exceptions.RequestException:
-                if watch.expired:
+            except requests.exceptions.RequestException as e:
+                if watch.cut:
                     # The watch cut the connection: a timeout, whatever urllib3 made of it;
                     # before the request went out (a TLS handshake, a proxy's CONNECT), one
                     # that cannot have been processed.
                     raise (_Deadline if watch.sent else _ConnectDeadline)(seconds) from None
+                if not watch.sent and isinstance(e, requests.exceptions.ReadTimeout):
+                    # urllib3 reports a socket timeout in a TLS handshake or a proxy's
+                    # CONNECT as a read timeout; nothing had gone out.
+                    raise requests.exceptions.ConnectTimeout(*e.args) from None
                 raise
         log.debug(
             "%s %s -> %d (%.0f ms, %d bytes)",
@@ -822,16 +826,23 @@ class _Watch:
 
     Socket timeouts bound each wait for a byte, not the answer: a Dashboard sending one
     byte a second, in its headers or its body, would hold a call open for ever, and so
-    would a TLS handshake or a proxy's answer to CONNECT sent that way. At the deadline
-    the call's connection is shut down under the blocked read, from the moment it is made.
+    would a proxy's answer to CONNECT sent that way. At the deadline the call's connection
+    is shut down under the blocked read:
+    - while it is being made, through a duplicate of its socket: TLS detaches the socket
+      object it wraps, and a shutdown of any descriptor of a connection cuts it;
+    - once its request goes out, through the connection, as long as this call is the one
+      using it: a pooled connection goes back to the pool as the last byte of its answer
+      is read, and another call may take it before this one has ended.
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
         self._lock = threading.Lock()
-        self._sockets: list[Any] = []
+        self._connecting: list[tuple[Any, socket.socket]] = []  # (connection, duplicate)
+        self._using: list[_WatchedHTTPConnection] = []
         self._sent = False
+        self._cut = False
         self._done = False
         self._token: contextvars.Token[_Watch | None] | None = None
 
@@ -844,6 +855,12 @@ class _Watch:
         """The request may have reached the Dashboard (it began to go out)."""
         with self._lock:
             return self._sent
+
+    @property
+    def cut(self) -> bool:
+        """The deadline passed and the call's connection was shut down."""
+        with self._lock:
+            return self._cut
 
     def __enter__(self) -> _Watch:
         self._token = _current_watch.set(self)
@@ -858,21 +875,39 @@ class _Watch:
     ) -> None:
         with self._lock:
             self._done = True  # the connection may go back to the pool: never cut it now
+            duplicates = [dup for _, dup in self._connecting]
+            self._connecting = []
+        for dup in duplicates:
+            dup.close()
         if self._token is not None:
             _current_watch.reset(self._token)
 
-    def add(self, sock: Any, *, sending: bool = False) -> None:
+    def connecting(self, conn: Any, sock: socket.socket) -> None:
+        """`conn` is being made on `sock` (TLS and a proxy's CONNECT are still to come)."""
+        dup = sock.dup()
         with self._lock:
-            if sock is not None and sock not in self._sockets:
-                self._sockets.append(sock)
-            self._sent = self._sent or sending
+            self._connecting.append((conn, dup))
+
+    def using(self, conn: _WatchedHTTPConnection) -> None:
+        """This call's request goes out on `conn`, connected, now."""
+        with self._lock:
+            duplicates = [dup for c, dup in self._connecting if c is conn]
+            self._connecting = [(c, dup) for c, dup in self._connecting if c is not conn]
+            if all(c is not conn for c in self._using):
+                self._using.append(conn)
+            conn.watch = self
+            self._sent = True
+        for dup in duplicates:
+            dup.close()
 
     def expire(self) -> None:
         with self._lock:
             if self._done:
                 return
-            for sock in self._sockets:
-                _shut_down(sock)
+            targets = [dup for _, dup in self._connecting]
+            targets += [c.sock for c in self._using if c.watch is self]
+            for sock in targets:
+                self._cut = _shut_down(sock) or self._cut
 
 
 class _Watchdog:
@@ -914,42 +949,42 @@ _WATCHDOG = _Watchdog()
 os.register_at_fork(after_in_child=_WATCHDOG.reset)
 
 
-def _shut_down(sock: Any) -> None:
+def _shut_down(sock: Any) -> bool:
+    """Whether `sock` was shut down (False: it was closed, or never connected)."""
     # socket.socket's own shutdown, also for a TLS socket: SSLSocket.shutdown would drop
     # its TLS state under the thread reading from it.
     while not isinstance(sock, socket.socket) and hasattr(sock, "socket"):
         sock = sock.socket  # urllib3's TLS-in-TLS transport
-    if isinstance(sock, socket.socket):
-        with suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-def _watched(sock: _S, *, sending: bool = False) -> _S:
-    """Put `sock` under the current call's deadline (`sending`: the request goes out now)."""
-    watch = _current_watch.get()
-    if watch is not None:
-        watch.add(sock, sending=sending)
-    return sock
-
-
-_S = TypeVar("_S")
-
-# A connection is watched from the moment it exists (`_new_conn`: before TLS and a proxy's
-# CONNECT), again when a request goes out on it (a pooled one was made by an earlier call),
-# and when its answer is awaited (a plain-HTTP one is made while the request goes out).
+    if not isinstance(sock, socket.socket):
+        return False
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        return False
+    return True
 
 
 class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    """A connection the current call's `_Watch` can cut, from the moment it exists."""
+
+    watch: _Watch | None = None  # the call whose request went out on it last
+
     def _new_conn(self) -> socket.socket:
-        return _watched(super()._new_conn())
+        sock = super()._new_conn()
+        watch = _current_watch.get()
+        if watch is not None:
+            watch.connecting(self, sock)
+        return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _watched(self.sock, sending=True)
+        watch = _current_watch.get()
+        if watch is not None:
+            if self.sock is None:
+                # Here rather than in http.client's first send: a failure while connecting
+                # must not count as a request that may have gone out.
+                self.connect()
+            watch.using(self)
         super().request(*args, **kwargs)
-
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        _watched(self.sock)
-        return super().getresponse(*args, **kwargs)
 
 
 class _WatchedHTTPSConnection(_WatchedHTTPConnection, urllib3.connection.HTTPSConnection):
