@@ -106,16 +106,8 @@ def make_plan(
             continue
         reason, pruning = pruned
         dev = developers.get(r.developer_id)
-        action = Action(
-            action="delete",
-            developer=DevRef(r.developer_id, dev.email if dev else ""),
-            policies=_policy_refs(r.policies, policies),
-            reason=reason,
-            request_id=r.id,
-            fields=r.user_fields,
-            owner=r.owner,
-            approved=r.approved,
-        )
+        who = DevRef(r.developer_id, dev.email if dev else "")
+        action = _delete(r, who, _policy_refs(r.policies, policies), reason)
         governed.append((action, r, pruning))
 
     approved_by_identity: dict[Identity, list[KeyRequest]] = {}
@@ -215,20 +207,7 @@ def _reconcile(
     # Duplicates are deleted whatever the prune mode (SPEC section 4): they are requests for
     # a declared identity, not undeclared ones. The prune mode governs the undeclared.
     duplicates = ordered[1:]
-    actions = [
-        Action(
-            action="delete",
-            developer=dev,
-            policies=pols,
-            reason=f"duplicate of {keep.id}",
-            request_id=r.id,
-            fields=r.user_fields,
-            owner=r.owner,
-            approved=r.approved,
-            declared_at=where,
-        )
-        for r in duplicates
-    ]
+    actions = [_delete(r, dev, pols, f"duplicate of {keep.id}", where) for r in duplicates]
     warnings: list[PlanWarning] = []
 
     def warn(message: str) -> None:
@@ -296,23 +275,8 @@ def _expired(d: DesiredRequest, lives: list[KeyRequest]) -> list[tuple[Action, K
     identity is deleted (whatever the prune mode: the declaration governed them)."""
     dev = DevRef(d.developer.id, d.developer.email)
     pols = tuple(_ref(p) for p in d.policies)
-    return [
-        (
-            Action(
-                action="delete",
-                developer=dev,
-                policies=pols,
-                reason=f"expired on {d.expires_text} ({d.where})",
-                request_id=r.id,
-                fields=r.user_fields,
-                owner=r.owner,
-                approved=r.approved,
-                declared_at=d.where,
-            ),
-            r,
-        )
-        for r in sorted(lives, key=survivor_order)
-    ]
+    reason = f"expired on {d.expires_text} ({d.where})"
+    return [(_delete(r, dev, pols, reason, d.where), r) for r in sorted(lives, key=survivor_order)]
 
 
 def _expiry_warning(d: DesiredRequest, scope: FileScope | None) -> PlanWarning:
@@ -402,6 +366,27 @@ def _pending(
         policies=_policy_refs(r.policies, policies),
         date_created=r.date_created,
         age_days=None if age is None else max(0, age.days),
+    )
+
+
+def _delete(
+    r: KeyRequest,
+    dev: DevRef,
+    pols: tuple[PolicyRef, ...],
+    reason: str,
+    declared_at: str | None = None,
+) -> Action:
+    """The delete of live request `r`: what it holds (fields, owner, approval) as it is."""
+    return Action(
+        action="delete",
+        developer=dev,
+        policies=pols,
+        reason=reason,
+        request_id=r.id,
+        fields=r.user_fields,
+        owner=r.owner,
+        approved=r.approved,
+        declared_at=declared_at,
     )
 
 
