@@ -368,11 +368,12 @@ def test_a_failing_listener_does_not_stop_the_apply(sb: Sandbox) -> None:
 
 
 def _interruptible_phase(sb: Sandbox) -> tuple[Applier, list[Action], list[int]]:
-    """An applier and 100 actions, for steps that take 10 ms each and record their start."""
+    """An applier and 200 actions, for steps that take 20 ms each and record their start:
+    1 s on 4 workers, ample time for an interrupt to land in, even on a busy machine."""
     applier = Applier(client(sb), parallelism=4)
     actions = [
         Action("create", DevRef(f"dev-{n}", f"d{n}@example.com"), (PolicyRef("p", "P"),), "x")
-        for n in range(100)
+        for n in range(200)
     ]
     return applier, actions, []
 
@@ -382,7 +383,7 @@ def test_an_interrupt_among_the_submits_of_a_phase_starts_no_further_call(sb: Sa
 
     def step(action: Action) -> Outcome:
         started.append(1)
-        time.sleep(0.01)
+        time.sleep(0.02)
         return Outcome(action, "done", "")
 
     class InterruptedPool(ThreadPoolExecutor):
@@ -408,12 +409,12 @@ def test_an_interrupt_that_does_not_wake_the_main_thread_stops_the_phase_soon(
 
     def step(action: Action) -> Outcome:
         started.append(1)
-        time.sleep(0.01)
+        time.sleep(0.02)
         return Outcome(action, "done", "")
 
     timer = threading.Timer(0.05, _thread.interrupt_main)
     timer.start()
     with pytest.raises(KeyboardInterrupt), ThreadPoolExecutor(4) as applier._pool:
         applier._run(step, actions)
-    # 100 steps of 10 ms on 4 workers take 0.25 s; the interrupt came at 0.05 s.
-    assert len(started) < 80, f"{len(started)} of 100 calls started: the interrupt waited"
+    # 200 steps of 20 ms on 4 workers take 1 s; the interrupt came at 0.05 s.
+    assert len(started) < 160, f"{len(started)} of 200 calls started: the interrupt waited"
