@@ -16,6 +16,7 @@ from tyksync.escape import printable
 _lock = threading.Lock()
 _secrets: set[str] = set()
 MASK = "[REDACTED]"
+_PASSES = 4
 _MIN_LEN = 4  # a one- or two-character "secret" would mask ordinary text everywhere
 
 
@@ -76,14 +77,17 @@ def register(value: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    with _lock:
-        if not _holds_a_secret(text):
-            return text
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for s in secrets:
-        if s in text:
-            text = text.replace(s, MASK)
-    return text
+    for _ in range(_PASSES):
+        with _lock:
+            if not _holds_a_secret(text):
+                return text
+            secrets = sorted(_secrets, key=len, reverse=True)
+        for s in secrets:
+            if s in text:
+                text = text.replace(s, MASK)
+        # Another pass: the mask itself can complete a secret that a part of one before
+        # it had begun ("…10" + "[REDACTED]" holds a secret ending "10[").
+    return MASK  # masks that kept completing secrets: none of the text is shown
 
 
 def _holds_a_secret(text: str) -> bool:
