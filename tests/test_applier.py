@@ -418,3 +418,24 @@ def test_an_interrupt_that_does_not_wake_the_main_thread_stops_the_phase_soon(
         applier._run(step, actions)
     # 200 steps of 20 ms on 4 workers take 1 s; the interrupt came at 0.05 s.
     assert len(started) < 160, f"{len(started)} of 200 calls started: the interrupt waited"
+
+
+def test_a_phase_runs_every_item_once_and_keeps_their_order(sb: Sandbox) -> None:
+    """Workers take items as they free up, in any order; the outcomes come back in the
+    order of the items, each item's step having run once."""
+    applier, actions, _ = _interruptible_phase(sb)
+    ran: Counter[int] = Counter()
+    lock = threading.Lock()
+    delays = [(n * 7919) % 5 / 1000 for n in range(len(actions))]  # 0-4 ms, uneven
+
+    def step(action: Action) -> Outcome:
+        n = actions.index(action)
+        with lock:
+            ran[n] += 1
+        time.sleep(delays[n])
+        return Outcome(action, "done", str(n))
+
+    with ThreadPoolExecutor(4) as applier._pool:
+        outcomes = applier._run(step, actions)
+    assert [o.detail for o in outcomes] == [str(n) for n in range(len(actions))]
+    assert ran == Counter(range(len(actions)))
