@@ -559,9 +559,9 @@ def test_connections_are_kept_alive_and_answers_sized(sandbox: Sandbox) -> None:
         connection.close()
 
 
-def test_an_answer_is_one_write_and_100_continue_is_not_held_back(sandbox: Sandbox) -> None:
-    # Answers are buffered so that headers and body leave in one write; a "100 Continue"
-    # must still go out at once: the client waits for it before sending its body.
+def test_100_continue_is_sent_before_the_body_is_read(sandbox: Sandbox) -> None:
+    # Answers are buffered (headers and body leave in one write), but a "100 Continue"
+    # must go out at once: the client waits for it before sending its body.
     body = json.dumps({"by_user": ALICE, "for_plan": GOLD, "apply_policies": [GOLD]}).encode()
     with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as conn:
         conn.sendall(

@@ -17,7 +17,7 @@ Issued keys go to the key sink, never to logs, the journal or the result.
 
 Journal: before a phase sends anything, it announces every first attempt it may send, in one
 write and one fsync (see journal.py); a worker journals only retries, outcomes and failures,
-and a create that is done the approval that may follow it.
+and a create, once done, announces the approval that may follow it.
 
 Progress: `on_outcome` hears each action's final outcome as soon as it is known (from the
 worker thread that finished it, so it must be thread-safe); `-v` logs each phase and each
@@ -153,7 +153,8 @@ class Applier:
         try:
             # One pool for every phase: a phase's first calls went out only once it had
             # started its threads (~2 ms at 16, between phases that wait for each other).
-            with ThreadPoolExecutor(self.parallelism, "tyksync-apply") as self._pool:
+            with ThreadPoolExecutor(self.parallelism, "tyksync-apply") as pool:
+                self._pool = pool
                 try:
                     result = self._apply(plan)
                 finally:

@@ -74,12 +74,12 @@ from tyksync.saved import (
     write_saved_plan,
 )
 from tyksync.timefmt import MOMENT_HELP, parse_as_of, utc_text
+from tyksync.urls import url_label
 
 # The HTTP client (requests, urllib3) is imported by the commands that call a Dashboard,
 # where they need it: `validate` and `schema` make no call, and ran ~0.1 s faster without.
 if TYPE_CHECKING:
     from tyksync.applier import ApplyResult, Outcome
-from tyksync.urls import url_label
 
 log = logging.getLogger("tyksync")
 
@@ -468,6 +468,8 @@ def plan(
     **kwargs: Any,
 ) -> int:
     """Show what apply would change."""
+    from tyksync.pipeline import plan_live
+
     ctx = click.get_current_context()
     targets = _targets(kwargs)
     if out is not None and len(targets) > 1:
@@ -482,8 +484,6 @@ def plan(
     named = environments.named(targets)
     plans: dict[str, Plan] = {}
     code = 0
-    from tyksync.pipeline import plan_live
-
     for target, manifests in zip(targets, views, strict=True):
         with _running(target), connect(target.settings, os.environ) as conn:
             the_plan = plan_live(

@@ -839,9 +839,8 @@ class _Watch:
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
         self._lock = threading.Lock()
-        self._connecting: list[tuple[Any, socket.socket]] = []  # (connection, duplicate)
-        self._using: list[_WatchedHTTPConnection] = []
-        self._sent = False
+        self._connecting: list[tuple[_WatchedHTTPConnection, socket.socket]] = []  # a dup each
+        self._using: list[_WatchedHTTPConnection] = []  # a request went out on each
         self._cut = False
         self._done = False
         self._token: contextvars.Token[_Watch | None] | None = None
@@ -854,7 +853,7 @@ class _Watch:
     def sent(self) -> bool:
         """The request may have reached the Dashboard (it began to go out)."""
         with self._lock:
-            return self._sent
+            return bool(self._using)
 
     @property
     def cut(self) -> bool:
@@ -882,7 +881,7 @@ class _Watch:
         if self._token is not None:
             _current_watch.reset(self._token)
 
-    def connecting(self, conn: Any, sock: socket.socket) -> None:
+    def connecting(self, conn: _WatchedHTTPConnection, sock: socket.socket) -> None:
         """`conn` is being made on `sock` (TLS and a proxy's CONNECT are still to come)."""
         dup = sock.dup()
         with self._lock:
@@ -896,7 +895,6 @@ class _Watch:
             if all(c is not conn for c in self._using):
                 self._using.append(conn)
             conn.watch = self
-            self._sent = True
         for dup in duplicates:
             dup.close()
 

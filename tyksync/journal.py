@@ -160,9 +160,8 @@ class Journal:
 
     def close(self) -> None:
         if self._fd is not None:
-            if self._sync and self._synced < self._written:
-                with contextlib.suppress(OSError):
-                    self._durable(self._written, self._fd)  # a last `*.done`
+            with contextlib.suppress(TyksyncError):
+                self.sync()  # a last `*.done`
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
